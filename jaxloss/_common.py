@@ -1,0 +1,263 @@
+"""Shared machinery for every loss: reductions, masks, dtypes and validation.
+
+Conventions every loss in jaxloss follows:
+
+* **Reductions.** ``reduction`` is one of ``'none' | 'mean' | 'sum'`` (plus
+  ``'batchmean'`` for :func:`jaxloss.kl_div`). An unknown value raises
+  ``ValueError`` at trace time.
+* **Masks.** The keyword-only ``where`` argument (beyond torch) is a boolean
+  array broadcastable to the loss's unreduced shape. Masked-out entries are
+  dropped from the sum *and* from the mean's denominator, are ``0`` under
+  ``reduction='none'``, and receive an exactly-zero gradient (as long as the
+  inputs at those positions are finite).
+* **Precision.** Half-precision inputs (``bfloat16``, ``float16``) are computed
+  in ``float32``; the result is cast back to the input dtype, as torch returns.
+* **Errors.** Shape and dtype problems raise ``ValueError`` at trace time,
+  naming the function, the argument, the expected and the received shape.
+  Value problems that depend on data (a class index out of range, a
+  probability outside ``[0, 1]``) cannot raise inside ``jit``; the losses emit
+  :func:`jax.experimental.checkify.debug_check` checks instead. They cost
+  nothing normally and report under ``checkify.checkify``::
+
+      from jax.experimental import checkify
+      err, loss = jax.jit(checkify.checkify(jaxloss.nll_loss))(logp, target)
+      err.throw()   # raises JaxRuntimeError: nll_loss: `target` ...
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import checkify
+
+Array = jax.Array
+ArrayLike = Any
+
+REDUCTIONS = ("none", "mean", "sum")
+_HALF_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+
+
+# ----------------------------------------------------------------------------
+# Validation (trace time)
+# ----------------------------------------------------------------------------
+
+
+def check_reduction(fn: str, reduction: str, allowed: Sequence[str] = REDUCTIONS) -> None:
+  """Raises ``ValueError`` unless ``reduction`` is one of ``allowed``."""
+  if not isinstance(reduction, str) or reduction not in allowed:
+    raise ValueError(
+        f"{fn}: `reduction` must be one of {tuple(allowed)}, got {reduction!r}."
+    )
+
+
+def reject_legacy_args(fn: str, size_average: Any, reduce: Any) -> None:
+  """torch's deprecated ``size_average``/``reduce`` are not supported."""
+  if size_average is not None or reduce is not None:
+    raise ValueError(
+        f"{fn}: the deprecated `size_average` and `reduce` arguments are not "
+        "supported; use `reduction='none' | 'mean' | 'sum'` instead "
+        "(size_average=False -> 'sum', reduce=False -> 'none')."
+    )
+
+
+def as_float_array(fn: str, name: str, x: ArrayLike) -> Array:
+  """Converts to a floating-point array; raises for integer or bool input."""
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(
+        f"{fn}: `{name}` must be a floating-point array, got dtype {x.dtype}."
+    )
+  return x
+
+
+def as_int_array(fn: str, name: str, x: ArrayLike) -> Array:
+  """Converts to an integer array; raises for floating or bool input."""
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.integer):
+    raise ValueError(
+        f"{fn}: `{name}` must be an integer array of class indices, got dtype "
+        f"{x.dtype}."
+    )
+  return x
+
+
+def check_ndim(fn: str, name: str, x: Array, ndims: int | Sequence[int]) -> None:
+  ndims = (ndims,) if isinstance(ndims, int) else tuple(ndims)
+  if x.ndim not in ndims:
+    expected = " or ".join(f"{n}-D" for n in ndims)
+    raise ValueError(
+        f"{fn}: `{name}` must be {expected}, got shape {tuple(x.shape)}."
+    )
+
+
+def check_shape(fn: str, name: str, x: Array, expected: Sequence[int], why: str = "") -> None:
+  """Raises ``ValueError`` unless ``x.shape == expected``."""
+  if tuple(x.shape) != tuple(expected):
+    why = f" ({why})" if why else ""
+    raise ValueError(
+        f"{fn}: `{name}` must have shape {tuple(expected)}{why}, got "
+        f"{tuple(x.shape)}."
+    )
+
+
+def check_same_shape(fn: str, name_a: str, a: Array, name_b: str, b: Array) -> None:
+  if a.shape != b.shape:
+    raise ValueError(
+        f"{fn}: `{name_b}` must have the same shape as `{name_a}` "
+        f"{tuple(a.shape)}, got {tuple(b.shape)}."
+    )
+
+
+def broadcast_pair(fn: str, name_a: str, a: Array, name_b: str, b: Array,
+                   warn: bool = True) -> tuple[Array, Array]:
+  """Broadcasts ``a`` and ``b`` as torch does, warning if the shapes differ.
+
+  torch's element-wise losses broadcast ``input`` against ``target`` with a
+  ``UserWarning``; so do we, and we raise ``ValueError`` if they cannot be
+  broadcast.
+  """
+  if a.shape == b.shape:
+    return a, b
+  try:
+    shape = jnp.broadcast_shapes(a.shape, b.shape)
+  except ValueError:
+    raise ValueError(
+        f"{fn}: `{name_b}` of shape {tuple(b.shape)} cannot be broadcast to "
+        f"`{name_a}` of shape {tuple(a.shape)}."
+    ) from None
+  if warn:
+    warnings.warn(
+        f"{fn}: using a `{name_b}` size {tuple(b.shape)} that is different to "
+        f"the `{name_a}` size {tuple(a.shape)}. This will likely lead to "
+        "incorrect results due to broadcasting. Please ensure they have the "
+        "same size.",
+        stacklevel=3,
+    )
+  return jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
+
+
+def prepare_where(fn: str, where: ArrayLike | None, shape: Sequence[int],
+                  what: str = "the unreduced loss") -> Array | None:
+  """Validates ``where`` and broadcasts it to ``shape`` as a bool array."""
+  if where is None:
+    return None
+  where = jnp.asarray(where)
+  if where.dtype != jnp.bool_:
+    raise ValueError(f"{fn}: `where` must be a boolean array, got dtype {where.dtype}.")
+  try:
+    return jnp.broadcast_to(where, tuple(shape))
+  except ValueError:
+    raise ValueError(
+        f"{fn}: `where` of shape {tuple(where.shape)} must be broadcastable "
+        f"to the shape of {what}, {tuple(shape)}."
+    ) from None
+
+
+# ----------------------------------------------------------------------------
+# Data-dependent checks (reported under checkify)
+# ----------------------------------------------------------------------------
+
+
+def value_check(pred: ArrayLike, msg: str, **fmt: Any) -> None:
+  """A data-dependent check: a no-op unless run under ``checkify.checkify``."""
+  checkify.debug_check(pred, msg, **fmt)
+
+
+def check_index_range(fn: str, name: str, index: Array, num_classes: int,
+                      valid: Array | None = None) -> None:
+  """Checks ``0 <= index < num_classes`` where ``valid`` (e.g. not ignored)."""
+  ok = (index >= 0) & (index < num_classes)
+  if valid is not None:
+    ok = ok | ~valid
+  bad = jnp.where(ok, 0, index)
+  value_check(
+      jnp.all(ok),
+      f"{fn}: `{name}` holds class index {{bad}} outside [0, {num_classes}).",
+      bad=jnp.where(jnp.any(~ok), bad.ravel()[jnp.argmax(~ok.ravel())], 0),
+  )
+
+
+def check_in_unit_interval(fn: str, name: str, x: Array) -> None:
+  """Checks that every element of ``x`` lies in ``[0, 1]``."""
+  ok = (x >= 0) & (x <= 1)
+  value_check(
+      jnp.all(ok),
+      f"{fn}: every element of `{name}` must lie in [0, 1]; found {{bad}}.",
+      bad=jnp.where(jnp.any(~ok), x.ravel()[jnp.argmax(~ok.ravel())], 0),
+  )
+
+
+# ----------------------------------------------------------------------------
+# Precision
+# ----------------------------------------------------------------------------
+
+
+def compute_dtype(*arrays: Array) -> jnp.dtype:
+  """The dtype to compute in: float32 for half precision, else the promotion."""
+  dtype = jnp.result_type(*arrays)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    dtype = jnp.result_type(dtype, jnp.float32)
+  return jnp.dtype(jnp.float32) if dtype in _HALF_DTYPES else jnp.dtype(dtype)
+
+
+def output_dtype(*arrays: Array) -> jnp.dtype:
+  """The dtype of the result: the promotion of the floating inputs."""
+  return jnp.dtype(jnp.result_type(*arrays))
+
+
+def upcast(x: Array, dtype: jnp.dtype) -> Array:
+  return x if x.dtype == dtype else x.astype(dtype)
+
+
+# ----------------------------------------------------------------------------
+# Reduction
+# ----------------------------------------------------------------------------
+
+
+def reduce_loss(loss: Array, reduction: str, where: Array | None = None, *,
+                denominator: ArrayLike | None = None,
+                out_dtype: jnp.dtype | None = None) -> Array:
+  """Applies ``reduction`` to the unreduced ``loss``, honouring ``where``.
+
+  Args:
+    loss: the unreduced loss (already weighted, if the loss has weights).
+    reduction: ``'none' | 'mean' | 'sum'``.
+    where: optional bool mask of ``loss.shape``; ``False`` entries are zeroed
+      and left out of the mean's denominator.
+    denominator: the mean's denominator when it is not the count of unmasked
+      entries (e.g. the sum of class weights); the caller masks it.
+    out_dtype: dtype of the result (the input dtype for half precision).
+  """
+  if where is not None:
+    loss = jnp.where(where, loss, jnp.zeros((), loss.dtype))
+  if reduction == "none":
+    out = loss
+  elif reduction == "sum":
+    out = jnp.sum(loss)
+  elif reduction == "mean":
+    if denominator is None:
+      denominator = loss.size if where is None else jnp.sum(where, dtype=loss.dtype)
+    out = jnp.sum(loss) / jnp.asarray(denominator, loss.dtype)
+  else:  # validated by the caller; kept as a guard
+    raise ValueError(f"unknown reduction {reduction!r}")
+  return out if out_dtype is None else out.astype(out_dtype)
+
+
+def mask_inputs(where: Array | None, safe: ArrayLike, *xs: Array) -> tuple[Array, ...]:
+  """Replaces masked-out inputs by ``safe`` values (the "double where" trick).
+
+  Keeps gradients at masked positions exactly zero even when the original
+  inputs there would produce ``inf``/``nan`` in the backward pass.
+  """
+  if where is None:
+    return xs
+  return tuple(jnp.where(where, x, jnp.asarray(safe, x.dtype)) for x in xs)
+
+
+def torch_abs(x: Array) -> Array:
+  """``|x|`` whose derivative at 0 is 0, as torch's (``sign(x)``), not JAX's 1."""
+  return x * jnp.sign(x)

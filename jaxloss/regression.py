@@ -1,0 +1,152 @@
+"""Regression losses: L1, MSE, Huber and smooth L1, as in ``torch.nn.functional``.
+
+All four broadcast ``input`` against ``target`` (with a warning when the shapes
+differ, as torch does) and accept an element-wise ``weight`` of ``input``'s
+shape. Mind torch's reductions under ``weight``, mirrored exactly:
+
+* ``l1_loss`` and ``mse_loss``: ``'mean'`` is ``sum(w * l) / sum(w)``.
+* ``huber_loss``: ``'mean'`` is ``sum(w * l) / numel`` (the plain mean).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jaxloss import _common as C
+
+Array = C.Array
+ArrayLike = C.ArrayLike
+
+
+def _prepare(fn, input, target, weight, where):
+  """Validates, broadcasts and upcasts ``input``/``target``/``weight``/``where``."""
+  input = C.as_float_array(fn, "input", input)
+  target = C.as_float_array(fn, "target", target)
+  out_dtype = C.output_dtype(input, target)
+  dtype = C.compute_dtype(input, target)
+  input_shape = input.shape
+  input, target = C.broadcast_pair(fn, "input", input, "target", target)
+  if weight is not None:
+    weight = C.as_float_array(fn, "weight", weight)
+    C.check_shape(fn, "weight", weight, input_shape, "the shape of `input`")
+    weight = C.upcast(jnp.broadcast_to(weight, input.shape), dtype)
+  where = C.prepare_where(fn, where, input.shape)
+  input, target = C.mask_inputs(where, 0, C.upcast(input, dtype), C.upcast(target, dtype))
+  return input, target, weight, where, out_dtype
+
+
+def _reduce_weighted(loss, weight, reduction, where, out_dtype, weight_sum_mean):
+  """Weights ``loss``; the mean divides by ``sum(weight)`` if ``weight_sum_mean``."""
+  denominator = None
+  if weight is not None:
+    loss = loss * weight
+    if weight_sum_mean and reduction == "mean":
+      denominator = jnp.sum(weight if where is None else jnp.where(where, weight, 0))
+  return C.reduce_loss(loss, reduction, where, denominator=denominator,
+                       out_dtype=out_dtype)
+
+
+def l1_loss(input: ArrayLike, target: ArrayLike, size_average=None, reduce=None,
+            reduction: str = "mean", weight: ArrayLike | None = None, *,
+            where: ArrayLike | None = None) -> Array:
+  r"""Mean absolute error, ``torch.nn.functional.l1_loss``.
+
+  .. math:: \ell_i = w_i\,|x_i - y_i|
+
+  With ``weight``, ``'mean'`` is :math:`\sum_i \ell_i / \sum_i w_i`.
+
+  Args:
+    input: predictions, any shape.
+    target: targets, broadcastable to ``input``.
+    size_average: deprecated in torch; must be ``None``.
+    reduce: deprecated in torch; must be ``None``.
+    reduction: ``'none' | 'mean' | 'sum'``.
+    weight: optional element-wise weights of ``input``'s shape.
+    where: optional bool mask broadcastable to the broadcast shape; masked
+      elements are left out of the sum and the mean's denominator.
+
+  Returns:
+    The loss, a scalar unless ``reduction='none'``.
+  """
+  fn = "l1_loss"
+  C.reject_legacy_args(fn, size_average, reduce)
+  C.check_reduction(fn, reduction)
+  input, target, weight, where, out_dtype = _prepare(fn, input, target, weight, where)
+  loss = C.torch_abs(input - target)
+  return _reduce_weighted(loss, weight, reduction, where, out_dtype, True)
+
+
+def mse_loss(input: ArrayLike, target: ArrayLike, size_average=None, reduce=None,
+             reduction: str = "mean", weight: ArrayLike | None = None, *,
+             where: ArrayLike | None = None) -> Array:
+  r"""Mean squared error, ``torch.nn.functional.mse_loss``.
+
+  .. math:: \ell_i = w_i\,(x_i - y_i)^2
+
+  With ``weight``, ``'mean'`` is :math:`\sum_i \ell_i / \sum_i w_i`.
+  Arguments are as for :func:`l1_loss`.
+  """
+  fn = "mse_loss"
+  C.reject_legacy_args(fn, size_average, reduce)
+  C.check_reduction(fn, reduction)
+  input, target, weight, where, out_dtype = _prepare(fn, input, target, weight, where)
+  loss = jnp.square(input - target)
+  return _reduce_weighted(loss, weight, reduction, where, out_dtype, True)
+
+
+def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean",
+               delta: float = 1.0, weight: ArrayLike | None = None, *,
+               where: ArrayLike | None = None) -> Array:
+  r"""Huber loss, ``torch.nn.functional.huber_loss``.
+
+  .. math::
+     \ell_i = w_i \begin{cases} \tfrac12 d_i^2 & |d_i| < \delta \\
+              \delta\,(|d_i| - \tfrac12\delta) & \text{otherwise} \end{cases},
+     \qquad d_i = x_i - y_i
+
+  With ``weight``, ``'mean'`` is the plain mean of the weighted terms (torch's
+  choice, unlike :func:`l1_loss`). Reference: Huber, "Robust Estimation of a
+  Location Parameter", 1964.
+
+  Args:
+    delta: the threshold between the quadratic and the linear part; ``> 0``.
+    (others as for :func:`l1_loss`)
+  """
+  fn = "huber_loss"
+  C.check_reduction(fn, reduction)
+  if not delta > 0:
+    raise ValueError(f"{fn}: `delta` must be positive, got {delta}.")
+  input, target, weight, where, out_dtype = _prepare(fn, input, target, weight, where)
+  diff = C.torch_abs(input - target)
+  loss = jnp.where(diff < delta, 0.5 * diff * diff, delta * (diff - 0.5 * delta))
+  return _reduce_weighted(loss, weight, reduction, where, out_dtype, False)
+
+
+def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average=None,
+                   reduce=None, reduction: str = "mean", beta: float = 1.0, *,
+                   where: ArrayLike | None = None) -> Array:
+  r"""Smooth L1 loss, ``torch.nn.functional.smooth_l1_loss``.
+
+  .. math::
+     \ell_i = \begin{cases} \tfrac12 d_i^2 / \beta & |d_i| < \beta \\
+              |d_i| - \tfrac12\beta & \text{otherwise} \end{cases}
+
+  ``beta=0`` is exactly :func:`l1_loss`. Reference: Girshick, "Fast R-CNN",
+  ICCV 2015.
+
+  Args:
+    beta: the threshold between the quadratic and the linear part; ``>= 0``.
+    (others as for :func:`l1_loss`)
+  """
+  fn = "smooth_l1_loss"
+  C.reject_legacy_args(fn, size_average, reduce)
+  C.check_reduction(fn, reduction)
+  if not beta >= 0:
+    raise ValueError(f"{fn}: `beta` must be non-negative, got {beta}.")
+  input, target, _, where, out_dtype = _prepare(fn, input, target, None, where)
+  diff = C.torch_abs(input - target)
+  if beta == 0.0:
+    loss = diff
+  else:
+    loss = jnp.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
