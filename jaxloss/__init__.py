@@ -16,6 +16,8 @@ from jaxloss.angular import arcface, combined_margin, cosface, cosine_logits, la
 from jaxloss.focal import sigmoid_focal_loss, softmax_focal_loss
 from jaxloss.amlfs import amlfs_curves, amlfs_loss, amlfs_transforms, cosface_theta, identity_theta
 
+from jaxloss import nn  # noqa: E402  (class wrappers; import after the functions)
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -1,0 +1,269 @@
+"""Class-style wrappers mirroring ``torch.nn``'s loss modules, for porting.
+
+Each class takes the constructor arguments of its torch module (same names,
+order and defaults), holds them, and calls the functional loss::
+
+    criterion = jaxloss.nn.CrossEntropyLoss(label_smoothing=0.1)
+    loss = criterion(logits, labels)                 # == jaxloss.cross_entropy(...)
+    loss = criterion(logits, labels, where=valid)    # jaxloss's keyword-only mask
+
+The objects are plain, immutable Python objects with no parameters: closing over
+one inside a jitted function is free, and array options (``weight``,
+``pos_weight``) are treated as constants of the traced program.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jaxloss
+from jaxloss import _common as C
+
+ArrayLike = C.ArrayLike
+
+
+class _Loss:
+  """Holds the options of one functional loss and applies it."""
+
+  _fn: Callable[..., Any]
+
+  def __init__(self, **options: Any):
+    object.__setattr__(self, "_options", options)
+
+  def __setattr__(self, name: str, value: Any) -> None:
+    raise AttributeError(f"{type(self).__name__} is immutable; build a new one.")
+
+  def __getattr__(self, name: str) -> Any:
+    options = object.__getattribute__(self, "_options")
+    if name in options:
+      return options[name]
+    raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+  def __call__(self, *inputs: ArrayLike, where: ArrayLike | None = None):
+    kwargs = dict(self._options)
+    if where is not None:
+      kwargs["where"] = where
+    return type(self)._fn(*inputs, **kwargs)
+
+  def __repr__(self) -> str:
+    shown = ", ".join(f"{k}={_short(v)}" for k, v in self._options.items())
+    return f"{type(self).__name__}({shown})"
+
+
+def _short(value: Any) -> str:
+  shape = getattr(value, "shape", None)
+  return f"<array {tuple(shape)}>" if shape is not None else repr(value)
+
+
+def _reduction_only(name: str, size_average: Any, reduce: Any, reduction: str) -> dict:
+  C.reject_legacy_args(name, size_average, reduce)
+  return {"reduction": reduction}
+
+
+class L1Loss(_Loss):
+  """``torch.nn.L1Loss``; see :func:`jaxloss.l1_loss`."""
+  _fn = staticmethod(jaxloss.l1_loss)
+
+  def __init__(self, size_average=None, reduce=None, reduction: str = "mean"):
+    super().__init__(**_reduction_only("L1Loss", size_average, reduce, reduction))
+
+
+class MSELoss(_Loss):
+  """``torch.nn.MSELoss``; see :func:`jaxloss.mse_loss`."""
+  _fn = staticmethod(jaxloss.mse_loss)
+
+  def __init__(self, size_average=None, reduce=None, reduction: str = "mean"):
+    super().__init__(**_reduction_only("MSELoss", size_average, reduce, reduction))
+
+
+class HuberLoss(_Loss):
+  """``torch.nn.HuberLoss``; see :func:`jaxloss.huber_loss`."""
+  _fn = staticmethod(jaxloss.huber_loss)
+
+  def __init__(self, reduction: str = "mean", delta: float = 1.0):
+    super().__init__(reduction=reduction, delta=delta)
+
+
+class SmoothL1Loss(_Loss):
+  """``torch.nn.SmoothL1Loss``; see :func:`jaxloss.smooth_l1_loss`."""
+  _fn = staticmethod(jaxloss.smooth_l1_loss)
+
+  def __init__(self, size_average=None, reduce=None, reduction: str = "mean",
+               beta: float = 1.0):
+    super().__init__(**_reduction_only("SmoothL1Loss", size_average, reduce, reduction),
+                     beta=beta)
+
+
+class CrossEntropyLoss(_Loss):
+  """``torch.nn.CrossEntropyLoss``; see :func:`jaxloss.cross_entropy`."""
+  _fn = staticmethod(jaxloss.cross_entropy)
+
+  def __init__(self, weight: ArrayLike | None = None, size_average=None,
+               ignore_index: int = -100, reduce=None, reduction: str = "mean",
+               label_smoothing: float = 0.0):
+    C.reject_legacy_args("CrossEntropyLoss", size_average, reduce)
+    super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction,
+                     label_smoothing=label_smoothing)
+
+
+class NLLLoss(_Loss):
+  """``torch.nn.NLLLoss``; see :func:`jaxloss.nll_loss`."""
+  _fn = staticmethod(jaxloss.nll_loss)
+
+  def __init__(self, weight: ArrayLike | None = None, size_average=None,
+               ignore_index: int = -100, reduce=None, reduction: str = "mean"):
+    C.reject_legacy_args("NLLLoss", size_average, reduce)
+    super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction)
+
+
+class BCELoss(_Loss):
+  """``torch.nn.BCELoss``; see :func:`jaxloss.binary_cross_entropy`."""
+  _fn = staticmethod(jaxloss.binary_cross_entropy)
+
+  def __init__(self, weight: ArrayLike | None = None, size_average=None, reduce=None,
+               reduction: str = "mean"):
+    C.reject_legacy_args("BCELoss", size_average, reduce)
+    super().__init__(weight=weight, reduction=reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+  """``torch.nn.BCEWithLogitsLoss``; see :func:`jaxloss.binary_cross_entropy_with_logits`."""
+  _fn = staticmethod(jaxloss.binary_cross_entropy_with_logits)
+
+  def __init__(self, weight: ArrayLike | None = None, size_average=None, reduce=None,
+               reduction: str = "mean", pos_weight: ArrayLike | None = None):
+    C.reject_legacy_args("BCEWithLogitsLoss", size_average, reduce)
+    super().__init__(weight=weight, reduction=reduction, pos_weight=pos_weight)
+
+
+class KLDivLoss(_Loss):
+  """``torch.nn.KLDivLoss``; see :func:`jaxloss.kl_div`."""
+  _fn = staticmethod(jaxloss.kl_div)
+
+  def __init__(self, size_average=None, reduce=None, reduction: str = "mean",
+               log_target: bool = False):
+    super().__init__(**_reduction_only("KLDivLoss", size_average, reduce, reduction),
+                     log_target=log_target)
+
+
+class PoissonNLLLoss(_Loss):
+  """``torch.nn.PoissonNLLLoss``; see :func:`jaxloss.poisson_nll_loss`."""
+  _fn = staticmethod(jaxloss.poisson_nll_loss)
+
+  def __init__(self, log_input: bool = True, full: bool = False, size_average=None,
+               eps: float = 1e-8, reduce=None, reduction: str = "mean"):
+    C.reject_legacy_args("PoissonNLLLoss", size_average, reduce)
+    super().__init__(log_input=log_input, full=full, eps=eps, reduction=reduction)
+
+
+class GaussianNLLLoss(_Loss):
+  """``torch.nn.GaussianNLLLoss``; call as ``loss(input, target, var)``."""
+  _fn = staticmethod(jaxloss.gaussian_nll_loss)
+
+  def __init__(self, *, full: bool = False, eps: float = 1e-6, reduction: str = "mean"):
+    super().__init__(full=full, eps=eps, reduction=reduction)
+
+
+class SoftMarginLoss(_Loss):
+  """``torch.nn.SoftMarginLoss``; see :func:`jaxloss.soft_margin_loss`."""
+  _fn = staticmethod(jaxloss.soft_margin_loss)
+
+  def __init__(self, size_average=None, reduce=None, reduction: str = "mean"):
+    super().__init__(**_reduction_only("SoftMarginLoss", size_average, reduce, reduction))
+
+
+class MultiLabelSoftMarginLoss(_Loss):
+  """``torch.nn.MultiLabelSoftMarginLoss``; see :func:`jaxloss.multilabel_soft_margin_loss`."""
+  _fn = staticmethod(jaxloss.multilabel_soft_margin_loss)
+
+  def __init__(self, weight: ArrayLike | None = None, size_average=None, reduce=None,
+               reduction: str = "mean"):
+    C.reject_legacy_args("MultiLabelSoftMarginLoss", size_average, reduce)
+    super().__init__(weight=weight, reduction=reduction)
+
+
+class MultiLabelMarginLoss(_Loss):
+  """``torch.nn.MultiLabelMarginLoss``; see :func:`jaxloss.multilabel_margin_loss`."""
+  _fn = staticmethod(jaxloss.multilabel_margin_loss)
+
+  def __init__(self, size_average=None, reduce=None, reduction: str = "mean"):
+    super().__init__(
+        **_reduction_only("MultiLabelMarginLoss", size_average, reduce, reduction))
+
+
+class MultiMarginLoss(_Loss):
+  """``torch.nn.MultiMarginLoss``; see :func:`jaxloss.multi_margin_loss`."""
+  _fn = staticmethod(jaxloss.multi_margin_loss)
+
+  def __init__(self, p: int = 1, margin: float = 1.0, weight: ArrayLike | None = None,
+               size_average=None, reduce=None, reduction: str = "mean"):
+    C.reject_legacy_args("MultiMarginLoss", size_average, reduce)
+    super().__init__(p=p, margin=margin, weight=weight, reduction=reduction)
+
+
+class MarginRankingLoss(_Loss):
+  """``torch.nn.MarginRankingLoss``; call as ``loss(input1, input2, target)``."""
+  _fn = staticmethod(jaxloss.margin_ranking_loss)
+
+  def __init__(self, margin: float = 0.0, size_average=None, reduce=None,
+               reduction: str = "mean"):
+    C.reject_legacy_args("MarginRankingLoss", size_average, reduce)
+    super().__init__(margin=margin, reduction=reduction)
+
+
+class HingeEmbeddingLoss(_Loss):
+  """``torch.nn.HingeEmbeddingLoss``; see :func:`jaxloss.hinge_embedding_loss`."""
+  _fn = staticmethod(jaxloss.hinge_embedding_loss)
+
+  def __init__(self, margin: float = 1.0, size_average=None, reduce=None,
+               reduction: str = "mean"):
+    C.reject_legacy_args("HingeEmbeddingLoss", size_average, reduce)
+    super().__init__(margin=margin, reduction=reduction)
+
+
+class CosineEmbeddingLoss(_Loss):
+  """``torch.nn.CosineEmbeddingLoss``; call as ``loss(input1, input2, target)``."""
+  _fn = staticmethod(jaxloss.cosine_embedding_loss)
+
+  def __init__(self, margin: float = 0.0, size_average=None, reduce=None,
+               reduction: str = "mean"):
+    C.reject_legacy_args("CosineEmbeddingLoss", size_average, reduce)
+    super().__init__(margin=margin, reduction=reduction)
+
+
+class TripletMarginLoss(_Loss):
+  """``torch.nn.TripletMarginLoss``; call as ``loss(anchor, positive, negative)``."""
+  _fn = staticmethod(jaxloss.triplet_margin_loss)
+
+  def __init__(self, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6,
+               swap: bool = False, size_average=None, reduce=None, reduction: str = "mean"):
+    C.reject_legacy_args("TripletMarginLoss", size_average, reduce)
+    super().__init__(margin=margin, p=p, eps=eps, swap=swap, reduction=reduction)
+
+
+class TripletMarginWithDistanceLoss(_Loss):
+  """``torch.nn.TripletMarginWithDistanceLoss``; ``distance_function`` is a JAX callable."""
+  _fn = staticmethod(jaxloss.triplet_margin_with_distance_loss)
+
+  def __init__(self, *, distance_function: Callable[[Any, Any], Any] | None = None,
+               margin: float = 1.0, swap: bool = False, reduction: str = "mean"):
+    super().__init__(distance_function=distance_function, margin=margin, swap=swap,
+                     reduction=reduction)
+
+
+class CTCLoss(_Loss):
+  """``torch.nn.CTCLoss``; call as ``loss(log_probs, targets, input_lengths, target_lengths)``."""
+  _fn = staticmethod(jaxloss.ctc_loss)
+
+  def __init__(self, blank: int = 0, reduction: str = "mean", zero_infinity: bool = False):
+    super().__init__(blank=blank, reduction=reduction, zero_infinity=zero_infinity)
+
+
+TORCH_LOSSES = (
+    L1Loss, MSELoss, CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss, KLDivLoss,
+    PoissonNLLLoss, GaussianNLLLoss, HuberLoss, SmoothL1Loss, SoftMarginLoss,
+    MultiLabelSoftMarginLoss, MultiLabelMarginLoss, MultiMarginLoss, MarginRankingLoss,
+    HingeEmbeddingLoss, CosineEmbeddingLoss, TripletMarginLoss, TripletMarginWithDistanceLoss,
+    CTCLoss,
+)
