@@ -1,13 +1,361 @@
-"""Classification losses on logits and log-probabilities: cross-entropy and NLL.
+"""Classification losses: cross-entropy on logits and NLL on log-probabilities.
 
-PLACEHOLDER: being written; every function raises NotImplementedError.
+``cross_entropy`` and ``nll_loss`` mirror ``torch.nn.functional`` (torch 2.13,
+``aten/src/ATen/native/LossNLL.cpp``) value for value and gradient for gradient:
+
+* Class-index targets: ``input`` is ``(C,)`` with a scalar target, ``(N, C)``
+  with ``(N,)`` targets, or ``(N, C, d1, ..., dK)`` with ``(N, d1, ..., dK)``
+  targets. Targets equal to ``ignore_index`` contribute ``0`` and leave the
+  mean's denominator, which is the number (or, with ``weight``, the summed class
+  weights) of the counted targets. A batch whose targets are all ignored has a
+  ``nan`` mean (``0 / 0``, as torch) and a zero gradient.
+* Class-probability targets (``cross_entropy`` only): a floating ``target`` of
+  ``input``'s shape. The mean divides by the number of samples, never by the
+  weights (torch's choice).
+* ``label_smoothing`` ``eps`` (``cross_entropy`` only). With class indices
+  torch computes ``(1 - eps) * nll + eps / C * smooth`` where
+  ``smooth_i = -sum_c w_c log p_ic`` shares the NLL's ignore mask and
+  denominator; with probabilities the target becomes ``(1 - eps) * y + eps / C``.
+
+Memory: the forward pass never builds a one-hot or any other logits-sized
+temporary; the target's log-probability is gathered with ``take_along_axis`` and
+every class-axis term is a fused reduction.
 """
 
+from __future__ import annotations
 
-def cross_entropy(*args, **kwargs):
-  raise NotImplementedError('cross_entropy is not written yet')
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _common as C
+
+Array = C.Array
+ArrayLike = C.ArrayLike
 
 
-def nll_loss(*args, **kwargs):
-  raise NotImplementedError('nll_loss is not written yet')
+# ----------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------
 
+
+def _check_input(fn: str, input: ArrayLike) -> Array:
+  input = C.as_float_array(fn, "input", input)
+  if input.ndim < 1:
+    raise ValueError(
+        f"{fn}: `input` must have shape (C,), (N, C) or (N, C, d1, ..., dK), "
+        f"got {tuple(input.shape)}."
+    )
+  return input
+
+
+def _class_axis(input: Array) -> int:
+  return 0 if input.ndim == 1 else 1
+
+
+def _sample_shape(input: Array) -> tuple[int, ...]:
+  """The per-sample loss shape: ``input``'s shape without the class axis."""
+  return () if input.ndim == 1 else (input.shape[0],) + tuple(input.shape[2:])
+
+
+def _check_weight(fn: str, weight: ArrayLike | None, num_classes: int, dtype) -> Array | None:
+  if weight is None:
+    return None
+  weight = C.as_float_array(fn, "weight", weight)
+  C.check_shape(fn, "weight", weight, (num_classes,), "one weight per class")
+  return C.upcast(weight, dtype)
+
+
+def _check_label_smoothing(fn: str, label_smoothing) -> float:
+  try:
+    eps = float(label_smoothing)
+  except TypeError:  # includes jax.errors.ConcretizationTypeError
+    raise ValueError(
+        f"{fn}: `label_smoothing` must be a static Python float in [0, 1], got a "
+        f"traced value {label_smoothing!r}."
+    ) from None
+  # torch silently treats a negative value as 0 and raises above 1; we raise
+  # for both (and for nan), since a negative smoothing is always a bug.
+  if not 0.0 <= eps <= 1.0:
+    raise ValueError(f"{fn}: `label_smoothing` must lie in [0, 1], got {eps}.")
+  return eps
+
+
+def _check_ignore_index(fn: str, ignore_index) -> int:
+  if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+    try:
+      ignore_index = int(ignore_index)  # numpy / concrete jax integers
+    except TypeError:
+      raise ValueError(
+          f"{fn}: `ignore_index` must be a static Python int, got {ignore_index!r}."
+      ) from None
+  return int(ignore_index)
+
+
+# ----------------------------------------------------------------------------
+# Class-index targets
+# ----------------------------------------------------------------------------
+
+
+def _prepare_index_target(fn: str, input: Array, target: ArrayLike, ignore_index: int,
+                          where: ArrayLike | None) -> tuple[Array, Array]:
+  """Validates class indices; returns ``(counted, safe_index)``.
+
+  ``counted`` is ``True`` for targets that are neither ``ignore_index`` nor
+  masked by ``where``. ``safe_index`` is ``0`` where not counted and an
+  out-of-bounds index (so the gather yields ``nan``) for a counted target
+  outside ``[0, C)``; JAX would otherwise wrap negative indices silently.
+  """
+  target = jnp.asarray(target)
+  expected = _sample_shape(input)
+  if target.shape == input.shape and jnp.issubdtype(target.dtype, jnp.integer):
+    raise ValueError(
+        f"{fn}: `target` of `input`'s shape {tuple(input.shape)} holds class "
+        f"probabilities and must be floating-point, got dtype {target.dtype}."
+    )
+  target = C.as_int_array(fn, "target", target)
+  C.check_shape(fn, "target", target, expected,
+                f"class indices for `input` of shape {tuple(input.shape)}")
+  where = C.prepare_where(fn, where, expected,
+                          "the per-sample loss (the shape of `target`)")
+  info = jnp.iinfo(target.dtype)
+  if info.min <= ignore_index <= info.max:
+    counted = target != jnp.asarray(ignore_index, target.dtype)
+  else:  # ignore_index is not representable: nothing is ignored
+    counted = jnp.ones(target.shape, bool)
+  if where is not None:
+    counted = counted & where
+  num_classes = input.shape[_class_axis(input)]
+  C.check_index_range(fn, "target", target, num_classes, valid=counted)
+
+  index = target
+  if jnp.issubdtype(index.dtype, jnp.signedinteger):
+    if index.dtype.itemsize < 4:  # room for num_classes
+      index = index.astype(jnp.int32)
+    index = jnp.where(index < 0, num_classes, index)
+  index = jnp.where(counted, index, jnp.zeros((), index.dtype))
+  return counted, index
+
+
+def _mask_rows(counted: Array, x: Array, cax: int) -> Array:
+  """Zeroes the uncounted samples of ``x`` so that no inf/nan there leaks into gradients."""
+  return jnp.where(jnp.expand_dims(counted, cax), x, jnp.zeros((), x.dtype))
+
+
+def _take_class(x: Array, index: Array, cax: int) -> Array:
+  """``x[..., index, ...]`` along the class axis; ``nan`` for out-of-bounds indices."""
+  taken = jnp.take_along_axis(x, jnp.expand_dims(index, cax), axis=cax, mode="fill")
+  return jnp.squeeze(taken, cax)
+
+
+def _log_normalizer(x: Array, cax: int) -> tuple[Array, Array]:
+  """``(m, log_z)`` with ``log_softmax(x) = (x - m) - log_z``, as torch computes it."""
+  m = jax.lax.stop_gradient(jnp.max(x, axis=cax, keepdims=True))
+  m = jnp.where(jnp.isfinite(m), m, jnp.zeros((), m.dtype))
+  log_z = jnp.log(jnp.sum(jnp.exp(x - m), axis=cax, keepdims=True))
+  return m, log_z
+
+
+def _reduce_index_loss(loss: Array, counted: Array, target_weight: Array | None,
+                       reduction: str, out_dtype) -> Array:
+  """Reduces a per-sample loss that is already ``0`` where not counted."""
+  denominator = None
+  if target_weight is not None and reduction == "mean":
+    denominator = jnp.sum(jnp.where(counted, target_weight, jnp.zeros((), loss.dtype)))
+  return C.reduce_loss(loss, reduction, counted, denominator=denominator,
+                       out_dtype=out_dtype)
+
+
+def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps, where):
+  out_dtype = C.output_dtype(input)
+  dtype = C.compute_dtype(input)
+  cax = _class_axis(input)
+  num_classes = input.shape[cax]
+  weight = _check_weight(fn, weight, num_classes, dtype)
+  counted, index = _prepare_index_target(fn, input, target, ignore_index, where)
+  x = _mask_rows(counted, C.upcast(input, dtype), cax)
+
+  m, log_z = _log_normalizer(x, cax)
+  m, log_z = jnp.squeeze(m, cax), jnp.squeeze(log_z, cax)
+  target_logp = (_take_class(x, index, cax) - m) - log_z
+  zero = jnp.zeros((), dtype)
+  target_weight = None
+  if weight is None:
+    nll = jnp.where(counted, -target_logp, zero)
+  else:
+    target_weight = jnp.take(weight, index, mode="fill")
+    nll = jnp.where(counted, -(target_logp * target_weight), zero)
+  loss = nll
+  if eps > 0.0:
+    # sum_c w_c log p_c as one fused reduction (no logits-sized temporary).
+    shape = [1] * x.ndim
+    shape[cax] = num_classes
+    logp = (x - jnp.expand_dims(m, cax)) - jnp.expand_dims(log_z, cax)
+    weighted = logp if weight is None else logp * weight.reshape(shape)
+    smooth = jnp.where(counted, -jnp.sum(weighted, axis=cax), zero)
+    loss = (1.0 - eps) * nll + smooth * (eps / num_classes)
+  return _reduce_index_loss(loss, counted, target_weight, reduction, out_dtype)
+
+
+# ----------------------------------------------------------------------------
+# Class-probability targets
+# ----------------------------------------------------------------------------
+
+
+def _probability_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps,
+                               where):
+  if ignore_index >= 0:
+    raise ValueError(
+        f"{fn}: `ignore_index` is not supported for class-probability targets; it "
+        f"must be negative (the default -100), got {ignore_index}."
+    )
+  out_dtype = C.output_dtype(input, target)
+  dtype = C.compute_dtype(input, target)
+  cax = _class_axis(input)
+  num_classes = input.shape[cax]
+  weight = _check_weight(fn, weight, num_classes, dtype)
+  where = C.prepare_where(fn, where, _sample_shape(input),
+                          "the per-sample loss (`input`'s shape without the class axis)")
+  x, t = C.upcast(input, dtype), C.upcast(target, dtype)
+  if where is not None:
+    x, t = _mask_rows(where, x, cax), _mask_rows(where, t, cax)
+
+  m, log_z = _log_normalizer(x, cax)
+  logp = (x - m) - log_z
+  if eps > 0.0:
+    t = t * (1.0 - eps) + eps / num_classes
+  terms = logp * t
+  if weight is not None:
+    shape = [1] * x.ndim
+    shape[cax] = num_classes
+    terms = terms * weight.reshape(shape)
+  loss = -jnp.sum(terms, axis=cax)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+
+
+# ----------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------
+
+
+def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
+                  size_average=None, ignore_index: int = -100, reduce=None,
+                  reduction: str = "mean", label_smoothing: float = 0.0, *,
+                  where: ArrayLike | None = None) -> Array:
+  r"""Cross-entropy between logits and a target, ``torch.nn.functional.cross_entropy``.
+
+  With class indices :math:`y_n`, :math:`\log p = \operatorname{log\_softmax}(x)`
+  over the class axis, class weights :math:`w` and smoothing :math:`\varepsilon`:
+
+  .. math::
+     \ell_n = (1 - \varepsilon)\,(-w_{y_n} \log p_{n, y_n})
+              + \frac{\varepsilon}{C} \sum_c -w_c \log p_{n, c}
+
+  (``0`` where :math:`y_n` is ``ignore_index`` or ``where`` is ``False``);
+  ``'mean'`` is :math:`\sum_n \ell_n / \sum_n w_{y_n}` over the counted samples.
+  With class probabilities :math:`q` (a floating target of ``input``'s shape):
+
+  .. math::
+     \ell_n = -\sum_c w_c\, \tilde q_{n,c} \log p_{n,c}, \qquad
+     \tilde q = (1 - \varepsilon)\, q + \varepsilon / C
+
+  and ``'mean'`` divides by the number of (unmasked) samples. Reference:
+  Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016 (label
+  smoothing).
+
+  Args:
+    input: logits, ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)``.
+    target: integer class indices of shape ``()``, ``(N,)`` or
+      ``(N, d1, ..., dK)``; or floating class probabilities of ``input``'s
+      shape (differentiable).
+    weight: optional class weights ``(C,)``. torch refuses to differentiate
+      ``weight`` with class-index targets; here its gradient is exact.
+    size_average: deprecated in torch; must be ``None``.
+    ignore_index: a class index whose targets are ignored (class-index targets
+      only; must be negative for probability targets, as in torch). May be a
+      valid class index.
+    reduce: deprecated in torch; must be ``None``.
+    reduction: ``'none' | 'mean' | 'sum'``.
+    label_smoothing: :math:`\varepsilon \in [0, 1]`, a static Python float.
+    where: optional bool mask broadcastable to the per-sample loss shape
+      (``input``'s shape without the class axis, i.e. the index target's
+      shape). Masked samples leave the sum and the (weighted) denominator and
+      get exactly-zero gradients, even with non-finite logits.
+
+  Returns:
+    The loss in ``input``'s dtype (float32 compute for half precision): a
+    scalar, or the per-sample loss for ``reduction='none'``.
+
+  Ignored samples are treated like masked ones for gradients: their logits get
+  an exactly-zero gradient even when non-finite (torch gives ``nan`` there);
+  with finite logits this is identical to torch.
+  Out-of-range class indices (not ``ignore_index``) give ``nan`` and are
+  reported under ``checkify.checkify``.
+  """
+  fn = "cross_entropy"
+  C.reject_legacy_args(fn, size_average, reduce)
+  C.check_reduction(fn, reduction)
+  eps = _check_label_smoothing(fn, label_smoothing)
+  ignore_index = _check_ignore_index(fn, ignore_index)
+  input = _check_input(fn, input)
+  target = jnp.asarray(target)
+  if jnp.issubdtype(target.dtype, jnp.floating):
+    if target.shape != input.shape:
+      raise ValueError(
+          f"{fn}: a floating-point `target` holds class probabilities and must "
+          f"have the shape of `input` {tuple(input.shape)}, got "
+          f"{tuple(target.shape)} (class indices must be integers)."
+      )
+    return _probability_cross_entropy(fn, input, target, weight, ignore_index, reduction,
+                                      eps, where)
+  return _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps,
+                              where)
+
+
+def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
+             size_average=None, ignore_index: int = -100, reduce=None,
+             reduction: str = "mean", *, where: ArrayLike | None = None) -> Array:
+  r"""Negative log-likelihood, ``torch.nn.functional.nll_loss``.
+
+  .. math:: \ell_n = -w_{y_n}\, x_{n, y_n}
+
+  (``0`` where :math:`y_n` is ``ignore_index`` or ``where`` is ``False``);
+  ``'mean'`` is :math:`\sum_n \ell_n / \sum_n w_{y_n}` over the counted
+  samples (``nan`` if none is counted, as in torch).
+
+  Args:
+    input: log-probabilities, ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)``.
+    target: integer class indices of shape ``()``, ``(N,)`` or
+      ``(N, d1, ..., dK)``.
+    weight: optional class weights ``(C,)`` (differentiable here; torch
+      refuses).
+    size_average: deprecated in torch; must be ``None``.
+    ignore_index: a class index whose targets are ignored.
+    reduce: deprecated in torch; must be ``None``.
+    reduction: ``'none' | 'mean' | 'sum'``.
+    where: optional bool mask broadcastable to ``target``'s shape; masked
+      samples leave the sum and the (weighted) denominator.
+
+  Returns:
+    The loss in ``input``'s dtype: a scalar, or ``target``'s shape for
+    ``reduction='none'``.
+  """
+  fn = "nll_loss"
+  C.reject_legacy_args(fn, size_average, reduce)
+  C.check_reduction(fn, reduction)
+  ignore_index = _check_ignore_index(fn, ignore_index)
+  input = _check_input(fn, input)
+  out_dtype = C.output_dtype(input)
+  dtype = C.compute_dtype(input)
+  cax = _class_axis(input)
+  weight = _check_weight(fn, weight, input.shape[cax], dtype)
+  counted, index = _prepare_index_target(fn, input, target, ignore_index, where)
+  x = _mask_rows(counted, C.upcast(input, dtype), cax)
+  picked = _take_class(x, index, cax)
+  zero = jnp.zeros((), dtype)
+  target_weight = None
+  if weight is None:
+    loss = jnp.where(counted, -picked, zero)
+  else:
+    target_weight = jnp.take(weight, index, mode="fill")
+    loss = jnp.where(counted, -(picked * target_weight), zero)
+  return _reduce_index_loss(loss, counted, target_weight, reduction, out_dtype)
