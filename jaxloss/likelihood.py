@@ -1,17 +1,309 @@
 """Divergence and likelihood losses: KL divergence, Poisson and Gaussian NLL.
 
-PLACEHOLDER: being written; every function raises NotImplementedError.
+As ``torch.nn.functional``'s ``kl_div``, ``poisson_nll_loss`` and
+``gaussian_nll_loss``, with torch 2.13's values and gradients. All three
+broadcast ``input`` against ``target`` without a warning, as torch does (they
+are composite operations in torch), and differentiate both.
+
+torch quirks mirrored on purpose (a ported model must see the same numbers):
+
+* ``kl_div``'s ``'mean'`` divides by the number of elements, not the batch size,
+  and warns (``UserWarning``, as torch does) on every call that uses it, the
+  default included; ``'batchmean'`` divides by ``input.shape[0]``.
+* ``kl_div`` with ``log_target=False`` uses ``xlogy(target, target)``: the loss
+  is ``0`` where ``target == 0``, but torch's gradient w.r.t. ``target`` there is
+  ``nan`` (``log(t) + t / t`` at ``0``), and so is ours.
+* ``poisson_nll_loss(full=True)``: the Stirling term is added only where
+  ``target > 1``, yet its gradient w.r.t. ``target`` is ``nan`` where
+  ``target <= 0`` (``0 * log(0)`` in the backward pass), in torch and here.
+* ``gaussian_nll_loss`` clamps ``var`` at ``eps`` inside ``torch.no_grad()``:
+  the value uses ``max(var, eps)``, the gradient w.r.t. ``var`` is the one of
+  the unclamped formula evaluated at the clamped value (a straight-through
+  clamp), never zero.
 """
 
+from __future__ import annotations
 
-def kl_div(*args, **kwargs):
-  raise NotImplementedError('kl_div is not written yet')
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _common as C
+
+Array = C.Array
+ArrayLike = C.ArrayLike
+
+KL_REDUCTIONS = ("none", "batchmean", "sum", "mean")
+
+# torch's text, so that warning filters written for torch also match.
+_KL_MEAN_WARNING = (
+    "reduction: 'mean' divides the total loss by both the batch size and the support size."
+    "'batchmean' divides only by the batch size, and aligns with the KL div math definition."
+    "'mean' will be changed to behave the same as 'batchmean' in the next major release."
+)
 
 
-def poisson_nll_loss(*args, **kwargs):
-  raise NotImplementedError('poisson_nll_loss is not written yet')
+# ----------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------
 
 
-def gaussian_nll_loss(*args, **kwargs):
-  raise NotImplementedError('gaussian_nll_loss is not written yet')
+def _prepare_pair(fn, input, target, where, extra=()):
+  """Validates and broadcasts ``input``/``target`` (no warning), upcasts, masks."""
+  input = C.as_float_array(fn, "input", input)
+  target = C.as_float_array(fn, "target", target)
+  out_dtype = C.output_dtype(input, target, *extra)
+  dtype = C.compute_dtype(input, target, *extra)
+  input, target = C.broadcast_pair(fn, "input", input, "target", target, warn=False)
+  where = C.prepare_where(fn, where, input.shape)
+  return C.upcast(input, dtype), C.upcast(target, dtype), where, dtype, out_dtype
 
+
+@jax.custom_jvp
+def _clamp_min_straight_through(x: Array, low: Array) -> Array:
+  """``max(x, low)`` whose derivative w.r.t. ``x`` is ``1`` everywhere.
+
+  torch's ``gaussian_nll_loss`` clamps ``var`` in place under ``no_grad``: the
+  clamp is invisible to autograd, whose gradient flows as through the identity.
+  """
+  return jnp.maximum(x, low)
+
+
+@_clamp_min_straight_through.defjvp
+def _clamp_min_straight_through_jvp(primals, tangents):
+  return _clamp_min_straight_through(*primals), tangents[0]
+
+
+def _xlogy_self(t: Array) -> Array:
+  """torch's ``xlogy(t, t)``: ``0`` where ``t == 0`` (and nan for nan ``t``).
+
+  Differentiated as in torch, ``log(t) + t / t``, which is nan at ``t = 0``.
+  """
+  return jnp.where(t == 0, jnp.zeros((), t.dtype), t * jnp.log(t))
+
+
+# ----------------------------------------------------------------------------
+# KL divergence
+# ----------------------------------------------------------------------------
+
+
+def kl_div(input: ArrayLike, target: ArrayLike, size_average=None, reduce=None,
+           reduction: str = "mean", log_target: bool = False, *,
+           where: ArrayLike | None = None) -> Array:
+  r"""Kullback-Leibler divergence loss, ``torch.nn.functional.kl_div``.
+
+  With ``input`` :math:`x` holding log-probabilities,
+
+  .. math::
+     \ell_i = \begin{cases} y_i (\log y_i - x_i) & \text{log\_target=False
+              (} 0 \text{ where } y_i = 0\text{)} \\
+              e^{y_i} (y_i - x_i) & \text{log\_target=True} \end{cases}
+
+  Summed, :math:`\sum_i \ell_i` is :math:`\mathrm{KL}(y \,\|\, e^x)`.
+
+  Args:
+    input: log-probabilities, any shape.
+    target: probabilities (or log-probabilities if ``log_target``),
+      broadcastable against ``input``.
+    size_average: deprecated in torch; must be ``None``.
+    reduce: deprecated in torch; must be ``None``.
+    reduction: ``'none' | 'batchmean' | 'sum' | 'mean'``. ``'batchmean'`` is the
+      sum divided by ``input.shape[0]`` (the sum itself for a 0-d ``input``),
+      the true KL divergence per sample. ``'mean'`` (the default, as in torch)
+      divides by the number of elements and warns, as torch does.
+    log_target: whether ``target`` holds log-probabilities.
+    where: optional bool mask broadcastable to the broadcast shape of ``input``
+      and ``target``; masked elements are left out of the sum and of the
+      denominators. With ``'batchmean'`` the denominator becomes the number of
+      rows (slices along the first axis of the unreduced loss) that keep at
+      least one element; it equals ``input.shape[0]`` with an all-true mask
+      whenever ``input`` has the loss's shape.
+
+  Returns:
+    The loss, a scalar unless ``reduction='none'``.
+
+  Reference: Kullback and Leibler, "On Information and Sufficiency", 1951.
+  """
+  fn = "kl_div"
+  C.reject_legacy_args(fn, size_average, reduce)
+  C.check_reduction(fn, reduction, KL_REDUCTIONS)
+  if reduction == "mean":
+    warnings.warn(_KL_MEAN_WARNING, UserWarning, stacklevel=2)
+  input_ndim = jnp.ndim(input)
+  batch = jnp.shape(input)[0] if input_ndim else None
+  input, target, where, _, out_dtype = _prepare_pair(fn, input, target, where)
+  # A safe (target, input) pair: finite loss and gradients (log-space or not).
+  input, target = C.mask_inputs(where, 0.5 if not log_target else -1.0, input, target)
+  if log_target:
+    loss = jnp.exp(target) * (target - input)
+  else:
+    loss = _xlogy_self(target) - target * input
+  if reduction != "batchmean":
+    return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+  total = C.reduce_loss(loss, "sum", where)
+  if input_ndim == 0:  # torch: a 0-d input's 'batchmean' is the sum
+    return total.astype(out_dtype)
+  if where is None:
+    rows = batch
+  else:
+    kept = jnp.any(where, axis=tuple(range(1, where.ndim)))
+    rows = jnp.sum(kept, dtype=total.dtype)
+  return (total / jnp.asarray(rows, total.dtype)).astype(out_dtype)
+
+
+# ----------------------------------------------------------------------------
+# Poisson negative log-likelihood
+# ----------------------------------------------------------------------------
+
+
+def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = True,
+                     full: bool = False, size_average=None, eps: float = 1e-8, reduce=None,
+                     reduction: str = "mean", *, where: ArrayLike | None = None) -> Array:
+  r"""Poisson negative log-likelihood, ``torch.nn.functional.poisson_nll_loss``.
+
+  .. math::
+     \ell_i = \begin{cases} e^{x_i} - y_i x_i & \text{log\_input=True} \\
+              x_i - y_i \log(x_i + \epsilon) & \text{log\_input=False} \end{cases}
+              \; + \; [\text{full} \wedge y_i > 1]
+              \big(y_i \log y_i - y_i + \tfrac12 \log(2\pi y_i)\big)
+
+  The optional Stirling term approximates :math:`\log(y_i!)`; as in torch it is
+  added only where ``target > 1`` (its gradient w.r.t. ``target`` is nan where
+  ``target <= 0``, as torch's).
+
+  Args:
+    input: the log-rate (``log_input=True``) or the rate, any shape.
+    target: observed counts, broadcastable against ``input``.
+    log_input: whether ``input`` is the log of the Poisson rate.
+    full: whether to add the Stirling approximation term.
+    size_average: deprecated in torch; must be ``None``.
+    eps: added to the rate before the log when ``log_input=False``.
+    reduce: deprecated in torch; must be ``None``.
+    reduction: ``'none' | 'mean' | 'sum'``.
+    where: optional bool mask broadcastable to the broadcast shape; masked
+      elements are left out of the sum and the mean's denominator.
+
+  Returns:
+    The loss, a scalar unless ``reduction='none'``.
+  """
+  fn = "poisson_nll_loss"
+  C.reject_legacy_args(fn, size_average, reduce)
+  C.check_reduction(fn, reduction)
+  input, target, where, _, out_dtype = _prepare_pair(fn, input, target, where)
+  # Rate 1 and count 1: finite whatever `log_input`, `eps` and `full`.
+  input, target = C.mask_inputs(where, 1.0, input, target)
+  if log_input:
+    loss = jnp.exp(input) - target * input
+  else:
+    loss = input - target * jnp.log(input + eps)
+  if full:
+    stirling = target * jnp.log(target) - target + 0.5 * jnp.log(2 * math.pi * target)
+    # torch's masked_fill(target <= 1, 0): a nan target keeps a nan term.
+    loss = loss + jnp.where(target <= 1, jnp.zeros((), loss.dtype), stirling)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+
+
+# ----------------------------------------------------------------------------
+# Gaussian negative log-likelihood
+# ----------------------------------------------------------------------------
+
+
+def _var_shape_ok(input_shape: tuple[int, ...], var_shape: tuple[int, ...]) -> bool:
+  """torch's rule: var has ``input``'s shape up to one dimension of size 1."""
+  return (len(input_shape) == len(var_shape)
+          and sum(v for i, v in zip(input_shape, var_shape) if i != v) == 1)
+
+
+def _prepare_var(fn, var, input_shape):
+  """Returns ``var`` as an array broadcastable as torch broadcasts it, or a scalar."""
+  if isinstance(var, (bool, complex)) or (
+      not isinstance(var, (int, float)) and not hasattr(var, "shape")):
+    raise ValueError(
+        f"{fn}: `var` must be a floating-point array or a Python float, got "
+        f"{type(var).__name__}.")
+  if isinstance(var, (int, float)):
+    if var < 0:  # static: raise like torch
+      raise ValueError(f"{fn}: `var` has negative entry/entries, got {var}.")
+    return float(var)
+  var = C.as_float_array(fn, "var", var)
+  shape = tuple(var.shape)
+  if var.ndim == 0 or shape == input_shape:
+    return var  # beyond torch: a 0-d array broadcasts like a Python float
+  if shape == input_shape[:-1]:  # homoscedastic over the last dimension
+    return var[..., None]
+  if _var_shape_ok(input_shape, shape):
+    return var
+  raise ValueError(
+      f"{fn}: `var` must have the shape of `input` {input_shape}, that shape without "
+      f"its last dimension {input_shape[:-1]}, or that shape with one dimension "
+      f"replaced by 1 (or be a scalar), got {shape}.")
+
+
+def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike | float,
+                      full: bool = False, eps: float = 1e-6, reduction: str = "mean", *,
+                      where: ArrayLike | None = None) -> Array:
+  r"""Gaussian negative log-likelihood, ``torch.nn.functional.gaussian_nll_loss``.
+
+  .. math::
+     \ell_i = \tfrac12\Big(\log \max(v_i, \epsilon) + \frac{(x_i - y_i)^2}{\max(v_i,
+              \epsilon)}\Big) + [\text{full}]\,\tfrac12\log(2\pi)
+
+  As in torch, the clamp of ``var`` at ``eps`` is invisible to differentiation:
+  the gradient w.r.t. ``var`` is :math:`\tfrac12(1/\tilde v - (x - y)^2 /
+  \tilde v^2)` at the clamped :math:`\tilde v = \max(v, \epsilon)`.
+
+  Args:
+    input: the Gaussian means, any shape.
+    target: samples, broadcastable against ``input``.
+    var: non-negative variances: an array of ``input``'s shape
+      (heteroscedastic), of ``input``'s shape without its last dimension or
+      with one dimension of size 1 (homoscedastic along it), or a scalar (a
+      Python float, or beyond torch a 0-d array) shared by all elements.
+    full: whether to add the constant :math:`\tfrac12\log(2\pi)`.
+    eps: the lower clamp of ``var``, for stability.
+    reduction: ``'none' | 'mean' | 'sum'``.
+    where: optional bool mask broadcastable to the broadcast shape of
+      ``input``, ``target`` and ``var``; masked elements are left out of the
+      sum and the mean's denominator.
+
+  Returns:
+    The loss, a scalar unless ``reduction='none'``.
+
+  Raises:
+    ValueError: at trace time for a ``var`` of the wrong shape, a negative
+      Python-float ``var``, non-floating dtypes or an unknown ``reduction``.
+      Negative entries of an array ``var`` (torch raises for them) are reported
+      under ``checkify.checkify``.
+
+  Reference: Nix and Weigend, "Estimating the mean and variance of the target
+  probability distribution", ICNN 1994.
+  """
+  fn = "gaussian_nll_loss"
+  input = C.as_float_array(fn, "input", input)
+  target = C.as_float_array(fn, "target", target)
+  var = _prepare_var(fn, var, tuple(input.shape))
+  C.check_reduction(fn, reduction)
+  arrays = (input, target) + ((var,) if isinstance(var, jax.Array) else ())
+  out_dtype = C.output_dtype(*arrays)
+  dtype = C.compute_dtype(*arrays)
+  try:
+    shape = jnp.broadcast_shapes(*(a.shape for a in arrays))
+  except ValueError:
+    raise ValueError(
+        f"{fn}: `input` {tuple(input.shape)}, `target` {tuple(target.shape)} and `var` "
+        f"{tuple(jnp.shape(var))} cannot be broadcast together.") from None
+  input, target = (C.upcast(jnp.broadcast_to(a, shape), dtype) for a in (input, target))
+  var = jnp.broadcast_to(jnp.asarray(var, dtype), shape)
+  where = C.prepare_where(fn, where, shape)
+  input, target = C.mask_inputs(where, 0, input, target)
+  (var,) = C.mask_inputs(where, 1, var)
+  C.value_check(jnp.all(~(var < 0)),
+                f"{fn}: `var` has negative entry/entries; found {{bad}}.",
+                bad=jnp.min(var, initial=0.0))
+  var = _clamp_min_straight_through(var, jnp.asarray(eps, dtype))
+  loss = 0.5 * (jnp.log(var) + jnp.square(input - target) / var)
+  if full:
+    loss = loss + 0.5 * math.log(2 * math.pi)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
