@@ -10,7 +10,7 @@ from jaxloss.classification import cross_entropy, nll_loss
 from jaxloss.binary import binary_cross_entropy, binary_cross_entropy_with_logits
 from jaxloss.likelihood import gaussian_nll_loss, kl_div, poisson_nll_loss
 from jaxloss.margin import hinge_embedding_loss, margin_ranking_loss, multi_margin_loss, multilabel_margin_loss, multilabel_soft_margin_loss, soft_margin_loss
-from jaxloss.embedding import cosine_embedding_loss, triplet_margin_loss, triplet_margin_with_distance_loss
+from jaxloss.embedding import cosine_embedding_loss, pairwise_distance, triplet_margin_loss, triplet_margin_with_distance_loss
 from jaxloss.ctc import ctc_loss
 from jaxloss.angular import arcface, combined_margin, cosface, cosine_logits, large_margin_softmax, sphereface
 from jaxloss.focal import sigmoid_focal_loss, softmax_focal_loss
@@ -47,6 +47,7 @@ __all__ = [
     "multilabel_margin_loss",
     "multilabel_soft_margin_loss",
     "nll_loss",
+    "pairwise_distance",
     "poisson_nll_loss",
     "sigmoid_focal_loss",
     "smooth_l1_loss",

@@ -1,17 +1,376 @@
-"""Embedding losses: cosine embedding and triplet margin losses.
+"""Embedding losses: cosine embedding and triplet margin losses, as in torch 2.13.
 
-PLACEHOLDER: being written; every function raises NotImplementedError.
+* :func:`cosine_embedding_loss` mirrors ``aten/src/ATen/native/Loss.cpp``:
+  ``cos = <x1, x2> / sqrt((|x1|^2 + eps) (|x2|^2 + eps))`` with torch's
+  ``eps = float32(1e-12)`` added to each *squared* norm (so zero vectors give
+  ``cos = 0`` and finite gradients).
+* :func:`pairwise_distance` mirrors ``at::pairwise_distance``:
+  ``||x1 - x2 + eps||_p`` over the last axis (``eps`` is added to the
+  *difference*), with torch's norm subgradients (``linalg_vector_norm``'s
+  backward: ``0`` at a zero norm, ties of the ``inf``-norm share the gradient,
+  ``p = 0`` has a zero gradient).
+* :func:`triplet_margin_loss` and :func:`triplet_margin_with_distance_loss`:
+  ``max(0, margin + d(a, p) - d(a, n))`` with the optional distance swap
+  ``d(a, n) -> min(d(a, n), d(p, n))`` (ties share the gradient equally, as
+  ``torch.minimum``); the hinge passes the gradient at exactly ``0``
+  (``clamp_min``).
+
+``where`` masks samples (the per-sample loss, ``(N,)`` for batched input, ``()``
+for unbatched); masked rows of the inputs are replaced by fixed finite vectors
+before any distance is evaluated, so their gradients are exactly zero.
 """
 
+from __future__ import annotations
 
-def cosine_embedding_loss(*args, **kwargs):
-  raise NotImplementedError('cosine_embedding_loss is not written yet')
+from collections.abc import Callable
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxloss import _common as C
+
+Array = C.Array
+ArrayLike = C.ArrayLike
+
+# torch's ``constexpr float EPSILON = 1e-12`` in Loss.cpp: a float32 constant,
+# which is 9.99999996e-13 once promoted to float64.
+_COSINE_EPS = float(np.float32(1e-12))
 
 
-def triplet_margin_loss(*args, **kwargs):
-  raise NotImplementedError('triplet_margin_loss is not written yet')
+# ----------------------------------------------------------------------------
+# Private helpers
+# ----------------------------------------------------------------------------
 
 
-def triplet_margin_with_distance_loss(*args, **kwargs):
-  raise NotImplementedError('triplet_margin_with_distance_loss is not written yet')
+def _clamp_min0(x: Array) -> Array:
+  """``torch.clamp_min(x, 0)``: its gradient is ``1`` where ``x >= 0`` (kink included)."""
+  return jnp.where(x < 0, jnp.zeros((), x.dtype), x)
 
+
+def _broadcast_shapes(fn: str, names, arrays) -> tuple[int, ...]:
+  try:
+    return tuple(jnp.broadcast_shapes(*(a.shape for a in arrays)))
+  except ValueError:
+    shapes = ", ".join(f"`{n}` {tuple(a.shape)}" for n, a in zip(names, arrays))
+    raise ValueError(f"{fn}: the inputs must be broadcastable, got {shapes}.") from None
+
+
+def _check_same_ndim(fn: str, names, arrays) -> None:
+  if len({a.ndim for a in arrays}) > 1:
+    shapes = ", ".join(f"`{n}` {tuple(a.shape)}" for n, a in zip(names, arrays))
+    raise ValueError(
+        f"{fn}: the inputs must have the same number of dimensions, got {shapes}."
+    )
+
+
+def _mask_rows(where: Array | None, *xs: Array) -> tuple[Array, ...]:
+  """Replaces masked rows by fixed, finite, pairwise distinct vectors.
+
+  ``xs`` are (anchor, positive, negative) or (input1, input2), broadcast to one
+  shape ``batch + (D,)``; ``where`` has shape ``batch``. The safe rows are
+  ``1``, ``1 + e_0`` and ``1 - 2 e_{D-1}``: distinct and (for ``D >= 2``) not
+  parallel, so that a smooth distance (Euclidean, cosine) has finite gradients
+  there, which the mask then zeroes exactly.
+  """
+  if where is None:
+    return xs
+  out = []
+  for i, x in enumerate(xs):
+    if x.ndim == 0:
+      safe = jnp.asarray((1.0, 2.0, -1.0)[i], x.dtype)
+      out.append(jnp.where(where, x, safe))
+      continue
+    idx = jnp.arange(x.shape[-1])
+    safe = jnp.ones(x.shape[-1], x.dtype)
+    if i == 1:
+      safe = safe + (idx == 0)
+    elif i == 2:
+      safe = safe - 2 * (idx == x.shape[-1] - 1)
+    out.append(jnp.where(where[..., None], x, safe.astype(x.dtype)))
+  return tuple(out)
+
+
+# ----------------------------------------------------------------------------
+# Vector norm with torch's subgradients
+# ----------------------------------------------------------------------------
+
+
+def _norm_value(x: Array, p: float) -> Array:
+  ax = jnp.abs(x)
+  if p == 2.0:
+    return jnp.sqrt(jnp.sum(x * x, axis=-1))
+  if p == 1.0:
+    return jnp.sum(ax, axis=-1)
+  if p == float("inf"):
+    return jnp.max(ax, axis=-1)
+  if p == float("-inf"):
+    return jnp.min(ax, axis=-1)
+  if p == 0.0:
+    return jnp.sum(x != 0, axis=-1).astype(x.dtype)
+  return jnp.sum(ax ** p, axis=-1) ** (1.0 / p)
+
+
+def _norm_grad_factor(x: Array, norm: Array, p: float) -> Array:
+  """``d norm / d x`` as torch's ``norm_backward`` (FunctionsManual.cpp)."""
+  zero = jnp.zeros((), x.dtype)
+  n = norm[..., None]
+  if p == 0.0:
+    return jnp.zeros_like(x)
+  if p == 1.0:
+    return jnp.sign(x)
+  if p == 2.0:
+    return jnp.where(n == 0, zero, x / jnp.where(n == 0, 1, n))
+  if np.isinf(p):
+    ax = jnp.abs(x)
+    mask = (ax == n) | jnp.isnan(x)
+    return jnp.sign(x) * mask / jnp.sum(mask, axis=-1, keepdims=True)
+  ax = jnp.abs(x)
+  if p < 1.0:
+    scaled = jnp.where(x == 0, zero, jnp.sign(x) * jnp.where(x == 0, 1, ax) ** (p - 1))
+    return scaled * n ** (1 - p)
+  if p < 2.0:
+    scaled = jnp.sign(x) * ax ** (p - 1)
+  else:
+    scaled = x * ax ** (p - 2)
+  return jnp.where(n == 0, zero, scaled / jnp.where(n == 0, 1, n) ** (p - 1))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _vector_norm(x: Array, p: float) -> Array:
+  """``torch.linalg.vector_norm(x, p, dim=-1)`` with torch's gradient."""
+  return _norm_value(x, p)
+
+
+@_vector_norm.defjvp
+def _vector_norm_jvp(p, primals, tangents):
+  (x,), (dx,) = primals, tangents
+  norm = _norm_value(x, p)
+  return norm, jnp.sum(_norm_grad_factor(x, norm, p) * dx, axis=-1)
+
+
+def _static_float(fn: str, name: str, value) -> float:
+  try:
+    return float(value)
+  except TypeError:  # includes jax.errors.ConcretizationTypeError
+    raise ValueError(
+        f"{fn}: `{name}` must be a static Python number, got {value!r}."
+    ) from None
+
+
+def _pairwise(x1: Array, x2: Array, p: float, eps: float, keepdim: bool = False) -> Array:
+  """``at::pairwise_distance`` on already validated, broadcastable arrays."""
+  diff = x1 - x2 + eps
+  if diff.ndim == 0:  # torch: the norm of a scalar is its absolute value
+    return _vector_norm(diff[None], p)
+  out = _vector_norm(diff, p)
+  return out[..., None] if keepdim else out
+
+
+# ----------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------
+
+
+def pairwise_distance(x1: ArrayLike, x2: ArrayLike, p: float = 2.0, eps: float = 1e-6,
+                      keepdim: bool = False) -> Array:
+  r"""``torch.nn.functional.pairwise_distance``: the p-norm of ``x1 - x2 + eps``.
+
+  .. math:: d = \Bigl(\sum_k |x_{1k} - x_{2k} + \epsilon|^p\Bigr)^{1/p}
+
+  over the last axis of the broadcast inputs (a scalar's absolute value for
+  0-D inputs). ``p`` may be any real number, ``inf`` or ``-inf`` (as torch's
+  ``linalg.vector_norm``); the gradient is torch's, including its choices at
+  zero norms and ties.
+
+  Args:
+    x1, x2: ``(..., D)`` arrays, broadcastable (the ranks may differ).
+    p: the norm's order (static).
+    eps: added to the difference to avoid a zero norm.
+    keepdim: keep the reduced axis with size 1.
+
+  Returns:
+    The distances, shape ``broadcast(x1, x2).shape[:-1]`` (``[..., 1]`` with
+    ``keepdim``), in the promoted dtype.
+  """
+  fn = "pairwise_distance"
+  x1 = C.as_float_array(fn, "x1", x1)
+  x2 = C.as_float_array(fn, "x2", x2)
+  p = _static_float(fn, "p", p)
+  _broadcast_shapes(fn, ("x1", "x2"), (x1, x2))
+  out_dtype = C.output_dtype(x1, x2)
+  dtype = C.compute_dtype(x1, x2)
+  out = _pairwise(C.upcast(x1, dtype), C.upcast(x2, dtype), p, eps, keepdim)
+  return out.astype(out_dtype)
+
+
+def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
+                          margin: float = 0, size_average=None, reduce=None,
+                          reduction: str = "mean", *,
+                          where: ArrayLike | None = None) -> Array:
+  r"""Cosine embedding loss, ``torch.nn.functional.cosine_embedding_loss``.
+
+  .. math::
+     \ell_n = \begin{cases} 1 - \cos(x^{(1)}_n, x^{(2)}_n) & y_n = 1 \\
+              \max(0, \cos(x^{(1)}_n, x^{(2)}_n) - \text{margin}) & y_n = -1 \\
+              0 & \text{otherwise (torch's choice)} \end{cases}
+
+  with torch's ``cos = <x1, x2> / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12))``. The
+  ``y = -1`` hinge passes the gradient at exactly ``0`` (``clamp_min``), and
+  ``target`` gets no gradient.
+
+  Args:
+    input1, input2: ``(N, D)`` with a ``(N,)`` target, or unbatched ``(D,)`` with
+      a scalar target; ``input2`` has ``input1``'s rank and broadcasts with it.
+    target: ``±1`` labels, floating or integer, 0-D or 1-D (broadcastable to
+      ``(N,)``).
+    margin: the margin for dissimilar pairs (torch suggests ``[0, 0.5]``).
+    size_average, reduce: deprecated in torch; must be ``None``.
+    reduction: ``'none' | 'mean' | 'sum'``.
+    where: optional bool mask of the per-sample loss, ``(N,)`` or ``()``.
+  """
+  fn = "cosine_embedding_loss"
+  C.reject_legacy_args(fn, size_average, reduce)
+  C.check_reduction(fn, reduction)
+  input1 = C.as_float_array(fn, "input1", input1)
+  input2 = C.as_float_array(fn, "input2", input2)
+  target = jnp.asarray(target)
+  if not (jnp.issubdtype(target.dtype, jnp.floating)
+          or jnp.issubdtype(target.dtype, jnp.integer)):
+    raise ValueError(
+        f"{fn}: `target` must be a floating-point or integer array, got dtype {target.dtype}."
+    )
+  if target.ndim > 1:
+    raise ValueError(
+        f"{fn}: `target` must be 0-D or 1-D (multi-target is not supported), got shape "
+        f"{tuple(target.shape)}."
+    )
+  expected_ndim = target.ndim + 1
+  for name, x in (("input1", input1), ("input2", input2)):
+    if x.ndim != expected_ndim:
+      layout = "(N, D) for a 1-D `target`" if target.ndim else "(D,) for a 0-D `target`"
+      raise ValueError(f"{fn}: `{name}` must be {layout}, got shape {tuple(x.shape)}.")
+  shape = _broadcast_shapes(fn, ("input1", "input2"), (input1, input2))
+  batch = shape[:-1]
+  try:
+    target = jnp.broadcast_to(target, batch)
+  except ValueError:
+    raise ValueError(
+        f"{fn}: `target` must have shape {batch} (one label per pair), got "
+        f"{tuple(target.shape)}."
+    ) from None
+  out_dtype = C.output_dtype(input1, input2)
+  dtype = C.compute_dtype(input1, input2)
+  where = C.prepare_where(fn, where, batch, "the per-sample loss")
+  x1, x2 = _mask_rows(where, C.upcast(jnp.broadcast_to(input1, shape), dtype),
+                      C.upcast(jnp.broadcast_to(input2, shape), dtype))
+  prod_sum = jnp.sum(x1 * x2, axis=-1)
+  mag_square1 = jnp.sum(x1 * x1, axis=-1) + _COSINE_EPS
+  mag_square2 = jnp.sum(x2 * x2, axis=-1) + _COSINE_EPS
+  cos = prod_sum / jnp.sqrt(mag_square1 * mag_square2)
+  zero = jnp.zeros((), dtype)
+  y = jax.lax.stop_gradient(target)
+  loss = jnp.where(y == 1, 1 - cos, zero) + jnp.where(y == -1, _clamp_min0(cos - margin), zero)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+
+
+def _triplet_prepare(fn, anchor, positive, negative, margin, reduction, where):
+  """Shared validation of the two triplet losses; returns upcast, masked inputs."""
+  C.check_reduction(fn, reduction)
+  if not _static_float(fn, "margin", margin) > 0:
+    raise ValueError(f"{fn}: `margin` must be greater than 0, got {margin}.")
+  names = ("anchor", "positive", "negative")
+  arrays = [C.as_float_array(fn, n, a) for n, a in zip(names, (anchor, positive, negative))]
+  _check_same_ndim(fn, names, arrays)
+  shape = _broadcast_shapes(fn, names, arrays)
+  out_dtype = C.output_dtype(*arrays)
+  dtype = C.compute_dtype(*arrays)
+  batch = shape[:-1]
+  where = C.prepare_where(fn, where, batch, "the per-sample loss")
+  arrays = [C.upcast(jnp.broadcast_to(a, shape), dtype) for a in arrays]
+  return _mask_rows(where, *arrays), batch, where, out_dtype
+
+
+def _triplet_hinge(distance, a, pos, neg, margin, swap):
+  dist_pos = distance(a, pos)
+  dist_neg = distance(a, neg)
+  if swap:
+    dist_neg = jnp.minimum(dist_neg, distance(pos, neg))
+  return _clamp_min0(margin + dist_pos - dist_neg)
+
+
+def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike,
+                        margin: float = 1.0, p: float = 2, eps: float = 1e-6,
+                        swap: bool = False, size_average=None, reduce=None,
+                        reduction: str = "mean", *, where: ArrayLike | None = None) -> Array:
+  r"""Triplet margin loss, ``torch.nn.functional.triplet_margin_loss``.
+
+  .. math::
+     \ell_n = \max\bigl(0,\; \text{margin} + d(a_n, p_n) - d(a_n, n_n)\bigr),
+     \qquad d(x, y) = \lVert x - y + \epsilon \rVert_p
+
+  (:func:`pairwise_distance`). With ``swap`` (Balntas et al., BMVC 2016),
+  ``d(a, n)`` becomes ``min(d(a, n), d(p, n))``. Reference: Schroff et al.,
+  "FaceNet", CVPR 2015.
+
+  Args:
+    anchor, positive, negative: ``(N, D)`` (or unbatched ``(D,)``, or
+      ``(..., D)``), same rank, broadcastable.
+    margin: the margin, ``> 0``.
+    p: the norm's order (any real, ``inf``), static.
+    eps: added to the differences (torch's ``pairwise_distance``).
+    swap: use the distance swap.
+    size_average, reduce: deprecated in torch; must be ``None``.
+    reduction: ``'none' | 'mean' | 'sum'``.
+    where: optional bool mask of the per-sample loss, ``(N,)`` or ``()``.
+
+  Returns:
+    The loss; ``(N,)`` (the inputs' leading shape) for ``'none'``.
+  """
+  fn = "triplet_margin_loss"
+  C.reject_legacy_args(fn, size_average, reduce)
+  p = _static_float(fn, "p", p)
+  (a, pos, neg), _, where, out_dtype = _triplet_prepare(
+      fn, anchor, positive, negative, margin, reduction, where)
+  distance = functools.partial(_pairwise, p=p, eps=eps)
+  loss = _triplet_hinge(distance, a, pos, neg, margin, swap)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+
+
+def triplet_margin_with_distance_loss(
+    anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, *,
+    distance_function: Callable[[Array, Array], Array] | None = None,
+    margin: float = 1.0, swap: bool = False, reduction: str = "mean",
+    where: ArrayLike | None = None) -> Array:
+  r"""Triplet loss with any distance, ``torch.nn.functional.triplet_margin_with_distance_loss``.
+
+  .. math::
+     \ell_n = \max\bigl(0,\; \text{margin} + d(a_n, p_n) - d(a_n, n_n)\bigr)
+
+  Args:
+    anchor, positive, negative: ``(N, D)`` (or unbatched ``(D,)``), same rank,
+      broadcastable.
+    distance_function: a JAX-traceable ``d(x, y)`` returning the per-sample
+      distances (``(N,)`` for ``(N, D)`` inputs); default
+      :func:`pairwise_distance` (``p = 2``, ``eps = 1e-6``). It receives the
+      inputs in the compute dtype (float32 for half precision).
+    margin: the margin, ``> 0``.
+    swap: use the distance swap ``d(a, n) -> min(d(a, n), d(p, n))``.
+    reduction: ``'none' | 'mean' | 'sum'``.
+    where: optional bool mask of the per-sample loss, ``(N,)`` or ``()``; the
+      distance must then return the per-sample shape ``(N,)``. Masked rows are
+      replaced by fixed finite vectors before ``distance_function`` sees them.
+  """
+  fn = "triplet_margin_with_distance_loss"
+  (a, pos, neg), batch, where, out_dtype = _triplet_prepare(
+      fn, anchor, positive, negative, margin, reduction, where)
+  if distance_function is None:
+    distance_function = functools.partial(_pairwise, p=2.0, eps=1e-6)
+  loss = _triplet_hinge(distance_function, a, pos, neg, margin, swap)
+  if where is not None and tuple(loss.shape) != tuple(batch):
+    raise ValueError(
+        f"{fn}: with `where`, `distance_function` must return the per-sample shape "
+        f"{batch}, got {tuple(loss.shape)}."
+    )
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
