@@ -1,25 +1,343 @@
-"""The AM-LFS search-space loss.
+r"""The AM-LFS search-space loss (Li et al., "AM-LFS: AutoML for Loss Function Search", ICCV 2019).
 
-PLACEHOLDER: being written; every function raises NotImplementedError.
+.. math::
+   \ell_i = -\log \tau\!\left(p^t_{y_i}\right), \qquad
+   p^t_{y} = \frac{e^{s_y\, t(\cos\theta_y)}}
+                  {e^{s_y\, t(\cos\theta_y)} + \sum_{j \ne y} e^{s_j \cos\theta_j}}
+
+(paper eqs. 4 and 16), with two piecewise-linear transforms:
+
+* :math:`t` on the cosine domain :math:`[-1, 1]`, applied to the target cosine
+  only (the margin family: identity, CosFace :math:`t(x) = x - m`, ArcFace-like
+  and L-Softmax-like fits);
+* :math:`\tau` on the probability domain :math:`[0, 1]`, applied to the target
+  probability (the focal family: :math:`\tau(p) = p^{(1-p)^\gamma}` is focal
+  loss).
+
+**theta layout.** ``theta`` is a flat vector of ``4 * M`` numbers,
+``[a_t (M), b_t (M), a_tau (M), b_tau (M)]`` (the paper's
+:math:`\theta = [a^t, b^t, a^\tau, b^\tau]`); ``M = len(theta) // 4`` is static.
+Each domain is cut into ``M`` equal intervals and interval ``i`` has its own
+slope and bias: :math:`t(x) = a^t_i x + b^t_i` for
+:math:`x \in [-1 + 2i/M, -1 + 2(i+1)/M)`, :math:`\tau(p) = a^\tau_j p + b^\tau_j`
+for :math:`p \in [j/M, (j+1)/M)`. The last interval is closed; points outside
+a domain use the nearest end interval (linear extrapolation), so a cosine a
+rounding error above ``1`` is still mapped. Both maps may be discontinuous at
+the interval ends (the biases are independent).
+
+**Scale** (required keyword, no default on purpose: the softmax of raw cosines
+in ``[-1, 1]`` over 10 classes is nearly uniform, which stalled the public CIFAR
+reproduction). ``scale`` is a float ``s`` (logits ``s cos``) or an array
+broadcastable to ``(N, C)``: e.g. the norm products ``|W_j| |x_i|``
+(``cosine_logits(..., return_norms=True)``), making the logits the plain linear
+logits of paper eq. 4.
+
+**The guard** (``tau_min_ratio``, :math:`\delta`, default ``0.01``). A sampled
+:math:`\tau` can be zero or negative (e.g. :math:`b^\tau_0 < 0`), where
+:math:`-\log\tau` is undefined. The loss uses
+:math:`\max(\tau(p), \delta\,p)` instead of :math:`\tau(p)`:
+
+.. math:: \ell = -\log\max\left(\tau(p),\ \delta\,p\right)
+
+It is continuous in :math:`p` and bounded by :math:`\mathrm{CE} - \log\delta`.
+Where :math:`\tau(p) \le \delta p` (including every :math:`\tau \le 0`) the
+loss is cross-entropy plus the constant :math:`-\log\delta`, so its gradient is
+exactly the cross-entropy gradient: such samples keep training the model towards
+the correct class instead of getting a zero (clamped) gradient, which would
+silently stop a copy whose sampled :math:`\tau` is negative at the initial
+:math:`p \approx 1/C` and make its reward measure the guard, not the loss.
+Elsewhere the gradient is the sampled loss's, and the guard bounds it: the
+gradient with respect to the logits is at most :math:`|a^\tau_j|/\delta` times
+the cross-entropy gradient. The identity :math:`\tau(p) = p` never triggers it
+(:math:`p > \delta p`). Gradients with respect to ``theta`` are exact where the
+guard is inactive and zero where it is active.
+
+**Precision.** :math:`\log\tau(p)` is formed from :math:`\log p` (log-softmax)
+as :math:`\log p + \log(a + b/p)` when :math:`|b| \le |a| p` and as
+:math:`\log(a p + b)` otherwise, so the identity theta gives exactly
+:func:`jaxloss.cross_entropy` of ``scale * cosine`` (to float32 rounding), also
+for probabilities that underflow; the CosFace theta gives exactly
+:func:`jaxloss.cosface`.
 """
 
+from __future__ import annotations
 
-def amlfs_loss(*args, **kwargs):
-  raise NotImplementedError('amlfs_loss is not written yet')
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxloss import _common as C
+from jaxloss.angular import (_broadcast_scale, _check_cosine, _check_cosine_range,
+                             _check_ignore_index, _cosine_tolerance, _prepare_target, _take)
+
+Array = C.Array
+ArrayLike = C.ArrayLike
+
+DEFAULT_INTERVALS = 6
 
 
-def identity_theta(*args, **kwargs):
-  raise NotImplementedError('identity_theta is not written yet')
+# ----------------------------------------------------------------------------
+# theta
+# ----------------------------------------------------------------------------
 
 
-def cosface_theta(*args, **kwargs):
-  raise NotImplementedError('cosface_theta is not written yet')
+def _check_theta(fn: str, theta: ArrayLike) -> tuple[Array, int]:
+  theta = C.as_float_array(fn, "theta", theta)
+  if theta.ndim != 1 or theta.shape[0] < 4 or theta.shape[0] % 4:
+    raise ValueError(
+        f"{fn}: `theta` must be a 1-D vector of 4 * M numbers [a_t, b_t, a_tau, b_tau] "
+        f"(M >= 1 intervals), got shape {tuple(theta.shape)}.")
+  return theta, theta.shape[0] // 4
 
 
-def amlfs_transforms(*args, **kwargs):
-  raise NotImplementedError('amlfs_transforms is not written yet')
+def _split(theta: Array, num_intervals: int) -> tuple[Array, Array, Array, Array]:
+  return tuple(theta.reshape(4, num_intervals))
 
 
-def amlfs_curves(*args, **kwargs):
-  raise NotImplementedError('amlfs_curves is not written yet')
+def _check_intervals(fn: str, num_intervals) -> int:
+  if isinstance(num_intervals, bool) or int(num_intervals) != num_intervals or num_intervals < 1:
+    raise ValueError(f"{fn}: `num_intervals` must be a positive int, got {num_intervals!r}.")
+  return int(num_intervals)
 
+
+def identity_theta(num_intervals: int = DEFAULT_INTERVALS, dtype=jnp.float32) -> Array:
+  """The theta of plain softmax cross-entropy: ``t(x) = x``, ``tau(p) = p`` (all slopes 1, biases 0).
+
+  The natural initial mean :math:`\\mu_0` of the search. Layout
+  ``[a_t, b_t, a_tau, b_tau]``, ``4 * num_intervals`` numbers.
+  """
+  m = _check_intervals("identity_theta", num_intervals)
+  ones, zeros = jnp.ones((m,), dtype), jnp.zeros((m,), dtype)
+  return jnp.concatenate([ones, zeros, ones, zeros])
+
+
+def cosface_theta(margin: float, num_intervals: int = DEFAULT_INTERVALS,
+                  dtype=jnp.float32) -> Array:
+  """The theta of CosFace: ``t(x) = x - margin``, ``tau(p) = p``.
+
+  ``amlfs_loss(cos, y, cosface_theta(m), scale=s)`` equals
+  ``cosface(cos, y, s=s, m=m)``.
+  """
+  m = _check_intervals("cosface_theta", num_intervals)
+  ones, zeros = jnp.ones((m,), dtype), jnp.zeros((m,), dtype)
+  return jnp.concatenate([ones, jnp.full((m,), -margin, dtype), ones, zeros])
+
+
+def fit_theta(t_fn: Callable | None = None, tau_fn: Callable | None = None,
+              num_intervals: int = DEFAULT_INTERVALS, dtype=jnp.float32) -> Array:
+  """The piecewise-linear interpolant (chords through the interval ends) of given transforms.
+
+  Args:
+    t_fn: a function on the cosine domain ``[-1, 1]`` (NumPy float64 array in,
+      array out); ``None`` for the identity.
+    tau_fn: a function on the probability domain ``[0, 1]``; ``None`` for the
+      identity.
+    num_intervals: ``M``.
+    dtype: the dtype of the returned theta.
+
+  Returns:
+    ``theta`` (``4 * M``) whose ``t`` and ``tau`` agree with ``t_fn`` and
+    ``tau_fn`` at the ``M + 1`` interval ends of each domain.
+  """
+  m = _check_intervals("fit_theta", num_intervals)
+
+  def chords(f, lo, hi):
+    knots = np.linspace(lo, hi, m + 1)
+    values = np.asarray(f(knots), np.float64)
+    slopes = (values[1:] - values[:-1]) / (knots[1:] - knots[:-1])
+    return slopes, values[:-1] - slopes * knots[:-1]
+
+  a_t, b_t = chords(t_fn or (lambda x: x), -1.0, 1.0)
+  a_tau, b_tau = chords(tau_fn or (lambda p: p), 0.0, 1.0)
+  return jnp.asarray(np.concatenate([a_t, b_t, a_tau, b_tau]), dtype)
+
+
+def arcface_theta(margin: float = 0.5, num_intervals: int = DEFAULT_INTERVALS,
+                  dtype=jnp.float32) -> Array:
+  """An ArcFace-like theta: ``t`` interpolates ``cos(arccos x + margin)`` on the ``M`` intervals.
+
+  ``tau`` is the identity. As in the paper's figure 1, the search space holds
+  such piecewise-linear approximations of the angular margins.
+  """
+  return fit_theta(lambda x: np.cos(np.arccos(np.clip(x, -1, 1)) + margin), None,
+                   num_intervals, dtype)
+
+
+# ----------------------------------------------------------------------------
+# The transforms
+# ----------------------------------------------------------------------------
+
+
+def _interval(u: Array, num_intervals: int) -> Array:
+  """The interval index of ``u`` in ``[0, 1]`` (clipped: the ends extend outward)."""
+  i = jnp.floor(jax.lax.stop_gradient(u) * num_intervals)
+  return jnp.clip(i, 0, num_intervals - 1).astype(jnp.int32)
+
+
+def _piece(params: Array, index: Array) -> Array:
+  return jnp.take(params, index, mode="clip")
+
+
+def _apply_t(x: Array, a_t: Array, b_t: Array) -> Array:
+  i = _interval((x + 1.0) * 0.5, a_t.shape[0])
+  return _piece(a_t, i) * x + _piece(b_t, i)
+
+
+def _apply_tau(p: Array, a_tau: Array, b_tau: Array) -> Array:
+  j = _interval(p, a_tau.shape[0])
+  return _piece(a_tau, j) * p + _piece(b_tau, j)
+
+
+def amlfs_transforms(theta: ArrayLike) -> tuple[Callable[[Array], Array], Callable[[Array], Array]]:
+  """The two maps of ``theta`` as functions: ``t, tau = amlfs_transforms(theta)``.
+
+  ``t(x)`` maps cosines (any shape) and ``tau(p)`` probabilities, piecewise
+  linearly with ``M = len(theta) // 4`` equal intervals (see the module
+  docstring for the layout). Both are jit/vmap/grad-able.
+  """
+  theta, m = _check_theta("amlfs_transforms", theta)
+  a_t, b_t, a_tau, b_tau = _split(theta, m)
+
+  def t(x):
+    x = jnp.asarray(x)
+    return _apply_t(x.astype(jnp.result_type(x, theta)), a_t, b_t)
+
+  def tau(p):
+    p = jnp.asarray(p)
+    return _apply_tau(p.astype(jnp.result_type(p, theta)), a_tau, b_tau)
+  return t, tau
+
+
+def amlfs_curves(theta: ArrayLike, num_points: int = 601) -> dict[str, Array]:
+  """``t`` and ``tau`` sampled on their domains, for plotting.
+
+  Returns:
+    A dict with ``'x'`` (``num_points`` cosines in ``[-1, 1]``), ``'t'``
+    (``t(x)``), ``'p'`` (``num_points`` probabilities in ``[0, 1]``) and
+    ``'tau'`` (``tau(p)``). With ``num_points = k * M + 1`` the interval ends
+    are among the points (the maps jump there).
+  """
+  t, tau = amlfs_transforms(theta)
+  dtype = jnp.result_type(jnp.asarray(theta), jnp.float32)
+  x = jnp.linspace(-1.0, 1.0, num_points, dtype=dtype)
+  p = jnp.linspace(0.0, 1.0, num_points, dtype=dtype)
+  return {"x": x, "t": t(x), "p": p, "tau": tau(p)}
+
+
+# ----------------------------------------------------------------------------
+# The loss
+# ----------------------------------------------------------------------------
+
+
+def _log_guarded_tau(log_p: Array, a: Array, b: Array, delta: float) -> Array:
+  r""":math:`\log\max(a p + b, \delta p)` from :math:`\log p`, stably (see the module docstring)."""
+  dtype = log_p.dtype
+  p = jnp.exp(log_p)
+  # exp(-log p) = 1 / p, capped where it would overflow (p is then negligible
+  # next to any representable |b| > |a| p, and the direct form is used).
+  cap = -0.9 * math.log(float(jnp.finfo(dtype).tiny))
+  inv_p = jnp.exp(jnp.minimum(-log_p, cap))
+  rel_form = jnp.abs(b) <= jnp.abs(a) * p             # tau ~ a p: log p + log(a + b / p)
+  ratio = a + b * inv_p                                 # tau / p
+  direct = a * p + b                                    # tau
+  use_tau = jnp.where(rel_form, ratio > delta, direct > delta * p)
+  one = jnp.ones((), dtype)
+  log_rel = log_p + jnp.log(jnp.where(use_tau & rel_form, ratio, one))
+  log_direct = jnp.log(jnp.where(use_tau & ~rel_form, direct, one))
+  log_tau = jnp.where(rel_form, log_rel, log_direct)
+  return jnp.where(use_tau, log_tau, log_p + math.log(delta))
+
+
+def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *, scale: ArrayLike,
+               weight: ArrayLike | None = None, ignore_index: int = -100,
+               reduction: str = "mean", where: ArrayLike | None = None,
+               tau_min_ratio: float = 0.01) -> Array:
+  r"""The AM-LFS loss :math:`-\log\tau(p^t_y)` with both transforms given by ``theta``.
+
+  See the module docstring for the formula, the ``theta`` layout, the scale and
+  the guard.
+
+  Args:
+    cosine: ``(N, C)`` cosine logits in ``[-1, 1]`` (:func:`jaxloss.cosine_logits`),
+      or ``(C,)`` with a scalar ``target``.
+    target: ``(N,)`` integer class indices.
+    theta: ``(4 * M,)``: ``[a_t, b_t, a_tau, b_tau]`` (differentiable). vmap over
+      a leading population axis for a population of losses.
+    scale: **required**: a float ``s`` or an array broadcastable to ``(N, C)``
+      (e.g. ``|W_j| |x_i|``); may be traced.
+    weight: optional class weights ``(C,)``: ``l_i`` is multiplied by
+      ``weight[y_i]`` and ``'mean'`` divides by the summed weights of the
+      counted samples (as :func:`jaxloss.cross_entropy`).
+    ignore_index: a class index whose samples are ignored (``0`` loss, out of the
+      mean's denominator; all ignored gives ``nan`` for ``'mean'``, as torch).
+    reduction: ``'none' | 'mean' | 'sum'``.
+    where: optional bool mask broadcastable to ``(N,)``; masked samples leave the
+      sum and the denominator and get exactly-zero gradients.
+    tau_min_ratio: :math:`\delta \in (0, 1)` of the guard
+      :math:`\max(\tau(p), \delta p)`, a static float.
+
+  Returns:
+    The loss in ``cosine``'s dtype (float32 compute for half precision).
+  """
+  fn = "amlfs_loss"
+  C.check_reduction(fn, reduction)
+  ignore_index = _check_ignore_index(fn, ignore_index)
+  try:
+    delta = float(tau_min_ratio)
+  except TypeError:
+    raise ValueError(f"{fn}: `tau_min_ratio` must be a static Python float, got "
+                     f"{tau_min_ratio!r}.") from None
+  if not 0.0 < delta < 1.0:
+    raise ValueError(f"{fn}: `tau_min_ratio` must lie in (0, 1), got {delta}.")
+  cosine = _check_cosine(fn, cosine)
+  theta, m = _check_theta(fn, theta)
+  unbatched = cosine.ndim == 1
+  target = jnp.asarray(target)
+  if unbatched:
+    if target.ndim != 0:
+      raise ValueError(
+          f"{fn}: `target` must be a scalar class index for an unbatched `cosine` of shape "
+          f"{tuple(cosine.shape)}, got shape {tuple(target.shape)}.")
+    cosine, target = cosine[None], target[None]
+    where = None if where is None else jnp.reshape(jnp.asarray(where), (1,))
+  n, num_classes = cosine.shape
+  out_dtype = C.output_dtype(cosine)
+  dtype = C.compute_dtype(cosine, theta)
+  _, counted, index = _prepare_target(fn, target, (n,), num_classes, ignore_index, where)
+  _check_cosine_range(fn, "cosine", cosine, _cosine_tolerance(cosine.dtype), counted[:, None])
+  s = _broadcast_scale(fn, scale, (n, num_classes), dtype, name="scale")
+
+  zero = jnp.zeros((), dtype)
+  cos = jnp.where(counted[:, None], C.upcast(cosine, dtype), zero)
+  s = jnp.where(counted[:, None], s, zero)
+  a_t, b_t, a_tau, b_tau = _split(C.upcast(theta, dtype), m)
+
+  # Logits: s cos, with the target's replaced by s_y t(cos_y).
+  target_logit = _take(s, index) * _apply_t(_take(cos, index), a_t, b_t)
+  is_target = jnp.arange(num_classes)[None, :] == index[:, None]
+  logits = jnp.where(is_target, target_logit[:, None], s * cos)
+  # log p_y through the log-softmax (as cross_entropy computes it).
+  shift = jax.lax.stop_gradient(jnp.max(logits, axis=1))
+  shift = jnp.where(jnp.isfinite(shift), shift, zero)
+  log_z = jnp.log(jnp.sum(jnp.exp(logits - shift[:, None]), axis=1))
+  log_p = (target_logit - shift) - log_z
+
+  j = _interval(jnp.exp(log_p), m)
+  loss = -_log_guarded_tau(log_p, _piece(a_tau, j), _piece(b_tau, j), delta)
+
+  denominator = None
+  if weight is not None:
+    weight = C.as_float_array(fn, "weight", weight)
+    C.check_shape(fn, "weight", weight, (num_classes,), "one weight per class")
+    w = jnp.take(C.upcast(weight, dtype), index, mode="fill")
+    loss = loss * w
+    if reduction == "mean":
+      denominator = jnp.sum(jnp.where(counted, w, zero))
+  loss = jnp.where(counted, loss, zero)
+  out = C.reduce_loss(loss, reduction, counted, denominator=denominator, out_dtype=out_dtype)
+  if unbatched and reduction == "none":
+    out = out[0]
+  return out
