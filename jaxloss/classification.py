@@ -136,9 +136,31 @@ def _prepare_index_target(fn: str, input: Array, target: ArrayLike, ignore_index
   return counted, index
 
 
+@jax.custom_jvp
+def _gradient_only_where(x: Array, keep: Array) -> Array:
+  """The identity on ``x`` whose derivative is zeroed where ``keep`` is ``False``.
+
+  The "double where" trick (``_common.mask_inputs``) selects safe values in the
+  forward pass, which on XLA:CPU materialises a logits-sized copy in front of
+  the class-axis reductions. Zeroing the *tangent* instead keeps the forward a
+  pure read of the logits while still making the gradient of uncounted
+  samples exactly zero, even where their logits are inf/nan (the select
+  discards the nan that ``0 * inf`` produces further down the backward pass).
+  """
+  del keep
+  return x
+
+
+@_gradient_only_where.defjvp
+def _gradient_only_where_jvp(primals, tangents):
+  x, keep = primals
+  dx, _ = tangents
+  return x, jnp.where(keep, dx, jnp.zeros((), dx.dtype))
+
+
 def _mask_rows(counted: Array, x: Array, cax: int) -> Array:
-  """Zeroes the uncounted samples of ``x`` so that no inf/nan there leaks into gradients."""
-  return jnp.where(jnp.expand_dims(counted, cax), x, jnp.zeros((), x.dtype))
+  """``x`` with exactly-zero derivatives at the uncounted samples (see above)."""
+  return _gradient_only_where(x, jnp.expand_dims(counted, cax))
 
 
 def _take_class(x: Array, index: Array, cax: int) -> Array:
@@ -186,12 +208,25 @@ def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps
     nll = jnp.where(counted, -(target_logp * target_weight), zero)
   loss = nll
   if eps > 0.0:
-    # sum_c w_c log p_c as one fused reduction (no logits-sized temporary).
+    # sum_c w_c log p_c as one fused reduction over the logits. Subtracting
+    # the row constant `m + log_z` in one step (rather than `x - m`, which the
+    # log-normaliser also computes) keeps XLA from sharing, hence
+    # materialising, a logits-sized `x - m` between the two reductions.
+    # The row constant enters under stop_gradient and its derivative is added
+    # back as `W * (log_z - sg(log_z))` (value exactly 0): otherwise the
+    # backward pass reduces a logits-sized broadcast of `w_c * cotangent` to
+    # get `W * cotangent`, and XLA materialises it.
     shape = [1] * x.ndim
     shape[cax] = num_classes
-    logp = (x - jnp.expand_dims(m, cax)) - jnp.expand_dims(log_z, cax)
-    weighted = logp if weight is None else logp * weight.reshape(shape)
-    smooth = jnp.where(counted, -jnp.sum(weighted, axis=cax), zero)
+    logp = x - jax.lax.stop_gradient(jnp.expand_dims(m + log_z, cax))
+    if weight is None:
+      total_weight = num_classes
+      weighted = logp
+    else:
+      total_weight = jnp.sum(weight)
+      weighted = logp * weight.reshape(shape)
+    smooth = -jnp.sum(weighted, axis=cax) + total_weight * (log_z - jax.lax.stop_gradient(log_z))
+    smooth = jnp.where(counted, smooth, zero)
     loss = (1.0 - eps) * nll + smooth * (eps / num_classes)
   return _reduce_index_loss(loss, counted, target_weight, reduction, out_dtype)
 
