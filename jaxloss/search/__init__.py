@@ -1,0 +1,53 @@
+"""AM-LFS loss-function search (Li et al., ICCV 2019) as one jitted population program.
+
+A population of ``B`` copies of a model trains under ``jax.vmap`` (sharded over devices),
+each with its own loss parameters ``theta ~ N(mu, sigma^2 I)``; after every epoch the copies
+are scored on a validation split, ``mu`` takes a REINFORCE step (an optax update) and the
+best copy's whole training state is broadcast to all copies. See ``docs/search_api.md``.
+
+Quick start::
+
+  from jaxloss import search
+  task = search.Task(init=init, train_step=train_step, evaluate=evaluate)
+  config = search.SearchConfig(initial_mu=jaxloss.identity_theta(6), population_size=8,
+                               epochs=20, batch_size=128, output_dir='runs/amlfs')
+  result = search.run(task, config, train=(x, y), val=(x_val, y_val))
+  print(search.evaluate_dataset(task, result.state, (x_test, y_test)))
+"""
+
+from jaxloss.search.checkpoint import CheckpointStore
+from jaxloss.search.engine import (MODES, Engine, PopulationDivergedError, SearchConfig,
+                                   SearchResult, SearchState, run, tree_all_finite)
+from jaxloss.search.policy import (GaussianPolicy, PolicyState, default_mu_optimizer, log_prob,
+                                   normalize_rewards, reinforce_ascent, sample, score)
+from jaxloss.search.sharding import POPULATION_AXIS, population_mesh
+from jaxloss.search.task import (Task, TrainState, accuracy, classification_metrics,
+                                 evaluate_dataset, optax_task)
+
+__all__ = [
+    "MODES",
+    "POPULATION_AXIS",
+    "CheckpointStore",
+    "Engine",
+    "GaussianPolicy",
+    "PolicyState",
+    "PopulationDivergedError",
+    "SearchConfig",
+    "SearchResult",
+    "SearchState",
+    "Task",
+    "TrainState",
+    "accuracy",
+    "classification_metrics",
+    "default_mu_optimizer",
+    "evaluate_dataset",
+    "log_prob",
+    "normalize_rewards",
+    "optax_task",
+    "population_mesh",
+    "reinforce_ascent",
+    "run",
+    "sample",
+    "score",
+    "tree_all_finite",
+]

@@ -1,0 +1,186 @@
+"""What the user supplies to the search: a :class:`Task` of three pure functions.
+
+The engine never looks inside a training state: it is any pytree (parameters, batch
+statistics, optimiser state, step counters, ...) for ONE model copy. The engine adds the
+population axis itself.
+
+* ``init(key) -> state``
+* ``train_step(state, batch, theta, key) -> (state, metrics)``: one optimisation step with
+  the loss given by ``theta``; ``metrics`` is a dict of scalars that includes ``'loss'``.
+  ``key`` is the step's randomness (augmentation, dropout).
+* ``evaluate(state, batch) -> dict`` of summable scalars, e.g. ``{'correct': .., 'count': ..}``
+  (see :func:`classification_metrics`); they are summed over a split and turned into the
+  reward by the reward function (default ``correct / count``: accuracy).
+
+:func:`optax_task` builds the three functions for the common case of an optax optimiser and
+a loss on the model's output; :func:`evaluate_dataset` is the final (test-split) evaluation,
+separate from the reward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+Array = jax.Array
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """The three user functions the search engine drives (all pure, jit-able, vmap-able)."""
+  init: Callable[[Array], PyTree]
+  train_step: Callable[[PyTree, PyTree, Array, Array], tuple[PyTree, dict]]
+  evaluate: Callable[[PyTree, PyTree], dict]
+
+
+class TrainState(NamedTuple):
+  """The training state built by :func:`optax_task` (one model copy).
+
+  ``step`` counts optimisation steps (use it for schedules of your own; optax schedules
+  count in ``opt_state``). ``model_state`` holds non-trained variables such as Flax
+  ``batch_stats`` (``None`` or ``{}`` when there are none). All four are broadcast from the
+  best copy, momentum included.
+  """
+  step: Array
+  params: PyTree
+  model_state: PyTree
+  opt_state: PyTree
+
+
+def optax_task(*, init: Callable[[Array], tuple[PyTree, PyTree]],
+               loss: Callable[..., tuple[Array, PyTree]],
+               optimizer: optax.GradientTransformation,
+               evaluate: Callable[[PyTree, PyTree, PyTree], dict]) -> Task:
+  """A :class:`Task` for an optax optimiser and a loss on the model's output.
+
+  Args:
+    init: ``init(key) -> (params, model_state)``; ``model_state`` is e.g. a Flax linen
+      ``{'batch_stats': ...}`` collection, or ``None``.
+    loss: ``loss(params, model_state, batch, theta, key) -> (scalar, new_model_state)``,
+      differentiated with respect to ``params``; ``theta`` is the copy's loss parameters
+      (e.g. passed on to :func:`jaxloss.amlfs_loss`), ``key`` the step's randomness.
+    optimizer: any ``optax.GradientTransformation`` (a schedule inside it counts steps in
+      the optimiser state, which is part of the broadcast training state).
+    evaluate: ``evaluate(params, model_state, batch) -> dict`` of summable scalars.
+  Returns:
+    a :class:`Task` whose state is a :class:`TrainState`.
+  """
+
+  def task_init(key):
+    params, model_state = init(key)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+                      opt_state=optimizer.init(params))
+
+  def train_step(state, batch, theta, key):
+    grad_fn = jax.value_and_grad(loss, has_aux=True)
+    (value, model_state), grads = grad_fn(state.params, state.model_state, batch, theta, key)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new = TrainState(step=state.step + 1, params=params, model_state=model_state,
+                     opt_state=opt_state)
+    return new, {"loss": value}
+
+  def task_evaluate(state, batch):
+    return evaluate(state.params, state.model_state, batch)
+
+  return Task(init=task_init, train_step=train_step, evaluate=task_evaluate)
+
+
+def classification_metrics(logits: Array, labels: Array) -> dict[str, Array]:
+  """``{'correct': #(argmax == label), 'count': N}`` (int32), summable over batches."""
+  correct = jnp.sum(jnp.argmax(logits, axis=-1) == labels).astype(jnp.int32)
+  return {"correct": correct, "count": jnp.asarray(labels.shape[0], jnp.int32)}
+
+
+def accuracy(totals: dict) -> Array:
+  """The default reward: ``totals['correct'] / totals['count']`` (float32)."""
+  if "correct" not in totals or "count" not in totals:
+    raise ValueError("accuracy: the `evaluate` function must return 'correct' and 'count' "
+                     f"(or pass a `reward_fn`), got keys {sorted(totals)}.")
+  return (jnp.asarray(totals["correct"], jnp.float32)
+          / jnp.asarray(totals["count"], jnp.float32))
+
+
+def leading_size(fn: str, name: str, data: PyTree) -> int:
+  """The common leading (example) axis of every array in ``data``; ValueError otherwise."""
+  leaves = jax.tree.leaves(data)
+  if not leaves:
+    raise ValueError(f"{fn}: `{name}` must be a pytree of arrays, got no arrays.")
+  sizes = {np.shape(a)[0] if np.ndim(a) else None for a in leaves}
+  if len(sizes) != 1 or None in sizes:
+    raise ValueError(f"{fn}: every array of `{name}` must have the same leading (example) "
+                     f"axis, got shapes {[np.shape(a) for a in leaves]}.")
+  return sizes.pop()
+
+
+def sum_over_batches(evaluate: Callable[[PyTree, PyTree], dict], state: PyTree, data: PyTree,
+                     batch_size: int) -> dict:
+  """Sums ``evaluate(state, batch)`` over ``data`` in order, inside one program.
+
+  Full batches run in a ``lax.scan``; the remainder (if any) is one more call on a smaller
+  batch, so no example is dropped or padded. Jit-able and vmap-able over ``state``.
+  """
+  n = leading_size("evaluate", "data", data)
+  batch_size = min(batch_size, n)
+  num_full, rest = divmod(n, batch_size)
+
+  def call(batch):
+    out = evaluate(state, batch)
+    if not isinstance(out, dict):
+      raise ValueError(f"evaluate: must return a dict of summable scalars, got "
+                       f"{type(out).__name__}.")
+    return out
+
+  def body(totals, i):
+    batch = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, i * batch_size, batch_size),
+                         data)
+    return jax.tree.map(jnp.add, totals, call(batch)), None
+
+  first = jax.tree.map(lambda a: a[:batch_size], data)
+  totals = call(first)
+  if num_full > 1:
+    totals, _ = jax.lax.scan(body, totals, jnp.arange(1, num_full))
+  if rest:
+    tail = jax.tree.map(lambda a: a[num_full * batch_size:], data)
+    totals = jax.tree.map(jnp.add, totals, call(tail))
+  return totals
+
+
+def evaluate_dataset(evaluate: Callable[[PyTree, PyTree], dict] | Task, state: PyTree,
+                     data: PyTree, *, batch_size: int = 1024,
+                     reward_fn: Callable[[dict], Array] | None = None) -> dict[str, float]:
+  """Final evaluation of ONE model state on a split (e.g. the test set), as Python numbers.
+
+  Separate from the search's reward on purpose: the search never sees the test split.
+
+  Args:
+    evaluate: the task's ``evaluate(state, batch)`` (or the :class:`Task`).
+    state: one copy's training state (e.g. ``SearchResult.state``).
+    data: the split, a pytree of arrays with a leading example axis.
+    batch_size: evaluation batch size (the last partial batch is included).
+    reward_fn: turns the summed metrics into a score (default :func:`accuracy`), reported
+      as ``'score'`` (and as ``'accuracy'`` when the default is used).
+  Returns:
+    the summed metrics plus ``'score'`` (and ``'accuracy'``), as floats / ints.
+  """
+  if isinstance(evaluate, Task):
+    evaluate = evaluate.evaluate
+
+  @jax.jit
+  def run(state, data):
+    totals = sum_over_batches(evaluate, state, data, batch_size)
+    score = (reward_fn or accuracy)(totals)
+    return totals, score
+
+  totals, score = jax.device_get(run(state, data))
+  out = {k: np.asarray(v).item() for k, v in totals.items()}
+  out["score"] = float(score)
+  if reward_fn is None:
+    out["accuracy"] = float(score)
+  return out
