@@ -218,8 +218,7 @@ def _var_shape_ok(input_shape: tuple[int, ...], var_shape: tuple[int, ...]) -> b
 
 def _prepare_var(fn, var, input_shape):
   """Returns ``var`` as an array broadcastable as torch broadcasts it, or a scalar."""
-  if isinstance(var, (bool, complex)) or (
-      not isinstance(var, (int, float)) and not hasattr(var, "shape")):
+  if var is None or isinstance(var, (bool, complex, str, bytes)):
     raise ValueError(
         f"{fn}: `var` must be a floating-point array or a Python float, got "
         f"{type(var).__name__}.")

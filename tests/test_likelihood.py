@@ -78,7 +78,8 @@ class LikelihoodParityTest(ParityTestCase):
   def _check_kl_div(self, shape, reduction, dtype, opt):
     rng = np.random.default_rng(0)
     x = rand(rng, shape, dtype, -3.0, 0.0)
-    t = rand(rng, shape, dtype, -3.0, 0.5) if opt["log_target"] else rand(rng, shape, dtype, 0.01, 1)
+    low, high = (-3.0, 0.5) if opt["log_target"] else (0.01, 1.0)
+    t = rand(rng, shape, dtype, low, high)
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")  # 'mean' warns in both (tested below)
       self.assert_parity(jaxloss.kl_div, F.kl_div, [x, t], dict(opt, reduction=reduction),
@@ -401,9 +402,10 @@ class LikelihoodErrorTest(parameterized.TestCase):
     # Exactly the shapes torch rejects with "var is of incorrect size".
     with self.assertRaises(ValueError):
       F.gaussian_nll_loss(torch.ones(x_shape), torch.ones(x_shape), torch.ones(var_shape))
+    x_text, var_text = (", ".join(map(str, s)) for s in (x_shape, var_shape))
     with self.assertRaisesRegex(
-        ValueError, rf"gaussian_nll_loss: `var` must have the shape of `input` "
-                    rf"\({', '.join(map(str, x_shape))}\).*got \({', '.join(map(str, var_shape))}\)"):
+        ValueError, rf"gaussian_nll_loss: `var` must have the shape of `input` \({x_text}\)"
+                    rf".*got \({var_text}\)"):
       jax.jit(jaxloss.gaussian_nll_loss).lower(
           jnp.ones(x_shape), jnp.ones(x_shape), jnp.ones(var_shape))
 
