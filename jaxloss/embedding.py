@@ -18,6 +18,10 @@
 ``where`` masks samples (the per-sample loss, ``(N,)`` for batched input, ``()``
 for unbatched); masked rows of the inputs are replaced by fixed finite vectors
 before any distance is evaluated, so their gradients are exactly zero.
+
+Each public function validates its arguments in Python (trace time) and then
+calls a jitted kernel (except around a user's ``distance_function``), so that
+eager calls run one compiled program.
 """
 
 from __future__ import annotations
@@ -199,8 +203,12 @@ def pairwise_distance(x1: ArrayLike, x2: ArrayLike, p: float = 2.0, eps: float =
   x2 = C.as_float_array(fn, "x2", x2)
   p = _static_float(fn, "p", p)
   _broadcast_shapes(fn, ("x1", "x2"), (x1, x2))
-  out_dtype = C.output_dtype(x1, x2)
-  dtype = C.compute_dtype(x1, x2)
+  return _pairwise_kernel(x1, x2, eps, p=p, keepdim=bool(keepdim),
+                          dtype=C.compute_dtype(x1, x2), out_dtype=C.output_dtype(x1, x2))
+
+
+@functools.partial(jax.jit, static_argnames=("p", "keepdim", "dtype", "out_dtype"))
+def _pairwise_kernel(x1, x2, eps, *, p, keepdim, dtype, out_dtype):
   out = _pairwise(C.upcast(x1, dtype), C.upcast(x2, dtype), p, eps, keepdim)
   return out.astype(out_dtype)
 
@@ -260,9 +268,15 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
         f"{fn}: `target` must have shape {batch} (one label per pair), got "
         f"{tuple(target.shape)}."
     ) from None
-  out_dtype = C.output_dtype(input1, input2)
-  dtype = C.compute_dtype(input1, input2)
   where = C.prepare_where(fn, where, batch, "the per-sample loss")
+  return _cosine_embedding(input1, input2, target, margin, where, reduction=reduction,
+                           dtype=C.compute_dtype(input1, input2),
+                           out_dtype=C.output_dtype(input1, input2))
+
+
+@functools.partial(jax.jit, static_argnames=("reduction", "dtype", "out_dtype"))
+def _cosine_embedding(input1, input2, target, margin, where, *, reduction, dtype, out_dtype):
+  shape = jnp.broadcast_shapes(input1.shape, input2.shape)
   x1, x2 = _mask_rows(where, C.upcast(jnp.broadcast_to(input1, shape), dtype),
                       C.upcast(jnp.broadcast_to(input2, shape), dtype))
   prod_sum = jnp.sum(x1 * x2, axis=-1)
@@ -278,18 +292,23 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
 def _triplet_prepare(fn, anchor, positive, negative, margin, reduction, where):
   """Shared validation of the two triplet losses; returns upcast, masked inputs."""
   C.check_reduction(fn, reduction)
-  if not _static_float(fn, "margin", margin) > 0:
+  try:
+    concrete_margin = float(margin)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    concrete_margin = None  # a traced margin (e.g. searched) cannot be checked here
+  if concrete_margin is not None and not concrete_margin > 0:
     raise ValueError(f"{fn}: `margin` must be greater than 0, got {margin}.")
   names = ("anchor", "positive", "negative")
   arrays = [C.as_float_array(fn, n, a) for n, a in zip(names, (anchor, positive, negative))]
   _check_same_ndim(fn, names, arrays)
   shape = _broadcast_shapes(fn, names, arrays)
-  out_dtype = C.output_dtype(*arrays)
-  dtype = C.compute_dtype(*arrays)
-  batch = shape[:-1]
-  where = C.prepare_where(fn, where, batch, "the per-sample loss")
+  where = C.prepare_where(fn, where, shape[:-1], "the per-sample loss")
+  return arrays, shape, where, C.compute_dtype(*arrays), C.output_dtype(*arrays)
+
+
+def _triplet_inputs(arrays, shape, where, dtype):
   arrays = [C.upcast(jnp.broadcast_to(a, shape), dtype) for a in arrays]
-  return _mask_rows(where, *arrays), batch, where, out_dtype
+  return _mask_rows(where, *arrays)
 
 
 def _triplet_hinge(distance, a, pos, neg, margin, swap):
@@ -331,8 +350,17 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
   fn = "triplet_margin_loss"
   C.reject_legacy_args(fn, size_average, reduce)
   p = _static_float(fn, "p", p)
-  (a, pos, neg), _, where, out_dtype = _triplet_prepare(
+  arrays, shape, where, dtype, out_dtype = _triplet_prepare(
       fn, anchor, positive, negative, margin, reduction, where)
+  return _triplet_pairwise(*arrays, margin, eps, where, p=p, swap=bool(swap), shape=shape,
+                           reduction=reduction, dtype=dtype, out_dtype=out_dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("p", "swap", "shape", "reduction", "dtype",
+                                             "out_dtype"))
+def _triplet_pairwise(anchor, positive, negative, margin, eps, where, *, p, swap, shape,
+                      reduction, dtype, out_dtype):
+  a, pos, neg = _triplet_inputs((anchor, positive, negative), shape, where, dtype)
   distance = functools.partial(_pairwise, p=p, eps=eps)
   loss = _triplet_hinge(distance, a, pos, neg, margin, swap)
   return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
@@ -363,11 +391,16 @@ def triplet_margin_with_distance_loss(
       replaced by fixed finite vectors before ``distance_function`` sees them.
   """
   fn = "triplet_margin_with_distance_loss"
-  (a, pos, neg), batch, where, out_dtype = _triplet_prepare(
+  arrays, shape, where, dtype, out_dtype = _triplet_prepare(
       fn, anchor, positive, negative, margin, reduction, where)
-  if distance_function is None:
-    distance_function = functools.partial(_pairwise, p=2.0, eps=1e-6)
+  if distance_function is None:  # torch's default, torch.pairwise_distance
+    return _triplet_pairwise(*arrays, margin, 1e-6, where, p=2.0, swap=bool(swap),
+                             shape=shape, reduction=reduction, dtype=dtype,
+                             out_dtype=out_dtype)
+  # A user's callable is not jitted here: a fresh lambda per call would recompile.
+  a, pos, neg = _triplet_inputs(arrays, shape, where, dtype)
   loss = _triplet_hinge(distance_function, a, pos, neg, margin, swap)
+  batch = shape[:-1]
   if where is not None and tuple(loss.shape) != tuple(batch):
     raise ValueError(
         f"{fn}: with `where`, `distance_function` must return the per-sample shape "

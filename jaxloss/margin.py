@@ -22,9 +22,15 @@ w.r.t. ``target`` and ``multi_margin_loss`` w.r.t. ``weight``; here they get
 their exact mathematical gradients. Where torch does differentiate a target or
 weight (``margin_ranking_loss``'s ``target``, ``multilabel_soft_margin_loss``'s
 ``target`` and ``weight``), the gradients match torch's.
+
+Each public function validates its arguments in Python (trace time) and then
+calls a jitted kernel, so that eager (un-jitted) calls run one compiled program
+instead of dozens of separately dispatched operations.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +39,8 @@ from jaxloss import _common as C
 
 Array = C.Array
 ArrayLike = C.ArrayLike
+
+_jit = functools.partial(jax.jit, static_argnames=("reduction", "dtype", "out_dtype"))
 
 
 # ----------------------------------------------------------------------------
@@ -129,9 +137,15 @@ def soft_margin_loss(input: ArrayLike, target: ArrayLike, size_average=None, red
                          "input")
   dtype = C.compute_dtype(*_float_dtypes(input, target))
   where = C.prepare_where(fn, where, input.shape)
+  return _soft_margin(input, target, where, reduction=reduction, dtype=dtype,
+                      out_dtype=input.dtype)
+
+
+@_jit
+def _soft_margin(input, target, where, *, reduction, dtype, out_dtype):
   x, y = C.mask_inputs(where, 0, C.upcast(input, dtype), C.upcast(target, dtype))
   loss = jax.nn.softplus(-y * x)
-  return C.reduce_loss(loss, reduction, where, out_dtype=input.dtype)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
 
 
 def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
@@ -176,6 +190,13 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
   out_dtype = jnp.result_type(input1, input2, target)
   dtype = C.compute_dtype(input1, input2, target)
   where = C.prepare_where(fn, where, shape)
+  return _margin_ranking(input1, input2, target, margin, where, reduction=reduction,
+                         dtype=dtype, out_dtype=out_dtype)
+
+
+@_jit
+def _margin_ranking(input1, input2, target, margin, where, *, reduction, dtype, out_dtype):
+  shape = jnp.broadcast_shapes(input1.shape, input2.shape, target.shape)
   x1, x2, y = (C.upcast(jnp.broadcast_to(a, shape), dtype) for a in (input1, input2, target))
   x1, x2, y = C.mask_inputs(where, 0, x1, x2, y)
   loss = _clamp_min0(-y * (x1 - x2) + margin)
@@ -218,14 +239,20 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.
         f"{fn}: `target` of shape {tuple(target.shape)} cannot be broadcast with "
         f"`input` of shape {tuple(input.shape)}."
     ) from None
-  dtype = C.compute_dtype(input)
   where = C.prepare_where(fn, where, shape)
+  return _hinge_embedding(input, target, margin, where, reduction=reduction,
+                          dtype=C.compute_dtype(input), out_dtype=input.dtype)
+
+
+@_jit
+def _hinge_embedding(input, target, margin, where, *, reduction, dtype, out_dtype):
+  shape = jnp.broadcast_shapes(input.shape, target.shape)
   (x,) = C.mask_inputs(where, 0, C.upcast(jnp.broadcast_to(input, shape), dtype))
   y = jax.lax.stop_gradient(jnp.broadcast_to(target, shape))
   zero = jnp.zeros((), dtype)
   loss = (jnp.where(y != 1, _clamp_min0(margin - x), zero)
           + jnp.where(y != -1, x, zero))
-  return C.reduce_loss(loss, reduction, where, out_dtype=input.dtype)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
 
 
 # ----------------------------------------------------------------------------
@@ -274,8 +301,13 @@ def multilabel_soft_margin_loss(input: ArrayLike, target: ArrayLike,
   floats = _float_dtypes(input, target, weight)
   out_dtype = C.output_dtype(*floats)
   dtype = C.compute_dtype(*floats)
-  sample_shape = input.shape[:-1]
-  where = C.prepare_where(fn, where, sample_shape, "the per-sample loss")
+  where = C.prepare_where(fn, where, input.shape[:-1], "the per-sample loss")
+  return _multilabel_soft_margin(input, target, weight, where, reduction=reduction,
+                                 dtype=dtype, out_dtype=out_dtype)
+
+
+@_jit
+def _multilabel_soft_margin(input, target, weight, where, *, reduction, dtype, out_dtype):
   row_mask = None if where is None else where[..., None]
   x, y = C.mask_inputs(row_mask, 0, C.upcast(input, dtype), C.upcast(target, dtype))
   loss = -(y * jax.nn.log_sigmoid(x) + (1 - y) * jax.nn.log_sigmoid(-x))
@@ -327,14 +359,22 @@ def multilabel_margin_loss(input: ArrayLike, target: ArrayLike, size_average=Non
         f"{tuple(input.shape)}, got {tuple(target.shape)}."
     )
   out_shape = (nframe,) if input.ndim == 2 else ()
+  where = C.prepare_where(fn, where, out_shape, "the per-sample loss")
+  return _multilabel_margin(input, target, where, reduction=reduction,
+                            dtype=C.compute_dtype(input), out_dtype=input.dtype)
+
+
+@_jit
+def _multilabel_margin(input, target, where, *, reduction, dtype, out_dtype):
+  fn = "multilabel_margin_loss"
+  nframe, num_classes = _check_class_input(fn, input)
+  out_shape = (nframe,) if input.ndim == 2 else ()
   ok = (target >= -1) & (target < num_classes)
   C.value_check(
       jnp.all(ok),
       f"{fn}: `target` holds {{bad}}, outside [-1, {num_classes}) (-1 pads).",
       bad=jnp.where(jnp.any(~ok), target.ravel()[jnp.argmax(~ok.ravel())], 0),
   )
-  dtype = C.compute_dtype(input)
-  where = C.prepare_where(fn, where, out_shape, "the per-sample loss")
   (x,) = C.mask_inputs(_sample_mask(where, nframe), 0,
                        C.upcast(jnp.reshape(input, (nframe, num_classes)), dtype))
   t = jnp.reshape(target, (nframe, num_classes))
@@ -347,7 +387,7 @@ def multilabel_margin_loss(input: ArrayLike, target: ArrayLike, size_average=Non
   terms = jnp.where(counted[:, :, None] & ~is_target[:, None, :], _positive_part(z),
                     jnp.zeros((), dtype))
   loss = jnp.sum(terms, axis=(1, 2)) / num_classes
-  return C.reduce_loss(jnp.reshape(loss, out_shape), reduction, where, out_dtype=input.dtype)
+  return C.reduce_loss(jnp.reshape(loss, out_shape), reduction, where, out_dtype=out_dtype)
 
 
 def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: float = 1.0,
@@ -402,9 +442,17 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
   out_dtype = C.output_dtype(*floats)
   dtype = C.compute_dtype(*floats)
   out_shape = (nframe,) if target.ndim == 1 else ()
-  t = jnp.reshape(target, (nframe,))
-  C.check_index_range(fn, "target", t, num_classes)
   where = C.prepare_where(fn, where, out_shape, "the per-sample loss")
+  return _multi_margin(input, target, margin, weight, where, reduction=reduction, p=p,
+                       dtype=dtype, out_dtype=out_dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("reduction", "p", "dtype", "out_dtype"))
+def _multi_margin(input, target, margin, weight, where, *, reduction, p, dtype, out_dtype):
+  nframe, num_classes = _check_class_input("multi_margin_loss", input)
+  out_shape = (nframe,) if target.ndim == 1 else ()
+  t = jnp.reshape(target, (nframe,))
+  C.check_index_range("multi_margin_loss", "target", t, num_classes)
   (x,) = C.mask_inputs(_sample_mask(where, nframe), 0,
                        C.upcast(jnp.reshape(input, (nframe, num_classes)), dtype))
   is_target = t[:, None] == jnp.arange(num_classes)  # (n, C)
