@@ -6,6 +6,7 @@ The AM-LFS loss is used through :func:`amlfs_cosine_loss`.
 """
 
 import functools
+import math
 
 import flax.linen as nn
 import jax
@@ -79,9 +80,9 @@ def mlp_init(key, hidden=16):
   # One random draw for all weights: every threefry draw costs about a second of XLA CPU
   # compile time, and the suite runs on 2 shared cores.
   flat = jax.random.normal(key, ((DIM + NUM_CLASSES) * hidden,), jnp.float32)
-  return {"w1": flat[:DIM * hidden].reshape(DIM, hidden) / np.sqrt(DIM),
+  return {"w1": flat[:DIM * hidden].reshape(DIM, hidden) / math.sqrt(DIM),
           "b1": jnp.zeros((hidden,), jnp.float32),
-          "w2": flat[DIM * hidden:].reshape(hidden, NUM_CLASSES) / np.sqrt(hidden)}
+          "w2": flat[DIM * hidden:].reshape(hidden, NUM_CLASSES) / math.sqrt(hidden)}
 
 
 def mlp_cosine(params, x):

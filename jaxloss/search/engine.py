@@ -265,7 +265,7 @@ class Engine:
 
   def _init_state(self, seed_key: Array) -> SearchState:
     cfg, b = self.config, self.config.population_size
-    key = jax.random.fold_in(seed_key, _INIT_STREAM)
+    key = jax.random.fold_in(jax.random.wrap_key_data(seed_key), _INIT_STREAM)
     if cfg.resolved_init == "shared":
       one = self.task.init(jax.random.fold_in(key, 0))
       population = jax.tree.map(lambda a: jnp.broadcast_to(a, (b,) + jnp.shape(a)), one)
@@ -344,7 +344,8 @@ class Engine:
     ``update`` (REINFORCE step on mu), ``select`` (broadcast the best copy)."""
     cfg, b, ax = self.config, self.config.population_size, self.axis_name
     replicate = lambda x: jax.lax.with_sharding_constraint(x, self._replicated)
-    key = jax.random.fold_in(jax.random.fold_in(seed_key, _EPOCH_STREAM), state.epoch)
+    key = jax.random.fold_in(
+        jax.random.fold_in(jax.random.wrap_key_data(seed_key), _EPOCH_STREAM), state.epoch)
     mu = state.policy.mu
     thetas = jax.lax.cond(
         flags["sample"], lambda: self.policy.sample(jax.random.fold_in(key, _SAMPLE), mu, b),
@@ -390,7 +391,9 @@ class Engine:
     return new_state, outputs
 
   def _seed_key(self) -> Array:
-    return jax.device_put(jax.random.key(self.config.seed), self._replicated)
+    """The seed's raw key data (uint32), replicated on the mesh (wrapped inside the jit)."""
+    data = np.asarray(jax.random.key_data(jax.random.key(self.config.seed)))
+    return sh.put(data, self._replicated)
 
   def _program_key(self) -> tuple:
     """What the compiled outer step depends on (not the seed, epochs or output options)."""
@@ -403,7 +406,7 @@ class Engine:
     cfg = self.config
     flags = {"sample": cfg.mode != "baseline", "update": cfg.mode == "amlfs",
              "select": cfg.resolved_select_best}
-    return {k: jax.device_put(jnp.asarray(v), self._replicated) for k, v in flags.items()}
+    return {k: sh.put(np.asarray(v), self._replicated) for k, v in flags.items()}
 
   def _jitted_step(self):
     if self._step_jit is None:
