@@ -17,6 +17,8 @@ instead of producing ``0 * inf = nan``.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -140,10 +142,12 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
      p = \sigma(x),\; p_t = p\,t + (1 - p)(1 - t),\;
      \alpha_t = \alpha\,t + (1 - \alpha)(1 - t)
 
-  with :math:`\mathrm{BCE}(x, t) = (1 - t)\,x - \log\sigma(x)` (torch's
-  ``binary_cross_entropy_with_logits``) and no :math:`\alpha_t` factor when
-  ``alpha < 0`` (torchvision's convention). ``gamma=0`` with ``alpha<0`` is
-  exactly :func:`jaxloss.binary_cross_entropy_with_logits`.
+  with :math:`\mathrm{BCE}(x, t) = -t\log\sigma(x) - (1 - t)\log\sigma(-x)`
+  (torch's ``binary_cross_entropy_with_logits``, which computes the equal
+  :math:`(1 - t)\,x - \log\sigma(x)`: that form loses the relative precision of
+  losses far below 1, e.g. ``x = -30, t = 0``) and no :math:`\alpha_t` factor
+  when ``alpha < 0`` (torchvision's convention). ``gamma=0`` with ``alpha<0`` is
+  :func:`jaxloss.binary_cross_entropy_with_logits` (to rounding).
   :math:`1 - p_t = t\,\sigma(-x) + (1 - t)\,\sigma(x)` is formed in log space
   from ``log_sigmoid(+-x)``, so hard (and soft) targets give finite, accurate
   gradients for ``|x| = 1e4`` and ``gamma < 1``.
@@ -182,7 +186,9 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
 
   log_p = jax.nn.log_sigmoid(x)       # log p
   log_q = jax.nn.log_sigmoid(-x)      # log (1 - p)
-  ce = (1 - t) * x - log_p
+  # t softplus(-x) + (1 - t) softplus(x): torch's (1 - t) x - log_sigmoid(x) rearranged so
+  # that a small loss (a confident right answer) keeps its relative precision.
+  ce = -(t * log_p + (1 - t) * log_q)
   if gamma == 0.0:
     loss = ce
   else:
@@ -197,13 +203,18 @@ def _log_mix(log_a: Array, log_b: Array, t: Array) -> Array:
 
   The shift is the larger of the terms that have a non-zero weight, so a hard
   ``t`` gives exactly ``log_a`` (``t = 1``) or ``log_b`` (``t = 0``) however
-  small; the exponent of a zero-weight term is capped at ``0`` so that it cannot
-  overflow into ``0 * inf``.
+  small. The exponent of a zero-weight term is capped at half the log of the
+  largest float, so its exponential cannot overflow into ``0 * inf``: the
+  value is unaffected and the derivative with respect to ``t`` is exact unless
+  it exceeds ``sqrt(finfo.max)`` (``|x|`` beyond ~44 in float32, ~354 in float64).
   """
-  neg_inf = jnp.asarray(-jnp.inf, log_a.dtype)
+  dtype = log_a.dtype
+  neg_inf = jnp.asarray(-jnp.inf, dtype)
   shift = jnp.maximum(jnp.where(t != 0, log_a, neg_inf), jnp.where(t != 1, log_b, neg_inf))
   shift = jax.lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, 0.0))
-  def capped_exp(e):  # exp(min(e, 0)), with derivative 1 (not min's 1/2) at e = 0
-    return jnp.exp(jnp.where(e > 0, jnp.zeros((), e.dtype), e))
+  cap = jnp.asarray(0.5 * math.log(float(jnp.finfo(dtype).max)), dtype)
+
+  def capped_exp(e):
+    return jnp.exp(jnp.where(e > cap, cap, e))
   total = t * capped_exp(log_a - shift) + (1 - t) * capped_exp(log_b - shift)
   return jnp.log(total) + shift
