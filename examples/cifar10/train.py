@@ -1,0 +1,354 @@
+"""One run of the CIFAR-10 experiment on the AM-LFS search engine (``jaxloss.search``).
+
+The user side of the engine's contract (``docs/search_api.md``):
+
+* ``init(key)``: ResNet-20 parameters, BatchNorm statistics and SGD-momentum state of ONE copy;
+* ``train_step(state, batch, theta, key)``: pad-4 crop + flip of the uint8 batch from ``key``
+  (the engine passes the same key to every copy: common random numbers), normalisation, the
+  forward pass, the loss ``jaxloss.amlfs_loss(cosine, labels, theta, scale=...)`` (plain
+  softmax cross-entropy of the same logits in ``baseline`` mode), one SGD step;
+* ``evaluate(state, batch)``: correct / count on a clean batch (the reward on the validation
+  split, and the test error).
+
+Around the engine this module adds what the experiment needs: the data (tfds, fixed split,
+label noise), the test error of the best copy after every epoch (``test.jsonl``; measured for
+the plots only, never seen by the search), the final summary (``summary.json``) and the plots.
+
+Files in ``<workdir>/<run_name>/`` (run_name = ``<mode>-noise<percent>[-seed<k>]``):
+``config.json``, ``records.jsonl`` (the engine's per-epoch records: mu, thetas, rewards, ...),
+``test.jsonl`` (per-epoch test error), ``checkpoints/`` (orbax, for ``--resume``),
+``summary.json``, ``mu.png``, ``transforms.png``. In ``<workdir>/``: ``test_error_noise<p>.png``
+(every run of that noise level found in the working directory, e.g. AM-LFS against baseline).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxloss
+from jaxloss import search
+
+from cifar10 import configs, input_pipeline, models, plots
+
+SUMMARY = 'summary.json'
+TEST_LOG = 'test.jsonl'
+CONFIG = 'config.json'
+
+
+class StopRequested(Exception):
+  """Raised from the engine's callback by ``stop_after``: the run stops after a checkpoint."""
+
+
+# ------------------------------------------------------------------------------------------------
+# The task: model, optimiser, loss, evaluation
+# ------------------------------------------------------------------------------------------------
+
+
+def make_model(config: configs.Config) -> models.CifarResNet:
+  return models.CifarResNet(depth=config.depth, width=config.width,
+                            num_classes=input_pipeline.NUM_CLASSES,
+                            dtype=models.compute_dtype(config.dtype), param_dtype=jnp.float32)
+
+
+def make_optimizer(config: configs.Config) -> optax.GradientTransformation:
+  """He et al.: L2 weight decay added to the gradient, SGD momentum 0.9, step-wise lr drops.
+
+  The schedule counts optimisation steps inside the optimiser state, which is part of the
+  training state the engine broadcasts from the best copy.
+  """
+  schedule = optax.piecewise_constant_schedule(
+      config.learning_rate, {b: config.lr_drop_factor for b in config.lr_boundaries})
+  return optax.chain(optax.add_decayed_weights(config.weight_decay),
+                     optax.sgd(schedule, momentum=config.momentum))
+
+
+# The parts of the configuration that change the compiled program. Runs that share them share
+# one Task object, so the engine reuses its compiled outer step (a resumed run in the same
+# process, or the tests' repeated runs); see jaxloss.search.Engine.compile.
+_PROGRAM_FIELDS = ('mode', 'depth', 'width', 'dtype', 'logit_scale', 'learning_rate', 'momentum',
+                   'weight_decay', 'epochs', 'batch_size', 'num_train', 'lr_drop_fractions',
+                   'lr_drop_factor', 'num_intervals', 'policy_learning_rate',
+                   'eval_batch_size')
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Program:
+  """What one configuration compiles: the engine's Task and the example's own evaluation."""
+  task: search.Task
+  mu_optimizer: optax.GradientTransformation
+  evaluate_split: Callable  # jitted (state, (images, labels)) -> {'correct', 'count'}
+  model: models.CifarResNet
+
+
+_PROGRAMS: dict = {}
+
+
+def make_program(config: configs.Config) -> Program:
+  key = tuple(getattr(config, f) for f in _PROGRAM_FIELDS) + (jax.default_backend(),)
+  if key not in _PROGRAMS:
+    _PROGRAMS[key] = _build_program(config)
+  return _PROGRAMS[key]
+
+
+def _build_program(config: configs.Config) -> Program:
+  model = make_model(config)
+  optimizer = make_optimizer(config)
+  dtype = model.dtype
+  baseline = config.mode == 'baseline'
+  logit_scale = config.logit_scale
+
+  def init(key):
+    variables = model.init(key, jnp.zeros((1,) + input_pipeline.IMAGE_SHAPE, dtype), train=False)
+    params = variables['params']
+    return search.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                             model_state={'batch_stats': variables['batch_stats']},
+                             opt_state=optimizer.init(params))
+
+  def loss_fn(params, model_state, images, labels, theta):
+    (features, kernel), new_model_state = model.apply(
+        {'params': params, **model_state}, images, train=True, mutable=['batch_stats'])
+    cosine, scale, logits = models.head_outputs(features, kernel, logit_scale)
+    if baseline:  # cross-entropy of the same logits: the identity theta of the search space
+      loss = jaxloss.cross_entropy(logits, labels)
+    else:
+      loss = jaxloss.amlfs_loss(cosine, labels, theta, scale=scale)
+    return loss, (new_model_state, logits)
+
+  def train_step(state, batch, theta, key):
+    images, labels = batch
+    images = input_pipeline.normalize(input_pipeline.augment(key, images), dtype)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, (model_state, logits)), grads = grad_fn(
+        state.params, state.model_state, images, labels, theta)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = search.TrainState(step=state.step + 1, params=params, model_state=model_state,
+                                  opt_state=opt_state)
+    accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+    return new_state, {'loss': loss, 'accuracy': accuracy}
+
+  def evaluate(state, batch):
+    images, labels = batch
+    features, kernel = model.apply({'params': state.params, **state.model_state},
+                                   input_pipeline.normalize(images, dtype), train=False)
+    _, _, logits = models.head_outputs(features, kernel, logit_scale)
+    return search.classification_metrics(logits, labels)
+
+  task = search.Task(init=init, train_step=train_step, evaluate=evaluate)
+  evaluate_split = jax.jit(functools.partial(
+      search.task.sum_over_batches, evaluate, batch_size=config.eval_batch_size))
+  return Program(task=task, mu_optimizer=optax.adam(config.policy_learning_rate),
+                 evaluate_split=evaluate_split, model=model)
+
+
+def search_config(config: configs.Config, run_dir: str, program: Program) -> search.SearchConfig:
+  return search.SearchConfig(
+      initial_mu=jaxloss.identity_theta(config.num_intervals),
+      mode=config.mode,
+      population_size=config.effective_population,
+      epochs=config.epochs,
+      batch_size=config.batch_size,
+      eval_batch_size=config.eval_batch_size,
+      sigma=config.sigma,
+      mu_optimizer=program.mu_optimizer,
+      seed=config.seed,
+      common_random_numbers=config.common_random_numbers,
+      output_dir=run_dir,
+      max_to_keep=config.keep_checkpoints)
+
+
+# ------------------------------------------------------------------------------------------------
+# A run
+# ------------------------------------------------------------------------------------------------
+
+
+def _read_jsonl(path: str) -> list:
+  if not os.path.exists(path):
+    return []
+  out = []
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if not line:
+        continue
+      try:
+        out.append(json.loads(line))
+      except json.JSONDecodeError:  # a line cut by a kill mid-write
+        break
+  return out
+
+
+def _write_json(path: str, value: Any, lines: bool = False) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    if lines:
+      for item in value:
+        f.write(json.dumps(item) + '\n')
+    else:
+      json.dump(value, f, indent=2)
+      f.write('\n')
+  os.replace(tmp, path)
+
+
+def _error_percent(totals: dict) -> float:
+  return 100.0 * (1.0 - float(totals['correct']) / float(totals['count']))
+
+
+def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[int] = None,
+        data: Optional[input_pipeline.Data] = None, progress: bool = True) -> dict:
+  """Runs (or resumes) one experiment; returns the summary (also ``summary.json``).
+
+  Args:
+    config: the run's configuration.
+    resume: continue from the latest checkpoint of this run's directory.
+    stop_after: stop once this many epochs are complete (checkpoint written); continue
+      later with ``resume=True``. The summary then has ``"finished": false``.
+    data: the prepared data (default: :func:`input_pipeline.prepare_data` from tfds).
+    progress: show the engine's progress bar.
+  """
+  config.validate()
+  run_dir = os.path.abspath(os.path.join(config.workdir, config.run_name))
+  os.makedirs(run_dir, exist_ok=True)
+  if not resume and os.path.isdir(os.path.join(run_dir, 'checkpoints')) and os.listdir(
+      os.path.join(run_dir, 'checkpoints')):
+    raise FileExistsError(
+        f'{run_dir} already holds checkpoints of a run: pass --resume to continue it, or use '
+        f'another --workdir (or delete the directory).')
+  _write_json(os.path.join(run_dir, CONFIG), configs.to_dict(config))
+  start = time.perf_counter()
+  if data is None:
+    data = input_pipeline.prepare_data(config)
+  logging.info('Data: %s', data.summary())
+
+  program = make_program(config)
+  engine = search.Engine(program.task, dataclasses.replace(
+      search_config(config, run_dir, program), progress=progress))
+  test = engine.put_data((data.test.images, data.test.labels))
+  test_log_path = os.path.join(run_dir, TEST_LOG)
+  test_log = _read_jsonl(test_log_path) if resume else []
+
+  def after_epoch(record, state):
+    nonlocal test_log
+    epoch = record['epoch']
+    best = record['best_index']
+    copy = jax.tree.map(lambda a: a[best], state.population)
+    totals = jax.device_get(program.evaluate_split(copy, test))
+    entry = {'epoch': epoch, 'best_index': best, 'val_accuracy': record['best_reward'],
+             'test_error': _error_percent(totals), 'test_correct': int(totals['correct']),
+             'test_count': int(totals['count'])}
+    test_log = [t for t in test_log if t['epoch'] < epoch] + [entry]
+    _write_json(test_log_path, test_log, lines=True)
+    if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < config.epochs:
+      raise StopRequested(epoch + 1)
+
+  train = (data.train.images, data.train.labels)
+  val = (data.val.images, data.val.labels)
+  try:
+    result = engine.run(train, val, resume=resume, callback=after_epoch)
+  except StopRequested as stop:
+    logging.info('Stopped after epoch %d; continue with --resume.', stop.args[0])
+    records = _read_jsonl(os.path.join(run_dir, 'records.jsonl'))
+    summary = _summary(config, records, test_log, None, None, data, start, finished=False)
+    _write_json(os.path.join(run_dir, SUMMARY), summary)
+    make_plots(config.workdir, run_dir)
+    return summary
+
+  final_test = jax.device_get(program.evaluate_split(result.state, test))
+  summary = _summary(config, result.records, test_log, result, final_test, data, start,
+                     finished=True)
+  _write_json(os.path.join(run_dir, SUMMARY), summary)
+  make_plots(config.workdir, run_dir)
+  return summary
+
+
+def _summary(config, records, test_log, result, final_test, data, start, *, finished) -> dict:
+  val = [r['best_reward'] for r in records if r.get('best_reward') is not None]
+  summary = {
+      'run': config.run_name, 'mode': config.mode, 'finished': finished,
+      'epochs_completed': len(records), 'epochs': config.epochs,
+      'population': config.effective_population, 'label_noise': config.label_noise,
+      'seed': config.seed, 'data': data.summary(),
+      'best_val_accuracy': max(val) if val else None,
+      'best_val_epoch': int(np.argmax(val)) if val else None,
+      'final_val_accuracy': val[-1] if val else None,
+      'final_mu': records[-1]['mu_next'] if records else None,
+      'wall_time_s': time.perf_counter() - start,
+      'run_time_s': sum(r.get('time', {}).get('wall_s', 0.0) for r in records),
+  }
+  if test_log:
+    summary['test_error_per_epoch_final'] = test_log[-1]['test_error']
+  if final_test is not None:
+    summary['final_test_error'] = _error_percent(final_test)
+    summary['final_test_accuracy'] = float(final_test['correct']) / float(final_test['count'])
+    summary['final_best_index'] = result.best_index
+  return summary
+
+
+# ------------------------------------------------------------------------------------------------
+# Plots
+# ------------------------------------------------------------------------------------------------
+
+
+def curves_of(theta, num_points: int = 201) -> dict:
+  """``{'x', 't', 'p', 'tau'}`` numpy arrays of theta's transforms (``jaxloss.amlfs_curves``)."""
+  curves = jaxloss.amlfs_curves(jnp.asarray(theta, jnp.float32), num_points=num_points)
+  return {k: np.asarray(v) for k, v in curves.items()}
+
+
+def make_plots(workdir: str, run_dir: str) -> list:
+  """mu over epochs and the start/end transforms of this run; the test-error comparison."""
+  written = []
+  records = _read_jsonl(os.path.join(run_dir, 'records.jsonl'))
+  with open(os.path.join(run_dir, CONFIG)) as f:
+    config = configs.from_dict(json.load(f))
+  if records and config.mode != 'baseline':
+    mus = np.asarray([records[0]['mu']] + [r['mu_next'] for r in records], np.float64)
+    epochs = np.arange(len(mus))
+    written.append(plots.plot_mu(epochs, mus, os.path.join(run_dir, 'mu.png'),
+                                 title=f'{config.run_name}: mean of the loss distribution'))
+    curves = {'start (epoch 0)': curves_of(mus[0]),
+              f'end (epoch {len(records)})': curves_of(mus[-1])}
+    written.append(plots.plot_transforms(curves, os.path.join(run_dir, 'transforms.png'),
+                                         title=f'{config.run_name}: transforms of mu'))
+  written.append(plot_comparison(workdir, config.label_noise))
+  return [w for w in written if w]
+
+
+def collect_test_errors(workdir: str, label_noise: float) -> dict:
+  """run name -> ``(epochs, test errors %)`` for every run in ``workdir`` with this noise."""
+  runs = {}
+  for name in sorted(os.listdir(workdir)):
+    run_dir = os.path.join(workdir, name)
+    config_path = os.path.join(run_dir, CONFIG)
+    if not os.path.exists(config_path):
+      continue
+    with open(config_path) as f:
+      run_config = json.load(f)
+    if abs(run_config.get('label_noise', -1) - label_noise) > 1e-9:
+      continue
+    log = _read_jsonl(os.path.join(run_dir, TEST_LOG))
+    if log:
+      runs[name] = ([t['epoch'] + 1 for t in log], [t['test_error'] for t in log])
+  return runs
+
+
+def plot_comparison(workdir: str, label_noise: float) -> Optional[str]:
+  """Test error over epochs of every run in ``workdir`` with this label noise."""
+  runs = collect_test_errors(workdir, label_noise)
+  if not runs:
+    return None
+  percent = int(round(100 * label_noise))
+  return plots.plot_test_error(
+      runs, os.path.join(workdir, f'test_error_noise{percent}.png'),
+      title=f'CIFAR-10 ResNet-20 test error, {percent}% label noise')

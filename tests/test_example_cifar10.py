@@ -1,0 +1,380 @@
+"""The CIFAR-10 example (examples/amlfs_cifar10.py, examples/cifar10/): units and a smoke run.
+
+The end-to-end test runs the example's own CLI under ``tfds.testing.mock_data`` (random
+32x32 images served through ``tfds.data_source``; no TensorFlow, no download) with ``--smoke``
+(width-4 ResNet-20, B=2, 2 epochs of 64 images), checks the files and plots it writes, and
+checks that a run stopped after one epoch and resumed gives the same result as an
+uninterrupted one.
+"""
+
+import json
+import math
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'examples')
+if EXAMPLES not in sys.path:
+  sys.path.insert(0, EXAMPLES)
+
+import jaxloss  # noqa: E402
+from cifar10 import configs, input_pipeline, models  # noqa: E402
+
+tfds = pytest.importorskip('tensorflow_datasets')
+
+
+# ------------------------------------------------------------------------------------------------
+# Configuration
+# ------------------------------------------------------------------------------------------------
+
+
+def test_default_config_is_the_paper_and_he_recipe():
+  c = configs.default()
+  assert (c.mode, c.population, c.num_intervals, c.sigma, c.policy_learning_rate) == (
+      'amlfs', 32, 6, 0.2, 0.05)
+  assert (c.batch_size, c.learning_rate, c.momentum, c.weight_decay) == (128, 0.1, 0.9, 1e-4)
+  assert (c.num_train, c.num_val, c.depth, c.width) == (45000, 5000, 20, 16)
+  # 351 steps per epoch; 182 epochs ~ 64k iterations; drops near 32k and 48k.
+  assert c.steps_per_epoch == 351
+  assert c.epochs * c.steps_per_epoch == 63882
+  assert c.lr_boundaries == (31941, 47912)
+  assert c.run_name == 'amlfs-noise0'
+  assert configs.default(mode='baseline', label_noise=0.2, seed=3).run_name == (
+      'baseline-noise20-seed3')
+  assert configs.default(mode='baseline').effective_population == 1
+  assert configs.from_dict(configs.to_dict(c)) == c
+
+
+def test_config_rejects_bad_values():
+  with pytest.raises(ValueError, match='mode'):
+    configs.default(mode='search')
+  with pytest.raises(ValueError, match='depth'):
+    configs.default(depth=21)
+  with pytest.raises(ValueError, match='label_noise'):
+    configs.default(label_noise=1.0)
+  with pytest.raises(ValueError, match='logit_scale'):
+    configs.default(logit_scale='norm')
+
+
+# ------------------------------------------------------------------------------------------------
+# Model
+# ------------------------------------------------------------------------------------------------
+
+
+def _expected_resnet_params(n, width, num_classes=10):
+  """Parameters of an option-A ResNet-(6n+2): 3x3 convolutions, BatchNorm, bias-free head."""
+  channels = [width, 2 * width, 4 * width]
+  convs = 3 * 3 * 3 * width  # stem
+  bn = 2 * width
+  c_in = width
+  for c in channels:
+    for _ in range(n):
+      convs += 9 * c_in * c + 9 * c * c
+      bn += 2 * (2 * c)
+      c_in = c
+  return convs + bn + channels[-1] * num_classes
+
+
+def test_resnet20_parameter_count():
+  model = models.CifarResNet(depth=20, width=16)
+  shapes = jax.eval_shape(lambda k: model.init(k, jnp.zeros((1, 32, 32, 3)), train=False),
+                          jax.random.key(0))
+  count = models.count_params(shapes['params'])
+  assert count == _expected_resnet_params(3, 16) == 269_712  # He et al.: 0.27M
+  assert 0.26e6 < count < 0.28e6
+  # Option A: no projection shortcuts (every kernel is 3x3 except the classifier).
+  kernels = [p for path, p in jax.tree_util.tree_leaves_with_path(shapes['params'])
+             if 'kernel' in jax.tree_util.keystr(path)]
+  assert len(kernels) == 19 and all(k.shape[:2] == (3, 3) for k in kernels)
+  assert shapes['params']['classifier'].shape == (64, 10)
+  # BatchNorm statistics live in their own collection (the training state's model_state).
+  assert models.count_params(shapes['batch_stats']) == 2 * 688
+
+
+def test_resnet_shapes_dtypes_and_option_a_shortcut():
+  model = models.CifarResNet(depth=8, width=4, dtype=jnp.bfloat16)
+  x = jnp.zeros((2, 32, 32, 3))
+  variables = model.init(jax.random.key(0), x, train=False)
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables['params']))
+  (features, kernel), new = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  assert features.shape == (2, 16) and features.dtype == jnp.float32
+  assert kernel.shape == (16, 10) and 'batch_stats' in new
+  y = jnp.arange(2 * 4 * 4 * 4, dtype=jnp.float32).reshape(2, 4, 4, 4)
+  s = models.option_a_shortcut(y, 8, 2)
+  assert s.shape == (2, 2, 2, 8)
+  np.testing.assert_array_equal(s[..., 2:6], y[:, ::2, ::2, :])
+  assert float(jnp.abs(s[..., :2]).sum() + jnp.abs(s[..., 6:]).sum()) == 0.0
+
+
+def test_head_norms_make_identity_theta_plain_cross_entropy():
+  rng = np.random.default_rng(0)
+  features = jnp.asarray(rng.normal(size=(6, 8)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(8, 10)), jnp.float32)
+  labels = jnp.asarray(rng.integers(0, 10, 6))
+  cosine, scale, logits = models.head_outputs(features, kernel, 'norms')
+  np.testing.assert_allclose(logits, features @ kernel, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(scale, np.linalg.norm(features, axis=1)[:, None]
+                             * np.linalg.norm(kernel, axis=0)[None], rtol=1e-6)
+  assert float(jnp.max(jnp.abs(cosine))) <= 1.0
+  theta = jaxloss.identity_theta(6)
+  ce = jaxloss.cross_entropy(features @ kernel, labels)
+  np.testing.assert_allclose(jaxloss.amlfs_loss(cosine, labels, theta, scale=scale), ce,
+                             rtol=1e-5)
+  _, fixed, fixed_logits = models.head_outputs(features, kernel, 16.0)
+  assert float(fixed) == 16.0
+  np.testing.assert_allclose(fixed_logits, 16.0 * cosine, rtol=1e-6)
+  with pytest.raises(ValueError, match='logit_scale'):
+    models.head_outputs(features, kernel, 'norm')
+
+
+# ------------------------------------------------------------------------------------------------
+# Augmentation and normalisation (on device)
+# ------------------------------------------------------------------------------------------------
+
+
+def _candidates(image, padding=4):
+  """Every crop of the zero-padded image and its mirror: (2 * (2p+1)^2, H, W, C)."""
+  h, w = image.shape[:2]
+  padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)))
+  crops = [padded[dy:dy + h, dx:dx + w] for dy in range(2 * padding + 1)
+           for dx in range(2 * padding + 1)]
+  return np.stack(crops + [c[:, ::-1] for c in crops])
+
+
+def test_augment_shapes_and_dtype():
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3)), jnp.uint8)
+  out = input_pipeline.augment(jax.random.key(0), images)
+  assert out.shape == (5, 32, 32, 3) and out.dtype == jnp.uint8
+
+
+def test_augment_is_a_padded_crop_or_its_mirror_and_covers_all_offsets():
+  # One image whose pixels are all distinct and non-zero: each output identifies its window.
+  base = (np.arange(64, dtype=np.uint8) + 1).reshape(8, 8, 1)
+  n = 1500
+  out = np.asarray(input_pipeline.augment(jax.random.key(1), jnp.asarray(np.stack([base] * n))))
+  candidates = _candidates(base).reshape(2 * 81, -1)
+  matches = (out.reshape(n, 1, -1) == candidates[None]).all(-1)  # (n, 162)
+  assert (matches.sum(1) == 1).all(), 'every output is exactly one crop (or mirrored crop)'
+  which = matches.argmax(1)
+  assert set(which % 81) == set(range(81)), 'all 9 x 9 offsets occur'
+  flipped = np.mean(which >= 81)
+  assert 0.45 < flipped < 0.55
+
+
+def test_augment_deterministic_per_key_and_shared_across_copies():
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)), jnp.uint8)
+  key = jax.random.key(3)
+  a = input_pipeline.augment(key, images)
+  np.testing.assert_array_equal(a, input_pipeline.augment(key, images))
+  assert not np.array_equal(a, input_pipeline.augment(jax.random.key(4), images))
+  # The engine vmaps train_step over the population with ONE key for every copy (common random
+  # numbers): the augmented batch is then identical in every copy ...
+  copies = jax.vmap(lambda _, k: input_pipeline.augment(k, images), in_axes=(0, None))(
+      jnp.arange(3), key)
+  for c in copies:
+    np.testing.assert_array_equal(c, a)
+  # ... and differs between copies with per-copy keys.
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(3))
+  per_copy = jax.vmap(lambda k: input_pipeline.augment(k, images))(keys)
+  assert not np.array_equal(per_copy[0], per_copy[1])
+
+
+def test_normalize():
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3)), jnp.uint8)
+  out = input_pipeline.normalize(images, jnp.bfloat16)
+  assert out.dtype == jnp.bfloat16
+  expected = (np.asarray(images) / 255.0 - np.asarray(input_pipeline.MEAN)) / np.asarray(
+      input_pipeline.STD)
+  np.testing.assert_allclose(np.asarray(input_pipeline.normalize(images), np.float64), expected,
+                             rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Split and label noise (host)
+# ------------------------------------------------------------------------------------------------
+
+
+def _fake_cifar(n_train=200, n_test=30, seed=0):
+  rng = np.random.default_rng(seed)
+
+  def split(n, start):
+    images = rng.integers(0, 256, (n, 32, 32, 3)).astype(np.uint8)
+    images[:, 0, 0, 0] = 0
+    images[:, 0, 0, :2] = np.stack([(start + np.arange(n)) // 256, (start + np.arange(n)) % 256],
+                                   1)  # an id in the first pixel
+    return input_pipeline.Split(images, rng.integers(0, 10, n).astype(np.int32))
+
+  train, test = split(n_train, 0), split(n_test, n_train)
+
+  def loader(data_dir, *, num_train=None, num_test=None, name='cifar10'):
+    return train.take(slice(0, num_train)), test.take(slice(0, num_test))
+
+  return train, test, loader
+
+
+def _ids(split):
+  return split.images[:, 0, 0, 0].astype(int) * 256 + split.images[:, 0, 0, 1]
+
+
+def test_symmetric_label_noise_ratio_other_class_and_seed():
+  labels = np.random.default_rng(0).integers(0, 10, 5000).astype(np.int32)
+  noisy, flipped = input_pipeline.symmetric_label_noise(labels, 0.2, 10, seed=7)
+  assert flipped.sum() == 1000  # exactly round(ratio * N)
+  assert (noisy[flipped] != labels[flipped]).all()  # 'to any OTHER label'
+  np.testing.assert_array_equal(noisy[~flipped], labels[~flipped])
+  assert np.mean(noisy != labels) == pytest.approx(0.2)
+  # The new label is uniform over the 9 other classes.
+  shift = (noisy[flipped] - labels[flipped]) % 10
+  counts = np.bincount(shift, minlength=10)
+  assert counts[0] == 0 and counts[1:].min() > 1000 / 9 * 0.6
+  again, flipped_again = input_pipeline.symmetric_label_noise(labels, 0.2, 10, seed=7)
+  np.testing.assert_array_equal(again, noisy)
+  np.testing.assert_array_equal(flipped_again, flipped)
+  other, _ = input_pipeline.symmetric_label_noise(labels, 0.2, 10, seed=8)
+  assert not np.array_equal(other, noisy)
+  clean, none = input_pipeline.symmetric_label_noise(labels, 0.0, 10, seed=7)
+  np.testing.assert_array_equal(clean, labels)
+  assert not none.any()
+  with pytest.raises(ValueError, match='ratio'):
+    input_pipeline.symmetric_label_noise(labels, 1.0, 10, seed=0)
+
+
+def test_prepare_data_split_is_fixed_and_noise_touches_the_training_split_only():
+  train, test, loader = _fake_cifar()
+  config = configs.smoke(num_train=150, num_val=40, num_test=30, label_noise=0.2)
+  data = input_pipeline.prepare_data(config, loader=loader)
+  assert (len(data.train), len(data.val), len(data.test)) == (150, 40, 30)
+  train_ids, val_ids = _ids(data.train), _ids(data.val)
+  assert not set(train_ids) & set(val_ids)  # disjoint
+  assert set(train_ids) | set(val_ids) <= set(range(200))
+  # Validation (the reward) and test labels are the clean ones.
+  np.testing.assert_array_equal(data.val.labels, train.labels[val_ids])
+  np.testing.assert_array_equal(data.test.labels, test.labels)
+  # Exactly 20% of the training labels changed, and only those.
+  changed = data.train.labels != train.labels[train_ids]
+  assert changed.sum() == 30 and (changed == data.flipped).all()
+  # The split depends on split_seed only: the same images with or without noise, any mode.
+  clean = input_pipeline.prepare_data(
+      configs.smoke(num_train=150, num_val=40, mode='baseline'), loader=loader)
+  np.testing.assert_array_equal(_ids(clean.train), train_ids)
+  np.testing.assert_array_equal(clean.train.labels, train.labels[train_ids])
+  moved = input_pipeline.prepare_data(
+      configs.smoke(num_train=150, num_val=40, split_seed=1), loader=loader)
+  assert not np.array_equal(_ids(moved.val), val_ids)
+  with pytest.raises(ValueError, match='exceeds'):
+    input_pipeline.split_train_val(train, 190, 20, seed=0)
+
+
+def test_missing_tensorflow_gives_installation_advice(monkeypatch):
+  def data_source(*args, **kwargs):
+    raise ModuleNotFoundError("No module named 'tensorflow'", name='tensorflow')
+
+  monkeypatch.setattr(tfds, 'data_source', data_source)
+  with pytest.raises(input_pipeline.MissingDependencyError, match='pip install tensorflow'):
+    input_pipeline.load_cifar10('/tmp/nowhere')
+
+
+def test_load_cifar10_reads_tfds_data_source():
+  with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
+    train, test = input_pipeline.load_cifar10(num_train=10)
+  assert train.images.shape == (10, 32, 32, 3) and train.images.dtype == np.uint8
+  assert train.labels.dtype == np.int32 and ((0 <= train.labels) & (train.labels < 10)).all()
+  assert len(test) == 12
+
+
+# ------------------------------------------------------------------------------------------------
+# End to end: the CLI on mocked tfds data, resume, plots
+# ------------------------------------------------------------------------------------------------
+
+
+def _main(argv):
+  import amlfs_cifar10
+  with tfds.testing.mock_data(num_examples=160, policy=tfds.testing.MockPolicy.USE_CODE):
+    return amlfs_cifar10.main(argv + ['--smoke', '--no_progress'])
+
+
+def _read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _strip_times(records):
+  return [{k: v for k, v in r.items() if k != 'time'} for r in records]
+
+
+def test_smoke_cli_end_to_end(tmp_path):
+  # One test (not a module fixture shared by several): under pytest-xdist every worker would
+  # build its own copy of a shared fixture, and the runs are the expensive part.
+  full, split = str(tmp_path / 'full'), str(tmp_path / 'split')
+  summary = _main(['--workdir', full])
+  _check_outputs(full, summary)
+
+  # A run stopped after one epoch and resumed gives the uninterrupted run's result.
+  stopped = _main(['--workdir', split, '--stop_after', '1'])
+  assert not stopped['finished'] and stopped['epochs_completed'] == 1
+  assert 'final_test_error' not in stopped
+  resumed = _main(['--workdir', split, '--resume'])
+  assert resumed['finished'] and resumed['epochs_completed'] == 2
+  for key in ('best_val_accuracy', 'final_val_accuracy', 'final_test_error', 'final_mu',
+              'final_best_index'):
+    assert resumed[key] == summary[key], key
+  a, b = os.path.join(full, 'amlfs-noise0'), os.path.join(split, 'amlfs-noise0')
+  assert _strip_times(_read_jsonl(os.path.join(b, 'records.jsonl'))) == _strip_times(
+      _read_jsonl(os.path.join(a, 'records.jsonl')))
+  assert _read_jsonl(os.path.join(b, 'test.jsonl')) == _read_jsonl(os.path.join(a, 'test.jsonl'))
+
+  # Without --resume an existing run is not overwritten.
+  with pytest.raises(SystemExit):
+    _main(['--workdir', full])
+
+  # The cross-entropy baseline (one model, the identity theta) joins the comparison plot.
+  from cifar10 import train
+  baseline = _main(['--workdir', full, '--mode', 'baseline', '--epochs', '1'])
+  assert baseline['population'] == 1 and baseline['finished']
+  records = _read_jsonl(os.path.join(full, 'baseline-noise0', 'records.jsonl'))
+  np.testing.assert_array_equal(records[0]['thetas'], [jaxloss.identity_theta(6)])
+  assert not os.path.exists(os.path.join(full, 'baseline-noise0', 'mu.png'))
+  runs = train.collect_test_errors(full, 0.0)
+  assert sorted(runs) == ['amlfs-noise0', 'baseline-noise0']
+  assert len(runs['amlfs-noise0'][1]) == 2 and len(runs['baseline-noise0'][1]) == 1
+  assert train.collect_test_errors(full, 0.1) == {}
+
+
+def _check_outputs(workdir, summary):
+  run_dir = os.path.join(workdir, 'amlfs-noise0')
+  for name in ('config.json', 'records.jsonl', 'test.jsonl', 'summary.json', 'mu.png',
+               'transforms.png'):
+    assert os.path.getsize(os.path.join(run_dir, name)) > 0, name
+  assert os.path.getsize(os.path.join(workdir, 'test_error_noise0.png')) > 0
+  assert sorted(os.listdir(os.path.join(run_dir, 'checkpoints'))) == ['1', '2']
+
+  records = _read_jsonl(os.path.join(run_dir, 'records.jsonl'))
+  assert [r['epoch'] for r in records] == [0, 1]
+  for r in records:
+    assert np.asarray(r['thetas']).shape == (2, 24)
+    assert len(r['rewards']) == 2 and all(0.0 <= x <= 1.0 for x in r['rewards'])
+    assert r['val']['count'] == [64, 64]
+    if r['rewards'][0] != r['rewards'][1]:  # REINFORCE on normalised rewards moves mu
+      assert r['mu_next'] != r['mu']
+  np.testing.assert_array_equal(records[0]['mu'], jaxloss.identity_theta(6))
+  assert records[1]['mu'] == records[0]['mu_next']
+
+  tests = _read_jsonl(os.path.join(run_dir, 'test.jsonl'))
+  assert [t['epoch'] for t in tests] == [0, 1]
+  for t, r in zip(tests, records):
+    assert t['test_count'] == 64 and t['best_index'] == r['best_index']
+    assert t['test_error'] == pytest.approx(100 * (1 - t['test_correct'] / 64))
+
+  with open(os.path.join(run_dir, 'summary.json')) as f:
+    assert json.load(f) == summary
+  assert summary['finished'] and summary['epochs_completed'] == 2
+  assert summary['best_val_accuracy'] == max(r['best_reward'] for r in records)
+  assert summary['final_val_accuracy'] == records[-1]['best_reward']
+  # The final model is the last epoch's best copy: its test error is the last per-epoch one.
+  assert summary['final_test_error'] == pytest.approx(tests[-1]['test_error'])
+  assert summary['final_mu'] == records[-1]['mu_next']
+  assert summary['wall_time_s'] > 0 and summary['data']['num_train'] == 64
