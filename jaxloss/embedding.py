@@ -290,7 +290,11 @@ def _cosine_embedding(input1, input2, target, margin, where, *, reduction, dtype
 
 
 def _triplet_prepare(fn, anchor, positive, negative, margin, reduction, where):
-  """Shared validation of the two triplet losses; returns upcast, masked inputs."""
+  """Shared validation of the two triplet losses.
+
+  Returns the inputs as arrays, their broadcast shape, the prepared ``where``
+  (of the per-sample shape ``shape[:-1]``), the compute and the output dtype.
+  """
   C.check_reduction(fn, reduction)
   try:
     concrete_margin = float(margin)

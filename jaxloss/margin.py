@@ -337,6 +337,9 @@ def multilabel_margin_loss(input: ArrayLike, target: ArrayLike, size_average=Non
   ``'none'``). ``target`` must hold integers in ``[-1, C)`` everywhere (also after
   the first ``-1``); checked under ``checkify``.
 
+  Cost: the pairs (target slot, class) make an ``(N, C, C)`` intermediate, as
+  torch's ``O(N C^2)`` loop; fine for the usual tens to hundreds of classes.
+
   Args:
     input: scores ``(C,)`` or ``(N, C)``.
     target: integer class indices of ``input``'s shape, padded with ``-1``.
@@ -369,12 +372,13 @@ def _multilabel_margin(input, target, where, *, reduction, dtype, out_dtype):
   fn = "multilabel_margin_loss"
   nframe, num_classes = _check_class_input(fn, input)
   out_shape = (nframe,) if input.ndim == 2 else ()
-  ok = (target >= -1) & (target < num_classes)
-  C.value_check(
-      jnp.all(ok),
-      f"{fn}: `target` holds {{bad}}, outside [-1, {num_classes}) (-1 pads).",
-      bad=jnp.where(jnp.any(~ok), target.ravel()[jnp.argmax(~ok.ravel())], 0),
-  )
+  if target.size:
+    ok = (target >= -1) & (target < num_classes)
+    C.value_check(
+        jnp.all(ok),
+        f"{fn}: `target` holds {{bad}}, outside [-1, {num_classes}) (-1 pads).",
+        bad=jnp.where(jnp.any(~ok), target.ravel()[jnp.argmax(~ok.ravel())], 0),
+    )
   (x,) = C.mask_inputs(_sample_mask(where, nframe), 0,
                        C.upcast(jnp.reshape(input, (nframe, num_classes)), dtype))
   t = jnp.reshape(target, (nframe, num_classes))
@@ -452,7 +456,8 @@ def _multi_margin(input, target, margin, weight, where, *, reduction, p, dtype, 
   nframe, num_classes = _check_class_input("multi_margin_loss", input)
   out_shape = (nframe,) if target.ndim == 1 else ()
   t = jnp.reshape(target, (nframe,))
-  C.check_index_range("multi_margin_loss", "target", t, num_classes)
+  if nframe:  # _common.check_index_range takes an argmax, undefined for empty arrays
+    C.check_index_range("multi_margin_loss", "target", t, num_classes)
   (x,) = C.mask_inputs(_sample_mask(where, nframe), 0,
                        C.upcast(jnp.reshape(input, (nframe, num_classes)), dtype))
   is_target = t[:, None] == jnp.arange(num_classes)  # (n, C)

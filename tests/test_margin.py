@@ -343,6 +343,19 @@ class MarginBehaviourTest(chex.TestCase):
     chex.assert_trees_all_close(g, expected, rtol=1e-12)
 
 
+  def test_empty_batch(self):
+    # torch leaves an empty batch's output uninitialised; here the sum is 0, the
+    # mean 0 / 0 = nan (a mean over no sample), and the checks do not trip.
+    for fn, args in ((jaxloss.multi_margin_loss, (jnp.zeros((0, 3)), jnp.zeros(0, jnp.int32))),
+                     (jaxloss.multilabel_margin_loss,
+                      (jnp.zeros((0, 3)), jnp.zeros((0, 3), jnp.int32)))):
+      self.assertEqual(float(fn(*args, reduction="sum")), 0.0)
+      self.assertEqual(fn(*args, reduction="none").shape, (0,))
+      self.assertTrue(np.isnan(float(fn(*args))))
+      err, _ = checkify.checkify(fn)(*args)
+      err.throw()
+
+
 class MarginCheckifyTest(absltest.TestCase):
 
   def test_multi_margin_target_out_of_range_is_reported(self):
