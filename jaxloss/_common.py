@@ -170,6 +170,8 @@ def value_check(pred: ArrayLike, msg: str, **fmt: Any) -> None:
 def check_index_range(fn: str, name: str, index: Array, num_classes: int,
                       valid: Array | None = None) -> None:
   """Checks ``0 <= index < num_classes`` where ``valid`` (e.g. not ignored)."""
+  if index.size == 0:
+    return
   ok = (index >= 0) & (index < num_classes)
   if valid is not None:
     ok = ok | ~valid
@@ -183,6 +185,8 @@ def check_index_range(fn: str, name: str, index: Array, num_classes: int,
 
 def check_in_unit_interval(fn: str, name: str, x: Array) -> None:
   """Checks that every element of ``x`` lies in ``[0, 1]``."""
+  if x.size == 0:
+    return
   ok = (x >= 0) & (x <= 1)
   value_check(
       jnp.all(ok),
