@@ -2,7 +2,7 @@
 
     python examples/amlfs_cifar10.py                         # AM-LFS, B=32, M=6, 182 epochs
     python examples/amlfs_cifar10.py --mode baseline         # cross-entropy, same recipe
-    python examples/amlfs_cifar10.py --label_noise 0.2       # 20% symmetric label noise
+    python examples/amlfs_cifar10.py --label-noise 0.2       # 20% symmetric label noise
     python examples/amlfs_cifar10.py --resume                # continue a killed run
     python examples/amlfs_cifar10.py --smoke                 # tiny run of the same code (CPU)
 
@@ -31,39 +31,40 @@ def _scale(value: str):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      description=__doc__.split('\n\n')[0],
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument('--mode', choices=configs.MODES, default='amlfs',
-                      help='amlfs: the search; random: sample around mu_0 without updating it; '
-                           'baseline: one model with softmax cross-entropy.')
-  parser.add_argument('--smoke', action='store_true',
-                      help='tiny configuration (64 training images, width-4 ResNet-20, B=2, '
-                           '2 epochs) of the same code path, for CI and CPUs.')
-  parser.add_argument('--population', type=int, default=None, help='B (default 32; smoke 2).')
-  parser.add_argument('--num_intervals', type=int, default=None, help='M (default 6).')
-  parser.add_argument('--epochs', type=int, default=None, help='default 182 (= 64k steps).')
-  parser.add_argument('--label_noise', type=float, default=None,
-                      help='symmetric label noise ratio on the training split, e.g. 0.1, 0.2.')
-  parser.add_argument('--dtype', default=None,
-                      help="compute dtype: 'auto' (bfloat16 on GPU, float32 on CPU), "
-                           "'bfloat16' or 'float32'; parameters are always float32.")
-  parser.add_argument('--logit_scale', type=_scale, default=None,
-                      help="'norms' (|W_j||x|: identity theta = softmax CE; default) or a "
-                           'fixed float s.')
-  parser.add_argument('--seed', type=int, default=None, help='initialisation, samples, data order.')
-  parser.add_argument('--workdir', default=None, help='default runs/cifar10 (smoke: '
-                                                      'runs/cifar10_smoke).')
-  parser.add_argument('--data_dir', default=None, help='tfds data_dir.')
-  parser.add_argument('--per_copy_augmentation', action='store_true',
-                      help='give every copy its own data order and augmentation (default: '
-                           'common random numbers).')
-  parser.add_argument('--resume', action='store_true',
-                      help='continue from the latest checkpoint of this run.')
-  parser.add_argument('--stop_after', type=int, default=None,
-                      help='stop after this many epochs (a checkpoint is written); continue '
-                           'with --resume (e.g. for time-limited jobs).')
-  parser.add_argument('--no_progress', action='store_true', help='no progress bar.')
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+
+  def flag(name, **kwargs):
+    # --label-noise, also spelt --label_noise.
+    names = [f'--{name}'] + ([f'--{name.replace("-", "_")}'] if '-' in name else [])
+    parser.add_argument(*names, dest=name.replace('-', '_'), **kwargs)
+
+  flag('mode', choices=configs.MODES, default='amlfs',
+       help='amlfs: the search; random: sample around mu_0 without updating it; baseline: one '
+            'model with softmax cross-entropy.')
+  flag('smoke', action='store_true',
+       help='tiny configuration (64 training images, width-4 ResNet-20, B=2, 2 epochs) of the '
+            'same code path, for CI and CPUs.')
+  flag('population', type=int, default=None, help='B (default 32; smoke 2).')
+  flag('num-intervals', type=int, default=None, help='M (default 6): theta has 4M numbers.')
+  flag('epochs', type=int, default=None, help='default 182 (= 64k steps of 128).')
+  flag('label-noise', type=float, default=None,
+       help='symmetric label noise ratio on the training split, e.g. 0.1 or 0.2.')
+  flag('dtype', default=None,
+       help="compute dtype: 'auto' (bfloat16 on GPU, float32 on CPU), 'bfloat16' or 'float32'; "
+            'parameters are always float32.')
+  flag('logit-scale', type=_scale, default=None,
+       help="'norms' (|W_j| |x|: the identity theta is softmax CE; default) or a fixed float s.")
+  flag('seed', type=int, default=None, help='initialisation, samples, data order (default 0).')
+  flag('workdir', default=None, help='default runs/cifar10 (smoke: runs/cifar10_smoke).')
+  flag('data-dir', default=None, help='tfds data_dir (default ~/tensorflow_datasets).')
+  flag('per-copy-augmentation', action='store_true',
+       help='every copy gets its own data order and augmentation (default: common random '
+            'numbers).')
+  flag('resume', action='store_true', help='continue from the latest checkpoint of this run.')
+  flag('stop-after', type=int, default=None,
+       help='stop once this many epochs are done (a checkpoint is written); continue with '
+            '--resume (time-limited jobs).')
+  flag('no-progress', action='store_true', help='no progress bar.')
   return parser.parse_args(argv)
 
 
@@ -90,7 +91,8 @@ def main(argv=None) -> dict:
   try:
     summary = train.run(config, resume=args.resume, stop_after=args.stop_after,
                         progress=not args.no_progress)
-  except (input_pipeline.MissingDependencyError, FileExistsError) as error:
+  except (input_pipeline.MissingDependencyError, FileExistsError,
+          train.ConfigMismatchError) as error:
     print(f'\n{error}', file=sys.stderr)
     raise SystemExit(2) from None
   print(json.dumps(summary, indent=2))

@@ -98,9 +98,10 @@ def test_resnet20_parameter_count():
 def test_resnet_shapes_dtypes_and_option_a_shortcut():
   model = models.CifarResNet(depth=8, width=4, dtype=jnp.bfloat16)
   x = jnp.zeros((2, 32, 32, 3))
-  variables = model.init(jax.random.key(0), x, train=False)
+  variables = jax.jit(lambda k: model.init(k, x, train=False))(jax.random.key(0))
   assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables['params']))
-  (features, kernel), new = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  (features, kernel), new = jax.jit(
+      lambda v: model.apply(v, x, train=True, mutable=['batch_stats']))(variables)
   assert features.shape == (2, 16) and features.dtype == jnp.float32
   assert kernel.shape == (16, 10) and 'batch_stats' in new
   y = jnp.arange(2 * 4 * 4 * 4, dtype=jnp.float32).reshape(2, 4, 4, 4)
@@ -115,15 +116,17 @@ def test_head_norms_make_identity_theta_plain_cross_entropy():
   features = jnp.asarray(rng.normal(size=(6, 8)), jnp.float32)
   kernel = jnp.asarray(rng.normal(size=(8, 10)), jnp.float32)
   labels = jnp.asarray(rng.integers(0, 10, 6))
-  cosine, scale, logits = models.head_outputs(features, kernel, 'norms')
+  cosine, scale, logits = jax.jit(models.head_outputs, static_argnums=2)(features, kernel,
+                                                                         'norms')
   np.testing.assert_allclose(logits, features @ kernel, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(scale, np.linalg.norm(features, axis=1)[:, None]
                              * np.linalg.norm(kernel, axis=0)[None], rtol=1e-6)
   assert float(jnp.max(jnp.abs(cosine))) <= 1.0
   theta = jaxloss.identity_theta(6)
   ce = jaxloss.cross_entropy(features @ kernel, labels)
-  np.testing.assert_allclose(jaxloss.amlfs_loss(cosine, labels, theta, scale=scale), ce,
-                             rtol=1e-5)
+  loss = jax.jit(lambda c, y, t, s: jaxloss.amlfs_loss(c, y, t, scale=s))(cosine, labels, theta,
+                                                                          scale)
+  np.testing.assert_allclose(loss, ce, rtol=1e-5)
   _, fixed, fixed_logits = models.head_outputs(features, kernel, 16.0)
   assert float(fixed) == 16.0
   np.testing.assert_allclose(fixed_logits, 16.0 * cosine, rtol=1e-6)
@@ -147,7 +150,7 @@ def _candidates(image, padding=4):
 
 def test_augment_shapes_and_dtype():
   images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3)), jnp.uint8)
-  out = input_pipeline.augment(jax.random.key(0), images)
+  out = jax.jit(input_pipeline.augment)(jax.random.key(0), images)
   assert out.shape == (5, 32, 32, 3) and out.dtype == jnp.uint8
 
 
@@ -155,7 +158,8 @@ def test_augment_is_a_padded_crop_or_its_mirror_and_covers_all_offsets():
   # One image whose pixels are all distinct and non-zero: each output identifies its window.
   base = (np.arange(64, dtype=np.uint8) + 1).reshape(8, 8, 1)
   n = 1500
-  out = np.asarray(input_pipeline.augment(jax.random.key(1), jnp.asarray(np.stack([base] * n))))
+  out = np.asarray(jax.jit(input_pipeline.augment)(jax.random.key(1),
+                                                   jnp.asarray(np.stack([base] * n))))
   candidates = _candidates(base).reshape(2 * 81, -1)
   matches = (out.reshape(n, 1, -1) == candidates[None]).all(-1)  # (n, 162)
   assert (matches.sum(1) == 1).all(), 'every output is exactly one crop (or mirrored crop)'
@@ -167,19 +171,20 @@ def test_augment_is_a_padded_crop_or_its_mirror_and_covers_all_offsets():
 
 def test_augment_deterministic_per_key_and_shared_across_copies():
   images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)), jnp.uint8)
+  augment = jax.jit(input_pipeline.augment)
   key = jax.random.key(3)
-  a = input_pipeline.augment(key, images)
-  np.testing.assert_array_equal(a, input_pipeline.augment(key, images))
-  assert not np.array_equal(a, input_pipeline.augment(jax.random.key(4), images))
+  a = augment(key, images)
+  np.testing.assert_array_equal(a, augment(key, images))
+  assert not np.array_equal(a, augment(jax.random.key(4), images))
   # The engine vmaps train_step over the population with ONE key for every copy (common random
   # numbers): the augmented batch is then identical in every copy ...
-  copies = jax.vmap(lambda _, k: input_pipeline.augment(k, images), in_axes=(0, None))(
+  copies = jax.jit(jax.vmap(lambda _, k: input_pipeline.augment(k, images), in_axes=(0, None)))(
       jnp.arange(3), key)
   for c in copies:
     np.testing.assert_array_equal(c, a)
   # ... and differs between copies with per-copy keys.
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(3))
-  per_copy = jax.vmap(lambda k: input_pipeline.augment(k, images))(keys)
+  per_copy = jax.jit(jax.vmap(lambda k: input_pipeline.augment(k, images)))(keys)
   assert not np.array_equal(per_copy[0], per_copy[1])
 
 
@@ -294,7 +299,7 @@ def test_load_cifar10_reads_tfds_data_source():
 def _main(argv):
   import amlfs_cifar10
   with tfds.testing.mock_data(num_examples=160, policy=tfds.testing.MockPolicy.USE_CODE):
-    return amlfs_cifar10.main(argv + ['--smoke', '--no_progress'])
+    return amlfs_cifar10.main(argv + ['--smoke', '--no-progress'])
 
 
 def _read_jsonl(path):
@@ -314,7 +319,7 @@ def test_smoke_cli_end_to_end(tmp_path):
   _check_outputs(full, summary)
 
   # A run stopped after one epoch and resumed gives the uninterrupted run's result.
-  stopped = _main(['--workdir', split, '--stop_after', '1'])
+  stopped = _main(['--workdir', split, '--stop-after', '1'])
   assert not stopped['finished'] and stopped['epochs_completed'] == 1
   assert 'final_test_error' not in stopped
   resumed = _main(['--workdir', split, '--resume'])
@@ -327,9 +332,11 @@ def test_smoke_cli_end_to_end(tmp_path):
       _read_jsonl(os.path.join(a, 'records.jsonl')))
   assert _read_jsonl(os.path.join(b, 'test.jsonl')) == _read_jsonl(os.path.join(a, 'test.jsonl'))
 
-  # Without --resume an existing run is not overwritten.
+  # Without --resume an existing run is not overwritten; --resume needs the same options.
   with pytest.raises(SystemExit):
     _main(['--workdir', full])
+  with pytest.raises(SystemExit):
+    _main(['--workdir', full, '--resume', '--population', '4'])
 
   # The cross-entropy baseline (one model, the identity theta) joins the comparison plot.
   from cifar10 import train

@@ -1,1 +1,1 @@
-"""The CIFAR-10 AM-LFS example (``python examples/amlfs_cifar10.py``): model, data, training, plots."""
+"""The CIFAR-10 AM-LFS example (``python examples/amlfs_cifar10.py``): model, data, run, plots."""

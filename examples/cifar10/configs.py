@@ -84,8 +84,7 @@ class Config:
 
   # --- Output -------------------------------------------------------------------------------
   workdir: str = 'runs/cifar10'
-  checkpoint_every: int = 1       # epochs
-  keep_checkpoints: int = 2
+  keep_checkpoints: int = 2       # a checkpoint is written after every epoch
 
   def validate(self) -> 'Config':
     if self.mode not in MODES:

@@ -52,7 +52,7 @@ Python < 3.9.) Or prepare it on any machine that has TensorFlow with
 
     python -c "import tensorflow_datasets as tfds; tfds.data_source('cifar10')"
 
-and copy ~/tensorflow_datasets/cifar10 (or pass --data_dir). The error was: {error}
+and copy ~/tensorflow_datasets/cifar10 (or pass --data-dir). The error was: {error}
 """
 
 

@@ -84,7 +84,7 @@ def option_a_shortcut(x, features: int, strides: int):
 
 
 class CifarResNet(nn.Module):
-  """ResNet-(6n+2) for 32x32 images: returns ``(features (N, 4*width) float32, kernel (4*width, C))``.
+  """ResNet-(6n+2) for 32x32 images: ``(features (N, 4 width) float32, kernel (4 width, C))``.
 
   The classifier is a bias-free linear layer whose kernel is returned instead of applied, so
   that the head (:func:`head_outputs`) can form cosines and norms for the AM-LFS loss; its

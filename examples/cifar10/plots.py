@@ -89,7 +89,8 @@ def plot_test_error(runs: Mapping[str, tuple], path: str, title: str = '') -> st
   for label, (epochs, errors) in sorted(runs.items()):
     errors = np.asarray(errors, np.float64)
     final = errors[-1] if len(errors) else float('nan')
-    ax.plot(epochs, errors, label=f'{label} (final {final:.2f}%)')
+    ax.plot(epochs, errors, marker='o' if len(errors) <= 30 else None, markersize=3,
+            label=f'{label} (final {final:.2f}%)')
   ax.set(xlabel='epoch', ylabel='test error (%)', title=title or 'CIFAR-10 test error')
   finite = [np.asarray(e, np.float64) for _, e in runs.values() if len(e)]
   if finite:

@@ -46,6 +46,10 @@ TEST_LOG = 'test.jsonl'
 CONFIG = 'config.json'
 
 
+class ConfigMismatchError(ValueError):
+  """``--resume`` with options other than those of the run it continues."""
+
+
 class StopRequested(Exception):
   """Raised from the engine's callback by ``stop_after``: the run stops after a checkpoint."""
 
@@ -201,6 +205,26 @@ def _write_json(path: str, value: Any, lines: bool = False) -> None:
   os.replace(tmp, path)
 
 
+# Options that may change between a run and its resumption (where the files are, what is kept).
+_RESUMABLE_CHANGES = ('workdir', 'data_dir', 'keep_checkpoints')
+
+
+def _check_same_config(run_dir: str, config: configs.Config, resume: bool) -> None:
+  """A resumed run must use the options of the run it continues (the engine checks its own)."""
+  path = os.path.join(run_dir, CONFIG)
+  if not resume or not os.path.exists(path):
+    return
+  with open(path) as f:
+    before = json.load(f)
+  now = json.loads(json.dumps(configs.to_dict(config)))  # tuples -> lists, as stored
+  changed = {k: (before.get(k), v) for k, v in now.items()
+             if k not in _RESUMABLE_CHANGES and before.get(k) != v}
+  if changed:
+    raise ConfigMismatchError(
+        f'--resume: the run in {run_dir} was started with other options; resume it with the '
+        f'same ones. (before, now): {changed}')
+
+
 def _error_percent(totals: dict) -> float:
   return 100.0 * (1.0 - float(totals['correct']) / float(totals['count']))
 
@@ -225,6 +249,7 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
     raise FileExistsError(
         f'{run_dir} already holds checkpoints of a run: pass --resume to continue it, or use '
         f'another --workdir (or delete the directory).')
+  _check_same_config(run_dir, config, resume)
   _write_json(os.path.join(run_dir, CONFIG), configs.to_dict(config))
   start = time.perf_counter()
   if data is None:
@@ -235,6 +260,10 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
   engine = search.Engine(program.task, dataclasses.replace(
       search_config(config, run_dir, program), progress=progress))
   test = engine.put_data((data.test.images, data.test.labels))
+  # The best copy, replicated like the data (the population may be split over several devices).
+  select_copy = jax.jit(lambda population, index: jax.tree.map(lambda a: a[index], population),
+                        out_shardings=jax.sharding.NamedSharding(engine.mesh,
+                                                                 jax.sharding.PartitionSpec()))
   test_log_path = os.path.join(run_dir, TEST_LOG)
   test_log = _read_jsonl(test_log_path) if resume else []
 
@@ -242,7 +271,7 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
     nonlocal test_log
     epoch = record['epoch']
     best = record['best_index']
-    copy = jax.tree.map(lambda a: a[best], state.population)
+    copy = select_copy(state.population, best)
     totals = jax.device_get(program.evaluate_split(copy, test))
     entry = {'epoch': epoch, 'best_index': best, 'val_accuracy': record['best_reward'],
              'test_error': _error_percent(totals), 'test_correct': int(totals['correct']),
