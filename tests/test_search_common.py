@@ -2,7 +2,7 @@
 
 Three kinds of model, as the search API must serve each: a hand-written JAX MLP, a Flax
 linen MLP with BatchNorm (batch statistics in the state, SGD momentum) and a Flax nnx MLP.
-The AM-LFS loss is used through :func:`amlfs_cosine_loss`.
+Every copy trains with :func:`jaxloss.amlfs_loss` on cosine logits (fixed scale 8).
 """
 
 import functools
@@ -25,40 +25,16 @@ SCALE = 8.0
 
 
 def identity_theta():
-  return jnp.asarray([1.0] * M + [0.0] * M + [1.0] * M + [0.0] * M, jnp.float32)
-
-
-def _piecewise(x, slopes, biases, lo, hi):
-  m = slopes.shape[0]
-  i = jnp.clip(jnp.floor((x - lo) / (hi - lo) * m).astype(jnp.int32), 0, m - 1)
-  return slopes[i] * x + biases[i]
-
-
-def _standin_amlfs_loss(cosine, target, theta, *, scale):
-  """A stand-in with the contract of jaxloss.amlfs_loss (used until that loss is written)."""
-  m = theta.shape[0] // 4
-  a_t, b_t, a_tau, b_tau = jnp.split(theta, 4)
-  onehot = jax.nn.one_hot(target, cosine.shape[-1], dtype=cosine.dtype)
-  cos_y = jnp.sum(cosine * onehot, axis=-1)
-  z = scale * (cosine + onehot * (_piecewise(cos_y, a_t, b_t, -1, 1) - cos_y)[:, None])
-  log_p = jnp.sum(jax.nn.log_softmax(z) * onehot, axis=-1)
-  tau = _piecewise(jnp.exp(log_p), a_tau, b_tau, 0, 1)
-  del m
-  return -jnp.mean(jnp.log(jnp.maximum(tau, 1e-6)))
+  return jaxloss.identity_theta(M)
 
 
 def amlfs_cosine_loss(cosine, target, theta):
-  try:
-    return jaxloss.amlfs_loss(cosine, target, theta, scale=SCALE)
-  except NotImplementedError:
-    return _standin_amlfs_loss(cosine, target, theta, scale=SCALE)
+  return jaxloss.amlfs_loss(cosine, target, theta, scale=SCALE)
 
 
 def cosine_head(features, w):
-  """Cosine logits ``<x/|x|, w_j/|w_j|>`` of a bias-free linear head."""
-  x = features / jnp.linalg.norm(features, axis=-1, keepdims=True).clip(1e-6)
-  w = w / jnp.linalg.norm(w, axis=0, keepdims=True).clip(1e-6)
-  return x @ w
+  """Cosine logits of a bias-free linear head with ``(D, C)`` weights."""
+  return jaxloss.cosine_logits(features, w, weight_layout="dc")
 
 
 @functools.cache
@@ -224,8 +200,8 @@ def test_identity_theta_loss_is_cross_entropy_of_scaled_cosines():
   cosine = jnp.asarray(rng.uniform(-1, 1, (6, NUM_CLASSES)), jnp.float32)
   target = jnp.asarray(rng.integers(0, NUM_CLASSES, 6))
   expected = optax.softmax_cross_entropy_with_integer_labels(SCALE * cosine, target).mean()
-  np.testing.assert_allclose(amlfs_cosine_loss(cosine, target, identity_theta()), expected,
-                             rtol=1e-5)
+  value = jax.jit(amlfs_cosine_loss)(cosine, target, identity_theta())
+  np.testing.assert_allclose(value, expected, rtol=1e-5)
 
 
 def test_dataset_is_learnable_but_not_trivial():

@@ -259,3 +259,19 @@ def test_configuration_errors():
   bad = search.Task(init=MLP_TASK.init, train_step=no_loss, evaluate=MLP_TASK.evaluate)
   with pytest.raises(ValueError, match="'loss'"):
     search.run(bad, config(epochs=1), train, val)
+
+
+def test_checkpoint_store_round_trips_typed_keys_and_keeps_the_latest(tmp_path):
+  state = {"key": jax.random.key(3), "keys": jax.random.split(jax.random.key(1), 4),
+           "x": jnp.arange(3.0, dtype=jnp.float32)}
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
+                          state)
+  store = search.CheckpointStore(str(tmp_path / "ckpt"), max_to_keep=2)
+  for step in (1, 2, 3):
+    store.save(step, jax.tree.map(lambda a: a, state), {"step": step})
+  store.wait()
+  assert store.all_steps() == [2, 3]
+  restored, meta = store.restore(None, abstract)
+  assert meta == {"step": 3}
+  assert_trees_equal(restored, state)
+  store.close()

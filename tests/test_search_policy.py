@@ -20,7 +20,8 @@ def test_samples_have_standard_deviation_sigma_not_variance():
   std = np.std(np.asarray(thetas), axis=0)
   # The standard error of a sample standard deviation is sigma / sqrt(2n) = 0.001: 5 SE.
   np.testing.assert_allclose(std, 0.2, atol=0.005)
-  np.testing.assert_allclose(np.mean(np.asarray(thetas), axis=0), mu, atol=5 * 0.2 / math.sqrt(20000))
+  np.testing.assert_allclose(np.mean(np.asarray(thetas), axis=0), mu,
+                             atol=5 * 0.2 / math.sqrt(20000))
 
 
 def test_log_prob_is_the_density_that_is_sampled_and_its_gradient_is_the_score():

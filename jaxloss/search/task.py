@@ -20,6 +20,7 @@ separate from the reward.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -152,6 +153,18 @@ def sum_over_batches(evaluate: Callable[[PyTree, PyTree], dict], state: PyTree, 
   return totals
 
 
+@functools.lru_cache(maxsize=64)
+def _evaluator(evaluate, batch_size, reward_fn):
+  """One jitted evaluation per (function, batch size, reward): repeated calls reuse it."""
+
+  @jax.jit
+  def run(state, data):
+    totals = sum_over_batches(evaluate, state, data, batch_size)
+    return totals, (reward_fn or accuracy)(totals)
+
+  return run
+
+
 def evaluate_dataset(evaluate: Callable[[PyTree, PyTree], dict] | Task, state: PyTree,
                      data: PyTree, *, batch_size: int = 1024,
                      reward_fn: Callable[[dict], Array] | None = None) -> dict[str, float]:
@@ -171,14 +184,7 @@ def evaluate_dataset(evaluate: Callable[[PyTree, PyTree], dict] | Task, state: P
   """
   if isinstance(evaluate, Task):
     evaluate = evaluate.evaluate
-
-  @jax.jit
-  def run(state, data):
-    totals = sum_over_batches(evaluate, state, data, batch_size)
-    score = (reward_fn or accuracy)(totals)
-    return totals, score
-
-  totals, score = jax.device_get(run(state, data))
+  totals, score = jax.device_get(_evaluator(evaluate, batch_size, reward_fn)(state, data))
   out = {k: np.asarray(v).item() for k, v in totals.items()}
   out["score"] = float(score)
   if reward_fn is None:
