@@ -19,17 +19,20 @@ for every frame ``t < input_length`` and class ``c``,
    \sum_{s:\,l'_s = c} \frac{\alpha_t(s)\,\beta_t(s)}{y^t_c}\Bigr)
 
 (``0`` for ``t >= input_length``), where ``g`` is the incoming gradient of the
-sample's loss. The second term is the exact derivative ``d loss / d log_probs``
-(minus the state posteriors); the first, ``g * exp(log_probs)``, is **not** part of
-the derivative: it is the derivative of ``log_softmax``'s normalisation, so that
-the result is the gradient w.r.t. the *logits* when ``log_probs =
-log_softmax(logits)``. Because ``log_softmax``'s VJP maps ``v`` to
-``v - softmax * sum_c v``, which removes any ``g * softmax`` term, chaining
-``log_softmax`` gives the mathematically exact logit gradient either way; but the
-gradient w.r.t. ``log_probs`` themselves (e.g. for unnormalised inputs, or when
-``log_probs`` are produced by something other than ``log_softmax``) differs from
-the true derivative by ``g * exp(log_probs)``. This module reproduces torch's
-result exactly, including its NaN gradients (see :func:`ctc_loss`).
+sample's loss. The second term, ``-g`` times the posterior probability of class
+``c`` at frame ``t``, is the exact derivative of the loss w.r.t. ``log_probs``.
+The first, ``g * exp(log_probs)``, is **not** part of that derivative: it is what
+``log_softmax``'s normalisation adds, so that the result is the gradient w.r.t.
+the *logits* when ``log_probs = log_softmax(logits)``. Since ``log_softmax``'s VJP
+maps ``v`` to ``v - softmax * sum_c v``, which removes any ``g * softmax`` term,
+chaining ``log_softmax`` gives the exact logit gradient either way (torch's
+result and plain autodiff agree); but the gradient w.r.t. ``log_probs``
+themselves (unnormalised inputs, or ``log_probs`` from something other than
+``log_softmax``) is the true derivative plus ``g * exp(log_probs)``. This module
+reproduces torch's result exactly, including its NaN gradients (see
+:func:`ctc_loss`), with a ``jax.custom_vjp`` whose backward pass is the beta
+recursion, as torch's kernel; it keeps only the alpha history, (T, N, 2S+1), as
+residual.
 """
 
 from __future__ import annotations
@@ -318,7 +321,8 @@ def ctc_loss(log_probs: ArrayLike, targets: ArrayLike, input_lengths: ArrayLike,
   collapse (merge repeats, drop blanks) to the target ``l_n`` of length
   ``U_n = target_lengths[n]``. An impossible alignment (``T_n`` too short for
   ``U_n`` labels plus a blank between each pair of repeated labels) gives
-  ``inf``; ``T_n = 0`` gives ``0`` for an empty target.
+  ``inf``; ``T_n = 0`` gives ``0`` for an empty target (also when ``T = 0``,
+  which torch rejects).
 
   The gradient w.r.t. ``log_probs`` is torch's (see the module docstring): for
   ``t < T_n`` it is ``g_n * (exp(log_probs) - posterior)``, i.e. the gradient
@@ -332,7 +336,10 @@ def ctc_loss(log_probs: ArrayLike, targets: ArrayLike, input_lengths: ArrayLike,
     targets: integer labels, one of: (N, S) padded (sample ``n`` uses
       ``targets[n, :U_n]``); 1-D concatenated, of length ``sum(target_lengths)``
       (batched ``log_probs`` only); or, for unbatched ``log_probs``, (S,) or
-      (1, S) padded. Labels must lie in ``[0, C)`` and differ from ``blank``.
+      (1, S) padded (torch reads an unbatched (S,) as concatenated, i.e. needs
+      ``S == target_length``; any such input gives the same result here).
+      Labels must lie in ``[0, C)`` and differ from ``blank``; entries beyond a
+      target's length are ignored.
     input_lengths: (N,) (or () / (1,) when unbatched) integers in ``[0, T]``;
       a tuple or list works too.
     target_lengths: as ``input_lengths``, integers in ``[0, S]``.
@@ -428,7 +435,11 @@ def _ctc_loss(per_sample, log_probs, targets, input_lengths, target_lengths, bla
   tl = jnp.clip(target_lengths, 0, width)
   if where is not None:
     il, tl = jnp.where(where, il, 0), jnp.where(where, tl, 0)
-  ext, skip = _extend(jnp.clip(labels, 0, num_classes - 1), blank)
+  # Checked above; clipped so that bad labels cannot index out of bounds, in int32
+  # so that the blank fits whatever the targets' integer type.
+  top = min(num_classes - 1, jnp.iinfo(labels.dtype).max)
+  labels = jnp.clip(labels, 0, top).astype(jnp.int32)
+  ext, skip = _extend(labels, blank)
   loss = per_sample(lp, ext, skip, il, tl, bool(zero_infinity))
 
   if reduction == "mean":

@@ -274,6 +274,16 @@ class CtcBehaviourTest(chex.TestCase):
     chex.assert_trees_all_close(
         jaxloss.ctc_loss(x, labels, tuple(il.tolist()), list(tl.tolist())), expected)
 
+  def test_narrow_integer_targets_with_a_large_blank(self):
+    # uint8 labels, blank 299: the blank must not be squeezed into the labels' dtype.
+    rng = np.random.default_rng(15)
+    lp = np.asarray(jax.nn.log_softmax(rng.normal(size=(6, 2, 300))))
+    targets = np.array([[1, 250], [7, 7]], np.uint8)
+    ours = jaxloss.ctc_loss(lp, targets, [6, 6], [2, 2], blank=299, reduction="none")
+    expected = F.ctc_loss(torch.tensor(lp), torch.tensor(targets.astype(np.int64)), [6, 6],
+                          [2, 2], blank=299, reduction="none")
+    chex.assert_trees_all_close(ours, expected.numpy(), rtol=1e-12)
+
   def test_max_target_length(self):
     rng = np.random.default_rng(13)
     labels, il, tl = _batch(rng, 0)
