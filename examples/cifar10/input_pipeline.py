@@ -39,20 +39,25 @@ STD = (0.2470, 0.2435, 0.2616)
 MISSING_TENSORFLOW_MESSAGE = """\
 CIFAR-10 is not prepared yet in {data_dir}, and preparing it needs TensorFlow.
 
-tensorflow-datasets builds its cifar10 dataset once: it downloads the binary batches and
-re-encodes the images with TensorFlow (tf.io.gfile, tf.image). Reading the prepared dataset
-afterwards (tfds.data_source) needs no TensorFlow. Install it for this one step:
+tensorflow-datasets builds its cifar10 dataset once: it downloads the binary batches (~170 MB)
+and re-encodes the images with TensorFlow (tf.io.gfile, tf.image). Reading the prepared dataset
+afterwards (tfds.data_source, the array_record format) needs no TensorFlow. Either
 
-    pip install tensorflow-cpu importlib_resources      # or: pip install tensorflow
-    python examples/amlfs_cifar10.py ...                 # prepares once, then trains
-    pip uninstall tensorflow-cpu                         # optional, afterwards
+  (a) prepare it with a throw-away environment (no version conflicts with JAX):
 
-(importlib_resources: tfds 4.9.10 imports it when building a dataset but only declares it for
-Python < 3.9.) Or prepare it on any machine that has TensorFlow with
+    python -m venv /tmp/tfds-prepare
+    /tmp/tfds-prepare/bin/pip install tensorflow-cpu tensorflow-datasets importlib_resources
+    /tmp/tfds-prepare/bin/python -c "import tensorflow_datasets as t; t.data_source('cifar10')"
 
-    python -c "import tensorflow_datasets as tfds; tfds.data_source('cifar10')"
+  (b) or install TensorFlow here for this one step (uninstall it afterwards if you like):
 
-and copy ~/tensorflow_datasets/cifar10 (or pass --data-dir). The error was: {error}
+    pip install tensorflow-cpu importlib_resources
+
+then run this command again. With a custom location, pass the same directory as
+--data-dir (and data_dir='...' to tfds.data_source in (a)). importlib_resources: tfds 4.9.10
+imports it when building a dataset but declares it only for Python < 3.9.
+
+The error was: {error}
 """
 
 
