@@ -125,7 +125,8 @@ def _prepare_index_target(fn: str, input: Array, target: ArrayLike, ignore_index
   if where is not None:
     counted = counted & where
   num_classes = input.shape[_class_axis(input)]
-  C.check_index_range(fn, "target", target, num_classes, valid=counted)
+  if target.size:  # (_common.check_index_range cannot take an empty array)
+    C.check_index_range(fn, "target", target, num_classes, valid=counted)
 
   index = target
   if jnp.issubdtype(index.dtype, jnp.signedinteger):
@@ -194,6 +195,8 @@ def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps
   num_classes = input.shape[cax]
   weight = _check_weight(fn, weight, num_classes, dtype)
   counted, index = _prepare_index_target(fn, input, target, ignore_index, where)
+  # One upcast for every use, so that the gradient's terms are summed in
+  # float32 before the single cast back to half precision.
   x = _mask_rows(counted, C.upcast(input, dtype), cax)
 
   m, log_z = _log_normalizer(x, cax)
@@ -384,8 +387,7 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = Non
   cax = _class_axis(input)
   weight = _check_weight(fn, weight, input.shape[cax], dtype)
   counted, index = _prepare_index_target(fn, input, target, ignore_index, where)
-  x = _mask_rows(counted, C.upcast(input, dtype), cax)
-  picked = _take_class(x, index, cax)
+  picked = C.upcast(_take_class(_mask_rows(counted, input, cax), index, cax), dtype)
   zero = jnp.zeros((), dtype)
   target_weight = None
   if weight is None:
