@@ -534,7 +534,9 @@ def sphereface(cosine: ArrayLike, target: ArrayLike, s: ArrayLike, m: int = 4,
   pass ``s=`` the feature norms ``(N, 1)`` (``cosine_logits(...,
   return_norms=True)``), as pytorch-metric-learning's ``SphereFaceLoss`` does
   (its ``scale=1`` multiplies them). A fixed ``s`` (e.g. 30-64) suits
-  normalised features. ``s`` is required on purpose.
+  normalised features. ``s`` is required on purpose. The gradient is the true
+  gradient of this loss; the authors' Caffe backward pass rescales it (their
+  README: "we normalize the scale of gradient"), which is not mirrored.
 
   Args:
     s: the logit scale, a float or an array broadcastable to ``(N, C)``.
