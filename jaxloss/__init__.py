@@ -9,12 +9,20 @@ from jaxloss.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
 from jaxloss.classification import cross_entropy, nll_loss
 from jaxloss.binary import binary_cross_entropy, binary_cross_entropy_with_logits
 from jaxloss.likelihood import gaussian_nll_loss, kl_div, poisson_nll_loss
-from jaxloss.margin import hinge_embedding_loss, margin_ranking_loss, multi_margin_loss, multilabel_margin_loss, multilabel_soft_margin_loss, soft_margin_loss
-from jaxloss.embedding import cosine_embedding_loss, pairwise_distance, triplet_margin_loss, triplet_margin_with_distance_loss
+from jaxloss.margin import (
+    hinge_embedding_loss, margin_ranking_loss, multi_margin_loss, multilabel_margin_loss,
+    multilabel_soft_margin_loss, soft_margin_loss,)
+from jaxloss.embedding import (
+    cosine_embedding_loss, pairwise_distance, triplet_margin_loss,
+    triplet_margin_with_distance_loss,)
 from jaxloss.ctc import ctc_loss
-from jaxloss.angular import arcface, combined_margin, cosface, cosine_logits, large_margin_softmax, margin_lambda, sphereface
+from jaxloss.angular import (
+    arcface, combined_margin, cosface, cosine_logits, large_margin_softmax, margin_lambda,
+    sphereface,)
 from jaxloss.focal import sigmoid_focal_loss, softmax_focal_loss
-from jaxloss.amlfs import amlfs_curves, amlfs_loss, amlfs_transforms, arcface_theta, cosface_theta, fit_theta, identity_theta
+from jaxloss.amlfs import (
+    amlfs_curves, amlfs_loss, amlfs_transforms, arcface_theta, cosface_theta, fit_theta,
+    identity_theta,)
 
 from jaxloss import nn  # noqa: E402  (class wrappers; import after the functions)
 
@@ -25,6 +33,7 @@ __all__ = [
     "amlfs_loss",
     "amlfs_transforms",
     "arcface",
+    "arcface_theta",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "combined_margin",
@@ -34,6 +43,7 @@ __all__ = [
     "cosine_logits",
     "cross_entropy",
     "ctc_loss",
+    "fit_theta",
     "gaussian_nll_loss",
     "hinge_embedding_loss",
     "huber_loss",
@@ -41,12 +51,14 @@ __all__ = [
     "kl_div",
     "l1_loss",
     "large_margin_softmax",
+    "margin_lambda",
     "margin_ranking_loss",
     "mse_loss",
     "multi_margin_loss",
     "multilabel_margin_loss",
     "multilabel_soft_margin_loss",
     "nll_loss",
+    "nn",
     "pairwise_distance",
     "poisson_nll_loss",
     "sigmoid_focal_loss",
