@@ -51,16 +51,19 @@ def optax_sum(logits, labels, input_lengths, target_lengths):
   return jnp.sum(optax.ctc_loss(logits, logit_paddings, labels, label_paddings))
 
 
-def median_seconds(fn, args, reps):
-  jax.block_until_ready(fn(*args))  # compile
-  for _ in range(3):  # warm-up
-    jax.block_until_ready(fn(*args))
-  times = []
+def median_seconds(fns, args, reps):
+  """Median wall time of each function, calls interleaved so that load drifts hit all alike."""
+  for fn in fns.values():
+    jax.block_until_ready(fn(*args))  # compile
+    for _ in range(3):  # warm-up
+      jax.block_until_ready(fn(*args))
+  times = {name: [] for name in fns}
   for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      jax.block_until_ready(fn(*args))
+      times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in times.items()}
 
 
 def memory(fn, args):
@@ -85,7 +88,7 @@ def main():
       fns = {}
       for name, fn in (("jaxloss", jaxloss_sum), ("optax", optax_sum)):
         fns[name] = fn if mode == "value" else jax.value_and_grad(fn)
-      timed = {name: median_seconds(jax.jit(fn), inputs, args.reps) for name, fn in fns.items()}
+      timed = median_seconds({name: jax.jit(fn) for name, fn in fns.items()}, inputs, args.reps)
       print(f"  {mode:10s}  jaxloss {timed['jaxloss'] * 1e3:8.2f} ms   optax "
             f"{timed['optax'] * 1e3:8.2f} ms   ratio jaxloss/optax "
             f"{timed['jaxloss'] / timed['optax']:.2f}")

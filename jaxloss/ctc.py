@@ -77,7 +77,7 @@ def _logsumexp(a: Array, b: Array, c: Array | None = None) -> Array:
 
 
 def _shift(x: Array, k: int, fill) -> Array:
-  """``x[:, s - k]`` along the last axis (``k > 0``: right, ``k < 0``: left), padded with ``fill``."""
+  """``x[..., s - k]``: shifted by ``k`` along the last axis, padded with ``fill``."""
   length = x.shape[-1]
   pad = [(0, 0)] * (x.ndim - 1) + [(k, 0) if k > 0 else (0, -k)]
   padded = jnp.pad(x, pad, constant_values=fill)
