@@ -11,18 +11,22 @@ from jaxloss.binary import binary_cross_entropy, binary_cross_entropy_with_logit
 from jaxloss.likelihood import gaussian_nll_loss, kl_div, poisson_nll_loss
 from jaxloss.margin import (
     hinge_embedding_loss, margin_ranking_loss, multi_margin_loss, multilabel_margin_loss,
-    multilabel_soft_margin_loss, soft_margin_loss,)
+    multilabel_soft_margin_loss, soft_margin_loss,
+)
 from jaxloss.embedding import (
     cosine_embedding_loss, pairwise_distance, triplet_margin_loss,
-    triplet_margin_with_distance_loss,)
+    triplet_margin_with_distance_loss,
+)
 from jaxloss.ctc import ctc_loss
 from jaxloss.angular import (
     arcface, combined_margin, cosface, cosine_logits, large_margin_softmax, margin_lambda,
-    sphereface,)
+    sphereface,
+)
 from jaxloss.focal import sigmoid_focal_loss, softmax_focal_loss
 from jaxloss.amlfs import (
     amlfs_curves, amlfs_loss, amlfs_transforms, arcface_theta, cosface_theta, fit_theta,
-    identity_theta,)
+    identity_theta,
+)
 
 from jaxloss import nn  # noqa: E402  (class wrappers; import after the functions)
 
