@@ -267,3 +267,101 @@ TORCH_LOSSES = (
     HingeEmbeddingLoss, CosineEmbeddingLoss, TripletMarginLoss, TripletMarginWithDistanceLoss,
     CTCLoss,
 )
+
+
+# ----------------------------------------------------------------------------
+# Beyond torch: margin-softmax, focal and AM-LFS losses.
+# ----------------------------------------------------------------------------
+
+
+class CosFaceLoss(_Loss):
+  """CosFace on cosine logits; call as ``loss(cosine, target)``. See :func:`jaxloss.cosface`."""
+  _fn = staticmethod(jaxloss.cosface)
+
+  def __init__(self, s: float = 64.0, m: float = 0.35, weight: ArrayLike | None = None,
+               ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
+    super().__init__(s=s, m=m, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                     label_smoothing=label_smoothing)
+
+
+class ArcFaceLoss(_Loss):
+  """ArcFace on cosine logits; call as ``loss(cosine, target)``. See :func:`jaxloss.arcface`."""
+  _fn = staticmethod(jaxloss.arcface)
+
+  def __init__(self, s: float = 64.0, m: float = 0.5, weight: ArrayLike | None = None,
+               ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
+               *, easy_margin: bool = False):
+    super().__init__(s=s, m=m, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                     label_smoothing=label_smoothing, easy_margin=easy_margin)
+
+
+class SphereFaceLoss(_Loss):
+  """SphereFace (A-Softmax) on cosine logits; see :func:`jaxloss.sphereface`.
+
+  ``s`` is required (the authors scale by the feature norm). ``lambda_`` is fixed per
+  object; for an annealed schedule call :func:`jaxloss.sphereface` with
+  :func:`jaxloss.margin_lambda` of the step.
+  """
+  _fn = staticmethod(jaxloss.sphereface)
+
+  def __init__(self, s: ArrayLike, m: int = 4, weight: ArrayLike | None = None,
+               ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
+               *, lambda_: float = 0.0):
+    super().__init__(s=s, m=m, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                     label_smoothing=label_smoothing, lambda_=lambda_)
+
+
+class CombinedMarginLoss(_Loss):
+  """``s * (cos(m1 theta + m2) - m3)`` on the target; see :func:`jaxloss.combined_margin`."""
+  _fn = staticmethod(jaxloss.combined_margin)
+
+  def __init__(self, s: float = 64.0, m1: float = 1.0, m2: float = 0.3, m3: float = 0.2,
+               weight: ArrayLike | None = None, ignore_index: int = -100,
+               reduction: str = "mean", label_smoothing: float = 0.0):
+    super().__init__(s=s, m1=m1, m2=m2, m3=m3, weight=weight, ignore_index=ignore_index,
+                     reduction=reduction, label_smoothing=label_smoothing)
+
+
+class LargeMarginSoftmaxLoss(_Loss):
+  """L-Softmax; call as ``loss(features, weight_matrix, target)``.
+
+  See :func:`jaxloss.large_margin_softmax`.
+  """
+  _fn = staticmethod(jaxloss.large_margin_softmax)
+
+  def __init__(self, m: int = 2, s: float = 1.0, weight: ArrayLike | None = None,
+               ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
+               *, weight_layout: str = "cd", lambda_: float = 0.0, eps: float = 1e-12):
+    super().__init__(m=m, s=s, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                     label_smoothing=label_smoothing, weight_layout=weight_layout,
+                     lambda_=lambda_, eps=eps)
+
+
+class SoftmaxFocalLoss(_Loss):
+  """Multi-class focal loss on logits; see :func:`jaxloss.softmax_focal_loss`."""
+  _fn = staticmethod(jaxloss.softmax_focal_loss)
+
+  def __init__(self, gamma: float = 2.0, alpha: ArrayLike | None = None,
+               reduction: str = "mean", ignore_index: int = -100):
+    super().__init__(gamma=gamma, alpha=alpha, reduction=reduction, ignore_index=ignore_index)
+
+
+class SigmoidFocalLoss(_Loss):
+  """torchvision's ``sigmoid_focal_loss``; see :func:`jaxloss.sigmoid_focal_loss`."""
+  _fn = staticmethod(jaxloss.sigmoid_focal_loss)
+
+  def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none"):
+    super().__init__(alpha=alpha, gamma=gamma, reduction=reduction)
+
+
+class AMLFSLoss(_Loss):
+  """The AM-LFS loss; call as ``loss(cosine, target, theta)``. See :func:`jaxloss.amlfs_loss`.
+
+  ``scale`` is required: a float ``s`` or per-logit norms (the paper's eq. 4).
+  """
+  _fn = staticmethod(jaxloss.amlfs_loss)
+
+  def __init__(self, *, scale: ArrayLike, weight: ArrayLike | None = None,
+               ignore_index: int = -100, reduction: str = "mean", tau_min_ratio: float = 0.01):
+    super().__init__(scale=scale, weight=weight, ignore_index=ignore_index,
+                     reduction=reduction, tau_min_ratio=tau_min_ratio)

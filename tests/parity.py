@@ -95,14 +95,13 @@ class ParityTestCase(chex.TestCase):
     def value(*a):
       return jax_fn(*a, **kwargs)
 
-    def vjp(*a):
+    def value_and_vjp(*a):  # one program: the value comes with the VJP
       out, pullback = jax.vjp(lambda *d: value(*_put(a, grad_argnums, d)),
                               *[a[i] for i in grad_argnums])
-      return pullback(jnp.asarray(cot, out.dtype))
+      return out, pullback(jnp.asarray(cot, out.dtype))
 
     jargs = [jnp.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
-    out = self.variant(value)(*jargs)
-    grads = self.variant(vjp)(*jargs)
+    out, grads = self.variant(value_and_vjp)(*jargs)
 
     self.assertEqual(tuple(out.shape), tuple(tout.shape), "output shape")
     self.assertEqual(np.dtype(out.dtype), np.dtype(dtype), "output dtype")
