@@ -16,7 +16,6 @@ The model, data, training and plots live in ``examples/cifar10/``; this file is 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -95,7 +94,15 @@ def main(argv=None) -> dict:
           train.ConfigMismatchError) as error:
     print(f'\n{error}', file=sys.stderr)
     raise SystemExit(2) from None
-  print(json.dumps(summary, indent=2))
+  run_dir = os.path.join(config.workdir, config.run_name)
+  if summary['finished']:
+    print(f"{config.run_name}: test error {summary['final_test_error']:.2f}% (final model), "
+          f"validation accuracy {summary['final_val_accuracy']:.4f} (best "
+          f"{summary['best_val_accuracy']:.4f}), {summary['epochs_time_s'] / 60:.1f} min of "
+          f'epochs. Summary, records and plots in {run_dir}/')
+  else:
+    print(f"{config.run_name}: stopped after {summary['epochs_completed']} epochs; continue with "
+          f'--resume. Records and plots so far in {run_dir}/')
   return summary
 
 

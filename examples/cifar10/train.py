@@ -24,12 +24,11 @@ Files in ``<workdir>/<run_name>/`` (run_name = ``<mode>-noise<percent>[-seed<k>]
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import os
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -88,10 +87,9 @@ _PROGRAM_FIELDS = ('mode', 'depth', 'width', 'dtype', 'logit_scale', 'learning_r
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Program:
-  """What one configuration compiles: the engine's Task and the example's own evaluation."""
+  """What one configuration compiles: the engine's Task (and the optimiser of mu)."""
   task: search.Task
   mu_optimizer: optax.GradientTransformation
-  evaluate_split: Callable  # jitted (state, (images, labels)) -> {'correct', 'count'}
   model: models.CifarResNet
 
 
@@ -150,10 +148,7 @@ def _build_program(config: configs.Config) -> Program:
     return search.classification_metrics(logits, labels)
 
   task = search.Task(init=init, train_step=train_step, evaluate=evaluate)
-  evaluate_split = jax.jit(functools.partial(
-      search.task.sum_over_batches, evaluate, batch_size=config.eval_batch_size))
-  return Program(task=task, mu_optimizer=optax.adam(config.policy_learning_rate),
-                 evaluate_split=evaluate_split, model=model)
+  return Program(task=task, mu_optimizer=optax.adam(config.policy_learning_rate), model=model)
 
 
 def search_config(config: configs.Config, run_dir: str, program: Program) -> search.SearchConfig:
@@ -264,6 +259,10 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
   select_copy = jax.jit(lambda population, index: jax.tree.map(lambda a: a[index], population),
                         out_shardings=jax.sharding.NamedSharding(engine.mesh,
                                                                  jax.sharding.PartitionSpec()))
+
+  def evaluate_test(state):  # the engine's (cached, jitted) evaluation of one copy
+    return search.evaluate_dataset(program.task, state, test, batch_size=config.eval_batch_size)
+
   test_log_path = os.path.join(run_dir, TEST_LOG)
   test_log = _read_jsonl(test_log_path) if resume else []
 
@@ -271,8 +270,7 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
     nonlocal test_log
     epoch = record['epoch']
     best = record['best_index']
-    copy = select_copy(state.population, best)
-    totals = jax.device_get(program.evaluate_split(copy, test))
+    totals = evaluate_test(select_copy(state.population, best))
     entry = {'epoch': epoch, 'best_index': best, 'val_accuracy': record['best_reward'],
              'test_error': _error_percent(totals), 'test_correct': int(totals['correct']),
              'test_count': int(totals['count'])}
@@ -293,7 +291,7 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
     make_plots(config.workdir, run_dir)
     return summary
 
-  final_test = jax.device_get(program.evaluate_split(result.state, test))
+  final_test = evaluate_test(result.state)
   summary = _summary(config, result.records, test_log, result, final_test, data, start,
                      finished=True)
   _write_json(os.path.join(run_dir, SUMMARY), summary)
@@ -312,11 +310,13 @@ def _summary(config, records, test_log, result, final_test, data, start, *, fini
       'best_val_epoch': int(np.argmax(val)) if val else None,
       'final_val_accuracy': val[-1] if val else None,
       'final_mu': records[-1]['mu_next'] if records else None,
+      # This invocation, from reading the data to the end (a resumed run counts from the resume).
       'wall_time_s': time.perf_counter() - start,
-      'run_time_s': sum(r.get('time', {}).get('wall_s', 0.0) for r in records),
+      # The epochs of the whole run (all invocations): outer steps, logging and checkpoints ...
+      'epochs_time_s': sum(r.get('time', {}).get('wall_s', 0.0) for r in records),
+      # ... and the compilations of the outer step.
+      'compile_time_s': sum(r.get('time', {}).get('compile_s', 0.0) for r in records),
   }
-  if test_log:
-    summary['test_error_per_epoch_final'] = test_log[-1]['test_error']
   if final_test is not None:
     summary['final_test_error'] = _error_percent(final_test)
     summary['final_test_accuracy'] = float(final_test['correct']) / float(final_test['count'])
