@@ -51,6 +51,15 @@ def _from_storable(tree, abstract):
   return jax.tree.map(convert, tree, abstract)
 
 
+def _retention(max_to_keep: int) -> dict:
+  """``preservation_policy=LatestN(n)`` (current orbax); ``max_to_keep`` on older releases."""
+  managers = getattr(ocp, "checkpoint_managers", None)
+  fields = getattr(ocp.CheckpointManagerOptions, "__dataclass_fields__", {})
+  if managers is not None and hasattr(managers, "LatestN") and "preservation_policy" in fields:
+    return {"preservation_policy": managers.LatestN(max_to_keep)}
+  return {"max_to_keep": max_to_keep}
+
+
 class CheckpointStore:
   """A thin wrapper over ``ocp.CheckpointManager`` (current, non-legacy API).
 
@@ -63,10 +72,8 @@ class CheckpointStore:
     if max_to_keep < 1:
       raise ValueError(f"CheckpointStore: `max_to_keep` must be >= 1, got {max_to_keep}.")
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(
-        preservation_policy=ocp.checkpoint_managers.LatestN(max_to_keep),
-        enable_async_checkpointing=async_save,
-        create=True)
+    options = ocp.CheckpointManagerOptions(enable_async_checkpointing=async_save, create=True,
+                                           **_retention(max_to_keep))
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:

@@ -46,6 +46,7 @@ MODES = ("amlfs", "random", "baseline")
 
 # Compiled outer steps, shared by engines that build the same program.
 _COMPILED: dict = {}
+_MAX_COMPILED = 16
 
 # Independent random streams derived from the seed (fold_in labels).
 _INIT_STREAM, _EPOCH_STREAM = 0, 1
@@ -259,7 +260,6 @@ class Engine:
     self._reward_fn = config.reward_fn or accuracy
     self._init_jit = None
     self._step_jit = None
-    self._compiled = {}
 
   # ------------------------------------------------------------------ state
 
@@ -277,7 +277,7 @@ class Engine:
 
   def state_shardings(self, abstract: SearchState | None = None) -> SearchState:
     """Shardings of a :class:`SearchState`: population leaves split, the rest replicated."""
-    abstract = jax.eval_shape(self._init_state, self._seed_key()) if abstract is None else abstract
+    abstract = self._abstract_init() if abstract is None else abstract
     return SearchState(
         epoch=self._replicated,
         population=jax.tree.map(lambda _: self._pop_sharding, abstract.population),
@@ -285,10 +285,14 @@ class Engine:
 
   def abstract_state(self) -> SearchState:
     """Shapes, dtypes and shardings of the search state (what a restore needs)."""
-    abstract = jax.eval_shape(self._init_state, self._seed_key())
+    abstract = self._abstract_init()
     shardings = self.state_shardings(abstract)
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         abstract, shardings)
+
+  def _abstract_init(self) -> SearchState:
+    seed = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+    return jax.eval_shape(self._init_state, seed)
 
   def init(self) -> SearchState:
     """The initial search state, placed on the mesh."""
@@ -436,6 +440,8 @@ class Engine:
     if hit is None:
       hit = self._jitted_step().lower(*args).compile(self._compiler_options())
       if key is not None:
+        while len(_COMPILED) >= _MAX_COMPILED:  # forget the oldest program
+          _COMPILED.pop(next(iter(_COMPILED)))
         _COMPILED[key] = hit
     return _BoundStep(hit, args[-2:])
 
