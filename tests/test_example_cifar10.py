@@ -127,6 +127,17 @@ def test_head_norms_make_identity_theta_plain_cross_entropy():
   loss = jax.jit(lambda c, y, t, s: jaxloss.amlfs_loss(c, y, t, scale=s))(cosine, labels, theta,
                                                                           scale)
   np.testing.assert_allclose(loss, ce, rtol=1e-5)
+
+  # ... and so are its gradients with respect to the features and the class weights.
+  def amlfs(f, k):
+    c, s_, _ = models.head_outputs(f, k, 'norms')
+    return jaxloss.amlfs_loss(c, labels, theta, scale=s_)
+
+  grads = jax.jit(jax.grad(amlfs, argnums=(0, 1)))(features, kernel)
+  expected = jax.jit(jax.grad(lambda f, k: jaxloss.cross_entropy(f @ k, labels), argnums=(0, 1)))(
+      features, kernel)
+  for g, e in zip(grads, expected):
+    np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
   _, fixed, fixed_logits = models.head_outputs(features, kernel, 16.0)
   assert float(fixed) == 16.0
   np.testing.assert_allclose(fixed_logits, 16.0 * cosine, rtol=1e-6)
