@@ -19,10 +19,19 @@
 
 Memory: the forward pass never builds a one-hot or any other logits-sized
 temporary; the target's log-probability is gathered with ``take_along_axis`` and
-every class-axis term is a fused reduction.
+every class-axis term is a fused reduction. The gradient with respect to the
+logits is one fused element-wise pass (no scatter into a second buffer), and
+masked or ignored samples get exactly-zero gradients without a masked copy of
+the logits (see ``_gradient_only_where``). With float32 class-index targets,
+XLA:CPU compiles N=8192, C=131072 (4 GiB of logits) to ~0.1 MiB of forward
+temporaries and ~0.1 MiB besides the gradient for ``value_and_grad``;
+``weight`` together with ``label_smoothing`` costs one extra logits-sized
+buffer in the backward pass there, and half-precision logits a float32 copy.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -164,10 +173,26 @@ def _mask_rows(counted: Array, x: Array, cax: int) -> Array:
   return _gradient_only_where(x, jnp.expand_dims(counted, cax))
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _take_class(x: Array, index: Array, cax: int) -> Array:
-  """``x[..., index, ...]`` along the class axis; ``nan`` for out-of-bounds indices."""
+  """``x[..., index, ...]`` along the class axis; ``nan`` for out-of-bounds indices.
+
+  The value is a gather. Its derivative is written as a masked sum over the
+  class axis, whose transpose is an element-wise ``where(c == index, ct, 0)``
+  that XLA fuses into the rest of the gradient, instead of the scatter-add
+  into a separate logits-sized buffer that the gather's own transpose is.
+  """
   taken = jnp.take_along_axis(x, jnp.expand_dims(index, cax), axis=cax, mode="fill")
   return jnp.squeeze(taken, cax)
+
+
+@_take_class.defjvp
+def _take_class_jvp(cax, primals, tangents):
+  x, index = primals
+  dx, _ = tangents
+  hit = jax.lax.broadcasted_iota(index.dtype, x.shape, cax) == jnp.expand_dims(index, cax)
+  return _take_class(x, index, cax), jnp.sum(jnp.where(hit, dx, jnp.zeros((), dx.dtype)),
+                                             axis=cax)
 
 
 def _log_normalizer(x: Array, cax: int) -> tuple[Array, Array]:
