@@ -1,0 +1,195 @@
+"""jaxloss vs optax: the same loss on the same inputs, timed side by side.
+
+For every jaxloss function that has an optax counterpart computing the same
+number, both are jitted (value, and value-and-gradient) and timed in
+interleaved rounds in one process, so the ratio is robust to a noisy, shared
+machine. Functions without an optax counterpart are timed alone.
+
+It also prints the compiled memory footprint of ``cross_entropy`` with
+N=8192 rows and C=131072 classes (compiled only, not run, unless --large):
+the forward pass must not build a one-hot of the logits' size.
+
+    python bench/losses.py              # CPU-sized problems
+    python bench/losses.py --scale 8    # 8x more rows (GPU)
+    python bench/losses.py --large      # also run the 8192 x 131072 case
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxloss
+
+GiB = 1024 ** 3
+
+
+def _block(tree):
+  return jax.tree.map(lambda x: x.block_until_ready(), tree)
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int, reps: int
+                     ) -> dict[str, float]:
+  """Median seconds per call of each thunk, measured in interleaved rounds."""
+  for fn in fns.values():  # compile and warm up
+    _block(fn())
+    _block(fn())
+  samples = {name: [] for name in fns}
+  for _ in range(rounds):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      for _ in range(reps):
+        out = fn()
+      _block(out)
+      samples[name].append((time.perf_counter() - start) / reps)
+  return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def _value_and_grad(loss: Callable, argnums=0) -> Callable:
+  return jax.jit(jax.value_and_grad(loss, argnums=argnums))
+
+
+def cases(key: jax.Array, scale: int):
+  """(name, jaxloss loss, optax loss or None, args) with both losses scalar."""
+  n = 1024 * scale
+  ks = jax.random.split(key, 8)
+  x = jax.random.normal(ks[0], (n, 128))
+  t = jax.random.normal(ks[1], (n, 128))
+  logits = jax.random.normal(ks[2], (n, 1000))
+  labels = jax.random.randint(ks[3], (n,), 0, 1000)
+  probs = jax.nn.softmax(jax.random.normal(ks[4], (n, 1000)))
+  logp = jax.nn.log_softmax(logits)
+  binary = jax.random.bernoulli(ks[5], 0.3, (n, 128)).astype(jnp.float32)
+  a, p, q = (jax.random.normal(k, (n, 128)) for k in jax.random.split(ks[6], 3))
+  pm1 = jnp.where(jax.random.bernoulli(ks[7], 0.5, (n, 128)), 1.0, -1.0)
+  y = jax.random.randint(ks[7], (n,), 0, 128)
+  return [
+      ("mse_loss", lambda x, t: jaxloss.mse_loss(x, t),
+       lambda x, t: optax.losses.squared_error(x, t).mean(), (x, t)),
+      ("l1_loss", lambda x, t: jaxloss.l1_loss(x, t), None, (x, t)),
+      ("huber_loss", lambda x, t: jaxloss.huber_loss(x, t, delta=0.5),
+       lambda x, t: optax.losses.huber_loss(x, t, delta=0.5).mean(), (x, t)),
+      ("smooth_l1_loss", lambda x, t: jaxloss.smooth_l1_loss(x, t, beta=0.5),
+       lambda x, t: optax.losses.huber_loss(x, t, delta=0.5).mean() / 0.5, (x, t)),
+      ("cross_entropy[index]", lambda z, y: jaxloss.cross_entropy(z, y),
+       lambda z, y: optax.losses.softmax_cross_entropy_with_integer_labels(z, y).mean(),
+       (logits, labels)),
+      ("cross_entropy[probs]", lambda z, q: jaxloss.cross_entropy(z, q),
+       lambda z, q: optax.losses.softmax_cross_entropy(z, q).mean(), (logits, probs)),
+      ("cross_entropy[smooth=0.1]",
+       lambda z, y: jaxloss.cross_entropy(z, y, label_smoothing=0.1),
+       lambda z, y: optax.losses.softmax_cross_entropy(
+           z, optax.losses.smooth_labels(jax.nn.one_hot(y, z.shape[-1]), 0.1)).mean(),
+       (logits, labels)),
+      ("nll_loss", lambda lp, y: jaxloss.nll_loss(lp, y), None, (logp, labels)),
+      ("binary_cross_entropy_with_logits",
+       lambda x, b: jaxloss.binary_cross_entropy_with_logits(x, b),
+       lambda x, b: optax.losses.sigmoid_binary_cross_entropy(x, b).mean(), (x, binary)),
+      ("binary_cross_entropy", lambda s, b: jaxloss.binary_cross_entropy(s, b), None,
+       (jax.nn.sigmoid(x), binary)),
+      ("kl_div[batchmean]", lambda lp, q: jaxloss.kl_div(lp, q, reduction="batchmean"),
+       lambda lp, q: optax.losses.kl_divergence(lp, q).mean(), (logp, probs)),
+      ("kl_div[log_target]",
+       lambda lp, lq: jaxloss.kl_div(lp, lq, reduction="batchmean", log_target=True),
+       lambda lp, lq: optax.losses.kl_divergence_with_log_targets(lp, lq).mean(),
+       (logp, jnp.log(probs))),
+      ("poisson_nll_loss", lambda x, t: jaxloss.poisson_nll_loss(x, jnp.abs(t)), None, (x, t)),
+      ("gaussian_nll_loss",
+       lambda x, t: jaxloss.gaussian_nll_loss(x, t, jnp.ones_like(x)), None, (x, t)),
+      ("soft_margin_loss", lambda x, s: jaxloss.soft_margin_loss(x, s), None, (x, pm1)),
+      ("multilabel_soft_margin_loss",
+       lambda x, b: jaxloss.multilabel_soft_margin_loss(x, b), None, (x, binary)),
+      ("multi_margin_loss", lambda x, y: jaxloss.multi_margin_loss(x, y), None, (x, y)),
+      ("hinge_embedding_loss", lambda x, s: jaxloss.hinge_embedding_loss(x, s), None,
+       (x, pm1)),
+      ("margin_ranking_loss", lambda a, b: jaxloss.margin_ranking_loss(a, b, pm1), None,
+       (x, t)),
+      ("cosine_embedding_loss",
+       lambda a, b: jaxloss.cosine_embedding_loss(a, b, pm1[:, 0]), None, (a, p)),
+      ("triplet_margin_loss", lambda a, p: jaxloss.triplet_margin_loss(a, p, q),
+       lambda a, p: optax.losses.triplet_margin_loss(a, p, q).mean(), (a, p)),
+      ("sigmoid_focal_loss",
+       lambda x, b: jaxloss.sigmoid_focal_loss(x, b, alpha=0.25, reduction="mean"),
+       lambda x, b: optax.losses.sigmoid_focal_loss(x, b, alpha=0.25).mean(), (x, binary)),
+  ]
+
+
+def check_same_value(name, ours, theirs, args):
+  a, b = float(jax.jit(ours)(*args)), float(jax.jit(theirs)(*args))
+  if not np.isclose(a, b, rtol=1e-4, atol=1e-6):
+    raise AssertionError(f"{name}: jaxloss {a} != optax {b}: not the same loss")
+
+
+def run_speed(scale: int, rounds: int, reps: int) -> None:
+  print(f"{'loss':36s} {'pass':6s} {'jaxloss':>10s} {'optax':>10s} {'ratio':>7s}")
+  ratios = []
+  for name, ours, theirs, args in cases(jax.random.key(0), scale):
+    if theirs is not None:
+      check_same_value(name, ours, theirs, args)
+    for label, wrap in (("value", jax.jit), ("grad", _value_and_grad)):
+      fns = {"jaxloss": (lambda f=wrap(ours): f(*args))}
+      if theirs is not None:
+        fns["optax"] = (lambda f=wrap(theirs): f(*args))
+      t = time_interleaved(fns, rounds, reps)
+      if "optax" in t:
+        ratio = t["jaxloss"] / t["optax"]
+        ratios.append(ratio)
+        print(f"{name:36s} {label:6s} {t['jaxloss']*1e6:9.1f}us {t['optax']*1e6:9.1f}us "
+              f"{ratio:7.2f}")
+      else:
+        print(f"{name:36s} {label:6s} {t['jaxloss']*1e6:9.1f}us {'-':>10s} {'-':>7s}")
+  print(f"\njaxloss/optax time ratio over {len(ratios)} comparisons: "
+        f"median {statistics.median(ratios):.2f}, max {max(ratios):.2f} "
+        "(< 1 means jaxloss is faster)")
+
+
+def memory_report(run: bool) -> None:
+  """Compiled memory of cross_entropy on N=8192, C=131072 float32 logits."""
+  n, c = 8192, 131072
+  spec_z = jax.ShapeDtypeStruct((n, c), jnp.float32)
+  spec_y = jax.ShapeDtypeStruct((n,), jnp.int32)
+  logits_gib = n * c * 4 / GiB
+  ours = lambda z, y: jaxloss.cross_entropy(z, y)
+  theirs = lambda z, y: optax.losses.softmax_cross_entropy_with_integer_labels(z, y).mean()
+  onehot = lambda z, y: optax.losses.softmax_cross_entropy(z, jax.nn.one_hot(y, c)).mean()
+  print(f"\ncross_entropy, N={n}, C={c} float32: logits are {logits_gib:.2f} GiB")
+  print(f"{'':34s} {'pass':6s} {'temp GiB':>9s} {'out GiB':>8s}")
+  for name, fn in (("jaxloss.cross_entropy", ours),
+                   ("optax ..._with_integer_labels", theirs),
+                   ("optax softmax_cross_entropy+one_hot", onehot)):
+    for label, wrap in (("value", jax.jit), ("grad", _value_and_grad)):
+      compiled = wrap(fn).lower(spec_z, spec_y).compile()
+      mem = compiled.memory_analysis()
+      temp = getattr(mem, "temp_size_in_bytes", float("nan")) / GiB
+      out = getattr(mem, "output_size_in_bytes", float("nan")) / GiB
+      print(f"{name:34s} {label:6s} {temp:9.3f} {out:8.3f}")
+  if run:
+    z = jax.random.normal(jax.random.key(1), (n, c))
+    y = jax.random.randint(jax.random.key(2), (n,), 0, c)
+    t = time_interleaved({"jaxloss": lambda: jax.jit(ours)(z, y),
+                          "optax": lambda: jax.jit(theirs)(z, y)}, rounds=3, reps=2)
+    print(f"time (value): jaxloss {t['jaxloss']*1e3:.1f} ms, optax {t['optax']*1e3:.1f} ms, "
+          f"ratio {t['jaxloss']/t['optax']:.2f}")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--scale", type=int, default=1, help="multiplies the row count")
+  parser.add_argument("--rounds", type=int, default=7)
+  parser.add_argument("--reps", type=int, default=10)
+  parser.add_argument("--large", action="store_true", help="also run the 8192x131072 case")
+  args = parser.parse_args()
+  print(f"jax {jax.__version__}, optax {optax.__version__}, device {jax.devices()[0]}")
+  run_speed(args.scale, args.rounds, args.reps)
+  memory_report(args.large)
+
+
+if __name__ == "__main__":
+  main()
