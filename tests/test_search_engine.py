@@ -71,6 +71,19 @@ def test_same_seed_same_run_and_another_seed_differs(amlfs_run):
   assert other.records[0]["thetas"] != amlfs_run.records[0]["thetas"]
 
 
+def test_low_level_step_donates_the_state_and_keeps_the_data():
+  train, val, _ = dataset()
+  engine = search.Engine(MLP_TASK, config(mode="amlfs"))  # the fixture's program
+  state = engine.init()
+  assert int(state.epoch) == 0 and _copies_equal(state.population)
+  train, val = engine.put_data(train), engine.put_data(val)
+  new, outputs = engine.step(state, train, val)
+  assert all(a.is_deleted() for a in jax.tree.leaves(state.population))  # donated buffers
+  assert not train[0].is_deleted() and not val[0].is_deleted()
+  assert int(new.epoch) == 1 and int(outputs["epoch"]) == 0
+  assert outputs["thetas"].shape == (4, 8) and outputs["rewards"].shape == (4,)
+
+
 def test_random_mode_samples_around_the_fixed_initial_mean():
   train, val, _ = dataset()
   result = search.run(MLP_TASK, config(mode="random", epochs=2), train, val)
