@@ -12,6 +12,10 @@ from scipy import stats
 from jaxloss import search
 from jaxloss.search import policy as pol
 
+# Jitted once per shape: op-by-op dispatch compiles every primitive separately, which costs
+# seconds on the shared CI cores.
+normalize = jax.jit(pol.normalize_rewards)
+
 
 def test_samples_have_standard_deviation_sigma_not_variance():
   mu = jnp.array([0.5, -1.0, 2.0, 0.0], jnp.float32)
@@ -38,14 +42,14 @@ def test_log_prob_is_the_density_that_is_sampled_and_its_gradient_is_the_score()
 
 def test_normalize_rewards_zero_mean_unit_variance():
   r = jnp.array([0.1, 0.5, 0.2, 0.9, 0.4])
-  z = np.asarray(pol.normalize_rewards(r))
+  z = np.asarray(normalize(r))
   assert abs(z.mean()) < 1e-12 and abs(z.std() - 1) < 1e-12
   np.testing.assert_allclose(z, (r - r.mean()) / r.std(), rtol=1e-12)
 
 
 def test_normalize_rewards_over_finite_copies_only():
   r = jnp.array([0.1, jnp.nan, 0.2, 0.9, jnp.inf, 0.4])
-  z = np.asarray(pol.normalize_rewards(r))
+  z = np.asarray(normalize(r))
   finite = np.array([0.1, 0.2, 0.9, 0.4])
   np.testing.assert_allclose(z[[0, 2, 3, 5]], (finite - finite.mean()) / finite.std(), rtol=1e-12)
   # Diverged copies: never better than a finite one, at least one std below the mean.
@@ -53,18 +57,19 @@ def test_normalize_rewards_over_finite_copies_only():
   np.testing.assert_allclose(z[[1, 4]], worst)
   # An explicit mask (e.g. non-finite parameters) excludes a finite reward too.
   valid = jnp.array([True, False, True, True, False, False])
-  z = np.asarray(pol.normalize_rewards(r, valid))
+  z = np.asarray(normalize(r, valid))
   kept = np.array([0.1, 0.2, 0.9])
   np.testing.assert_allclose(z[[0, 2, 3]], (kept - kept.mean()) / kept.std(), rtol=1e-12)
   assert np.all(z[[1, 4, 5]] == min(-1.0, z[[0, 2, 3]].min()))
 
 
 def test_normalize_rewards_degenerate_cases():
-  np.testing.assert_array_equal(pol.normalize_rewards(jnp.full((4,), 0.5)), 0.0)
-  tied = pol.normalize_rewards(jnp.array([0.5, 0.5, jnp.nan]))
+  np.testing.assert_array_equal(normalize(jnp.full((4,), 0.5)), 0.0)
+  tied = normalize(jnp.array([0.5, 0.5, jnp.nan]))
   np.testing.assert_array_equal(tied, [0.0, 0.0, -1.0])
-  np.testing.assert_array_equal(pol.normalize_rewards(jnp.full((3,), jnp.nan)), 0.0)
-  g = jax.grad(lambda r: jnp.sum(pol.normalize_rewards(r) ** 2))(jnp.array([0.1, 0.2, 0.4]))
+  np.testing.assert_array_equal(normalize(jnp.full((3,), jnp.nan)), 0.0)
+  g = jax.jit(jax.grad(lambda r: jnp.sum(pol.normalize_rewards(r) ** 2)))(
+      jnp.array([0.1, 0.2, 0.4]))
   assert np.all(np.isfinite(g))
 
 
@@ -95,7 +100,7 @@ def test_policy_gradient_is_the_negated_normalised_estimate():
   mu = jnp.array([0.3, -0.2, 0.0])
   thetas = policy.sample(jax.random.key(0), mu, 8)
   rewards = jnp.arange(8.0)
-  z = pol.normalize_rewards(rewards)
+  z = normalize(rewards)
   expected = -jnp.mean(z[:, None] * (thetas - mu) / 0.04, axis=0)
   np.testing.assert_allclose(policy.gradient(thetas, mu, rewards), expected, rtol=1e-12)
   # A minimising optax step ascends the reward: mu moves towards high-reward samples.
