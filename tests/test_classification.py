@@ -343,15 +343,13 @@ class ClassificationBehaviourTest(chex.TestCase):
     rng = np.random.default_rng(8)
     x = rand(rng, (6, 5, 2), np.float64)
     target, _ = _index_target(rng, x.shape)
+    # torch takes int64 only; 255 is the usual "void" label of uint8 masks.
     ignore = 255 if dtype == np.uint8 else -100
     target[0, 0] = ignore
-    expected = F.cross_entropy(torch.tensor(x), torch.tensor(target), ignore_index=ignore)
     for fn in (jaxloss.cross_entropy, jaxloss.nll_loss):
       out = fn(x, target.astype(dtype), ignore_index=ignore)
       chex.assert_trees_all_close(out, getattr(F, fn.__name__)(
           torch.tensor(x), torch.tensor(target), ignore_index=ignore).numpy(), rtol=1e-12)
-    chex.assert_trees_all_close(jaxloss.cross_entropy(x, target.astype(dtype),
-                                                      ignore_index=ignore), expected.numpy())
 
   @parameterized.named_parameters(("plain", 0.0), ("smoothed", 0.3))
   def test_weight_gradient_matches_torch_with_one_hot_probabilities(self, eps):
