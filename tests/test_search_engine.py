@@ -288,3 +288,17 @@ def test_checkpoint_store_round_trips_typed_keys_and_keeps_the_latest(tmp_path):
   assert meta == {"step": 3}
   assert_trees_equal(restored, state)
   store.close()
+
+
+def test_progress_falls_back_to_one_line_per_epoch_without_tqdm(monkeypatch, capsys):
+  import sys  # pylint: disable=import-outside-toplevel
+  from jaxloss.search.records import Progress  # pylint: disable=import-outside-toplevel
+  monkeypatch.setitem(sys.modules, "tqdm", None)
+  monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+  progress = Progress(3, 1, desc="amlfs", file=sys.stdout)
+  progress.update(1, 0.625)
+  progress.update(2, float("nan"))
+  progress.close()
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0].startswith("amlfs: epoch 2/3  best val 0.6250  ETA ")
+  assert lines[1].startswith("amlfs: epoch 3/3  best val nan  ETA 00:00")
