@@ -265,3 +265,64 @@ def mask_inputs(where: Array | None, safe: ArrayLike, *xs: Array) -> tuple[Array
 def torch_abs(x: Array) -> Array:
   """``|x|`` whose derivative at 0 is 0, as torch's (``sign(x)``), not JAX's 1."""
   return x * jnp.sign(x)
+
+
+def clamp_min0(x: Array) -> Array:
+  """``torch.clamp_min(x, 0)``: its gradient is ``1`` where ``x >= 0`` (kink included)."""
+  return jnp.where(x < 0, jnp.zeros((), x.dtype), x)
+
+
+# ----------------------------------------------------------------------------
+# Static options and class-index targets
+# ----------------------------------------------------------------------------
+
+
+def static_int(fn: str, name: str, value: Any) -> int:
+  """``value`` as a Python int; ``ValueError`` for bools, traced or non-integral values."""
+  if isinstance(value, bool):
+    raise ValueError(f"{fn}: `{name}` must be a static Python int, got {value!r}.")
+  try:
+    out = int(value)
+  except TypeError:  # traced values (jax.errors.ConcretizationTypeError is a TypeError)
+    raise ValueError(f"{fn}: `{name}` must be a static Python int, got {value!r}.") from None
+  if out != value:
+    raise ValueError(f"{fn}: `{name}` must be an integer, got {value!r}.")
+  return out
+
+
+def static_float(fn: str, name: str, value: Any) -> float:
+  """``value`` as a Python float; ``ValueError`` for traced values."""
+  try:
+    return float(value)
+  except TypeError:
+    raise ValueError(
+        f"{fn}: `{name}` must be a static Python float, got a traced value {value!r}."
+    ) from None
+
+
+def prepare_class_index(fn: str, target: ArrayLike, sample_shape: Sequence[int],
+                        num_classes: int, ignore_index: int, where: ArrayLike | None,
+                        what: str = "one class index per sample") -> tuple[Array, Array]:
+  """Validates integer class indices of ``sample_shape``; returns ``(counted, index)``.
+
+  ``counted`` is ``False`` where the target equals ``ignore_index`` or ``where`` masks
+  it. ``index`` is ``0`` where not counted, and ``num_classes`` (out of bounds, so a
+  ``mode='fill'`` gather gives ``nan`` rather than JAX's silent wrap-around of
+  negative indices) for a counted target outside ``[0, C)``, which is also reported
+  under ``checkify``.
+  """
+  target = as_int_array(fn, "target", target)
+  check_shape(fn, "target", target, sample_shape, what)
+  where = prepare_where(fn, where, sample_shape, "the per-sample loss (the shape of `target`)")
+  info = jnp.iinfo(target.dtype)
+  if info.min <= ignore_index <= info.max:
+    counted = target != jnp.asarray(ignore_index, target.dtype)
+  else:  # ignore_index is not representable in the target's dtype: nothing is ignored
+    counted = jnp.ones(target.shape, bool)
+  if where is not None:
+    counted = counted & where
+  check_index_range(fn, "target", target, num_classes, valid=counted)
+  index = target.astype(jnp.int32) if target.dtype.itemsize < 4 else target  # room for C
+  index = jnp.where((index < 0) | (index >= num_classes), num_classes, index)
+  index = jnp.where(counted, index, jnp.zeros((), index.dtype))
+  return counted, index

@@ -61,27 +61,6 @@ WEIGHT_LAYOUTS = ("cd", "dc")
 # ----------------------------------------------------------------------------
 
 
-def _static_int(fn: str, name: str, value: Any) -> int:
-  if isinstance(value, bool):
-    raise ValueError(f"{fn}: `{name}` must be a static Python int, got {value!r}.")
-  try:
-    out = int(value)
-  except TypeError:  # traced values
-    raise ValueError(f"{fn}: `{name}` must be a static Python int, got {value!r}.") from None
-  if out != value:
-    raise ValueError(f"{fn}: `{name}` must be an integer, got {value!r}.")
-  return out
-
-
-def _static_float(fn: str, name: str, value: Any) -> float:
-  try:
-    return float(value)
-  except TypeError:  # includes jax.errors.ConcretizationTypeError
-    raise ValueError(
-        f"{fn}: `{name}` must be a static Python float, got a traced value {value!r}."
-    ) from None
-
-
 def _maybe_concrete(value: Any) -> float | None:
   """``float(value)`` if it is known at trace time, else ``None``."""
   try:
@@ -119,34 +98,16 @@ def _check_cosine_range(fn: str, name: str, cosine: Array, tol: float,
 
 
 def _check_ignore_index(fn: str, ignore_index: Any) -> int:
-  return _static_int(fn, "ignore_index", ignore_index)
+  return C.static_int(fn, "ignore_index", ignore_index)
 
 
 def _prepare_target(fn: str, target: ArrayLike, sample_shape: tuple[int, ...],
                     num_classes: int, ignore_index: int,
                     where: ArrayLike | None) -> tuple[Array, Array, Array]:
-  """Validates integer class indices of ``sample_shape``.
-
-  Returns ``(target, counted, index)``: ``counted`` is ``False`` for targets equal
-  to ``ignore_index`` or masked by ``where``; ``index`` is ``0`` where not counted
-  and ``num_classes`` (out of bounds: gathers give ``nan``) for a counted
-  target outside ``[0, C)``, which is reported under ``checkify``.
-  """
-  target = C.as_int_array(fn, "target", target)
-  C.check_shape(fn, "target", target, sample_shape, "one class index per sample")
-  where = C.prepare_where(fn, where, sample_shape, "the per-sample loss (`target`'s shape)")
-  info = jnp.iinfo(target.dtype)
-  if info.min <= ignore_index <= info.max:
-    counted = target != jnp.asarray(ignore_index, target.dtype)
-  else:
-    counted = jnp.ones(target.shape, bool)
-  if where is not None:
-    counted = counted & where
-  C.check_index_range(fn, "target", target, num_classes, valid=counted)
-  index = target.astype(jnp.int32) if target.dtype.itemsize < 4 else target
-  index = jnp.where((index < 0) | (index >= num_classes), num_classes, index)
-  index = jnp.where(counted, index, jnp.zeros((), index.dtype))
-  return target, counted, index
+  """``(target, counted, index)``: see :func:`jaxloss._common.prepare_class_index`."""
+  counted, index = C.prepare_class_index(fn, target, sample_shape, num_classes, ignore_index,
+                                         where)
+  return jnp.asarray(target), counted, index
 
 
 def _broadcast_scale(fn: str, s: ArrayLike, shape: tuple[int, ...], dtype,
@@ -387,7 +348,7 @@ def _margin_loss(fn: str, cosine: ArrayLike, target: ArrayLike, s: ArrayLike, tr
   """
   C.check_reduction(fn, reduction)
   ignore_index = _check_ignore_index(fn, ignore_index)
-  eps = _static_float(fn, "label_smoothing", label_smoothing)
+  eps = C.static_float(fn, "label_smoothing", label_smoothing)
   if not 0.0 <= eps <= 1.0:
     raise ValueError(f"{fn}: `label_smoothing` must lie in [0, 1], got {eps}.")
   cosine = _check_cosine(fn, cosine)
@@ -546,7 +507,7 @@ def sphereface(cosine: ArrayLike, target: ArrayLike, s: ArrayLike, m: int = 4,
     (others as for :func:`cosface`)
   """
   fn = "sphereface"
-  m = _static_int(fn, "m", m)
+  m = C.static_int(fn, "m", m)
   if m < 1:
     raise ValueError(f"{fn}: `m` must be a positive integer, got {m}.")
   return _multiplicative(fn, cosine, target, s, m, lambda_, weight, ignore_index,
@@ -597,8 +558,8 @@ def combined_margin(cosine: ArrayLike, target: ArrayLike, s: ArrayLike = 64.0,
     (others as for :func:`cosface`)
   """
   fn = "combined_margin"
-  m1 = _static_float(fn, "m1", m1)
-  m2 = _static_float(fn, "m2", m2)
+  m1 = C.static_float(fn, "m1", m1)
+  m2 = C.static_float(fn, "m2", m2)
   if not m1 > 0:
     raise ValueError(f"{fn}: `m1` must be positive, got {m1}.")
   if not m2 >= 0:
@@ -644,7 +605,7 @@ def large_margin_softmax(features: ArrayLike, weight_matrix: ArrayLike, target: 
     (others as for :func:`jaxloss.cross_entropy`)
   """
   fn = "large_margin_softmax"
-  m = _static_int(fn, "m", m)
+  m = C.static_int(fn, "m", m)
   if m < 1:
     raise ValueError(f"{fn}: `m` must be a positive integer, got {m}.")
   features = C.as_float_array(fn, "features", features)

@@ -90,14 +90,7 @@ def _check_label_smoothing(fn: str, label_smoothing) -> float:
 
 
 def _check_ignore_index(fn: str, ignore_index) -> int:
-  if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-    try:
-      ignore_index = int(ignore_index)  # numpy / concrete jax integers
-    except TypeError:
-      raise ValueError(
-          f"{fn}: `ignore_index` must be a static Python int, got {ignore_index!r}."
-      ) from None
-  return int(ignore_index)
+  return C.static_int(fn, "ignore_index", ignore_index)
 
 
 # ----------------------------------------------------------------------------
@@ -121,29 +114,9 @@ def _prepare_index_target(fn: str, input: Array, target: ArrayLike, ignore_index
         f"{fn}: `target` of `input`'s shape {tuple(input.shape)} holds class "
         f"probabilities and must be floating-point, got dtype {target.dtype}."
     )
-  target = C.as_int_array(fn, "target", target)
-  C.check_shape(fn, "target", target, expected,
-                f"class indices for `input` of shape {tuple(input.shape)}")
-  where = C.prepare_where(fn, where, expected,
-                          "the per-sample loss (the shape of `target`)")
-  info = jnp.iinfo(target.dtype)
-  if info.min <= ignore_index <= info.max:
-    counted = target != jnp.asarray(ignore_index, target.dtype)
-  else:  # ignore_index is not representable: nothing is ignored
-    counted = jnp.ones(target.shape, bool)
-  if where is not None:
-    counted = counted & where
-  num_classes = input.shape[_class_axis(input)]
-  if target.size:  # (_common.check_index_range cannot take an empty array)
-    C.check_index_range(fn, "target", target, num_classes, valid=counted)
-
-  index = target
-  if jnp.issubdtype(index.dtype, jnp.signedinteger):
-    if index.dtype.itemsize < 4:  # room for num_classes
-      index = index.astype(jnp.int32)
-    index = jnp.where(index < 0, num_classes, index)
-  index = jnp.where(counted, index, jnp.zeros((), index.dtype))
-  return counted, index
+  return C.prepare_class_index(fn, target, expected, input.shape[_class_axis(input)],
+                               ignore_index, where,
+                               f"class indices for `input` of shape {tuple(input.shape)}")
 
 
 @jax.custom_jvp

@@ -48,11 +48,6 @@ _COSINE_EPS = float(np.float32(1e-12))
 # ----------------------------------------------------------------------------
 
 
-def _clamp_min0(x: Array) -> Array:
-  """``torch.clamp_min(x, 0)``: its gradient is ``1`` where ``x >= 0`` (kink included)."""
-  return jnp.where(x < 0, jnp.zeros((), x.dtype), x)
-
-
 def _broadcast_shapes(fn: str, names, arrays) -> tuple[int, ...]:
   try:
     return tuple(jnp.broadcast_shapes(*(a.shape for a in arrays)))
@@ -154,15 +149,6 @@ def _vector_norm_jvp(p, primals, tangents):
   return norm, jnp.sum(_norm_grad_factor(x, norm, p) * dx, axis=-1)
 
 
-def _static_float(fn: str, name: str, value) -> float:
-  try:
-    return float(value)
-  except TypeError:  # includes jax.errors.ConcretizationTypeError
-    raise ValueError(
-        f"{fn}: `{name}` must be a static Python number, got {value!r}."
-    ) from None
-
-
 def _pairwise(x1: Array, x2: Array, p: float, eps: float, keepdim: bool = False) -> Array:
   """``at::pairwise_distance`` on already validated, broadcastable arrays."""
   diff = x1 - x2 + eps
@@ -201,7 +187,7 @@ def pairwise_distance(x1: ArrayLike, x2: ArrayLike, p: float = 2.0, eps: float =
   fn = "pairwise_distance"
   x1 = C.as_float_array(fn, "x1", x1)
   x2 = C.as_float_array(fn, "x2", x2)
-  p = _static_float(fn, "p", p)
+  p = C.static_float(fn, "p", p)
   _broadcast_shapes(fn, ("x1", "x2"), (x1, x2))
   return _pairwise_kernel(x1, x2, eps, p=p, keepdim=bool(keepdim),
                           dtype=C.compute_dtype(x1, x2), out_dtype=C.output_dtype(x1, x2))
@@ -285,7 +271,7 @@ def _cosine_embedding(input1, input2, target, margin, where, *, reduction, dtype
   cos = prod_sum / jnp.sqrt(mag_square1 * mag_square2)
   zero = jnp.zeros((), dtype)
   y = jax.lax.stop_gradient(target)
-  loss = jnp.where(y == 1, 1 - cos, zero) + jnp.where(y == -1, _clamp_min0(cos - margin), zero)
+  loss = jnp.where(y == 1, 1 - cos, zero) + jnp.where(y == -1, C.clamp_min0(cos - margin), zero)
   return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
 
 
@@ -320,7 +306,7 @@ def _triplet_hinge(distance, a, pos, neg, margin, swap):
   dist_neg = distance(a, neg)
   if swap:
     dist_neg = jnp.minimum(dist_neg, distance(pos, neg))
-  return _clamp_min0(margin + dist_pos - dist_neg)
+  return C.clamp_min0(margin + dist_pos - dist_neg)
 
 
 def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike,
@@ -353,7 +339,7 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
   """
   fn = "triplet_margin_loss"
   C.reject_legacy_args(fn, size_average, reduce)
-  p = _static_float(fn, "p", p)
+  p = C.static_float(fn, "p", p)
   arrays, shape, where, dtype, out_dtype = _triplet_prepare(
       fn, anchor, positive, negative, margin, reduction, where)
   return _triplet_pairwise(*arrays, margin, eps, where, p=p, swap=bool(swap), shape=shape,

@@ -73,11 +73,6 @@ def _float_dtypes(*xs: Array) -> list[Array]:
   return [x for x in xs if x is not None and jnp.issubdtype(x.dtype, jnp.floating)]
 
 
-def _clamp_min0(x: Array) -> Array:
-  """``torch.clamp_min(x, 0)``: its gradient is ``1`` where ``x >= 0`` (kink included)."""
-  return jnp.where(x < 0, jnp.zeros((), x.dtype), x)
-
-
 def _positive_part(x: Array) -> Array:
   """``x if x > 0 else 0`` with gradient ``0`` at ``x == 0``, as torch's hand-written kernels."""
   return jnp.where(x > 0, x, jnp.zeros((), x.dtype))
@@ -199,7 +194,7 @@ def _margin_ranking(input1, input2, target, margin, where, *, reduction, dtype, 
   shape = jnp.broadcast_shapes(input1.shape, input2.shape, target.shape)
   x1, x2, y = (C.upcast(jnp.broadcast_to(a, shape), dtype) for a in (input1, input2, target))
   x1, x2, y = C.mask_inputs(where, 0, x1, x2, y)
-  loss = _clamp_min0(-y * (x1 - x2) + margin)
+  loss = C.clamp_min0(-y * (x1 - x2) + margin)
   return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
 
 
@@ -250,7 +245,7 @@ def _hinge_embedding(input, target, margin, where, *, reduction, dtype, out_dtyp
   (x,) = C.mask_inputs(where, 0, C.upcast(jnp.broadcast_to(input, shape), dtype))
   y = jax.lax.stop_gradient(jnp.broadcast_to(target, shape))
   zero = jnp.zeros((), dtype)
-  loss = (jnp.where(y != 1, _clamp_min0(margin - x), zero)
+  loss = (jnp.where(y != 1, C.clamp_min0(margin - x), zero)
           + jnp.where(y != -1, x, zero))
   return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
 

@@ -358,7 +358,7 @@ class EmbeddingErrorTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, r"pairwise_distance: the inputs must be "
                                             r"broadcastable"):
       jaxloss.pairwise_distance(jnp.ones((2, 3)), jnp.ones((3, 3)))
-    with self.assertRaisesRegex(ValueError, r"`p` must be a static Python number"):
+    with self.assertRaisesRegex(ValueError, r"`p` must be a static Python float"):
       jax.jit(lambda p: jaxloss.pairwise_distance(jnp.ones(3), jnp.zeros(3), p=p))(2.0)
 
   def test_errors_raise_at_trace_time_under_jit(self):
