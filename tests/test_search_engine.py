@@ -71,6 +71,23 @@ def test_same_seed_same_run_and_another_seed_differs(amlfs_run):
   assert other.records[0]["thetas"] != amlfs_run.records[0]["thetas"]
 
 
+def test_monitor_watches_the_best_copy_without_changing_the_search(amlfs_run):
+  train, val, test = dataset()
+  watched = search.run(MLP_TASK, config(mode="amlfs", epochs=3), train, val,
+                       monitor={"test": test})
+  # The search itself (thetas, rewards, mu, selection, states) is unchanged.
+  plain = [{k: v for k, v in r.items() if k != "monitor"} for r in strip_times(watched.records)]
+  assert plain == strip_times(amlfs_run.records)
+  assert_trees_equal(watched.search_state, amlfs_run.search_state)
+  # Each record carries the best copy's totals and score on the monitored split.
+  for r in watched.records:
+    assert set(r["monitor"]) == {"test"} and r["monitor"]["test"]["count"] == 128
+  final = search.evaluate_dataset(MLP_TASK, watched.state, test)
+  last = watched.records[-1]["monitor"]["test"]
+  assert last["correct"] == final["correct"]
+  assert last["score"] == pytest.approx(final["accuracy"])
+
+
 def test_low_level_step_donates_the_state_and_keeps_the_data():
   train, val, _ = dataset()
   engine = search.Engine(MLP_TASK, config(mode="amlfs"))  # the fixture's program

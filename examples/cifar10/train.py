@@ -255,10 +255,6 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
   engine = search.Engine(program.task, dataclasses.replace(
       search_config(config, run_dir, program), progress=progress))
   test = engine.put_data((data.test.images, data.test.labels))
-  # The best copy, replicated like the data (the population may be split over several devices).
-  select_copy = jax.jit(lambda population, index: jax.tree.map(lambda a: a[index], population),
-                        out_shardings=jax.sharding.NamedSharding(engine.mesh,
-                                                                 jax.sharding.PartitionSpec()))
 
   def evaluate_test(state):  # the engine's (cached, jitted) evaluation of one copy
     return search.evaluate_dataset(program.task, state, test, batch_size=config.eval_batch_size)
@@ -268,10 +264,13 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
 
   def after_epoch(record, state):
     nonlocal test_log
+    del state
     epoch = record['epoch']
-    best = record['best_index']
-    totals = evaluate_test(select_copy(state.population, best))
-    entry = {'epoch': epoch, 'best_index': best, 'val_accuracy': record['best_reward'],
+    # The engine evaluated the best copy on the test split inside the epoch's program (a
+    # monitored split: it never influences the search).
+    totals = record['monitor']['test']
+    entry = {'epoch': epoch, 'best_index': record['best_index'],
+             'val_accuracy': record['best_reward'],
              'test_error': _error_percent(totals), 'test_correct': int(totals['correct']),
              'test_count': int(totals['count'])}
     test_log = [t for t in test_log if t['epoch'] < epoch] + [entry]
@@ -282,7 +281,8 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
   train = (data.train.images, data.train.labels)
   val = (data.val.images, data.val.labels)
   try:
-    result = engine.run(train, val, resume=resume, callback=after_epoch)
+    result = engine.run(train, val, monitor={'test': test}, resume=resume,
+                        callback=after_epoch)
   except StopRequested as stop:
     logging.info('Stopped after epoch %d; continue with --resume.', stop.args[0])
     records = _read_jsonl(os.path.join(run_dir, 'records.jsonl'))

@@ -259,11 +259,12 @@ class Engine:
     self._train_step = _checked_step(task.train_step)
     self._reward_fn = config.reward_fn or accuracy
     self._init_jit = None
+    self._select_jit = None
     self._step_jit = None
 
   # ------------------------------------------------------------------ state
 
-  def _init_state(self, seed_key: Array) -> SearchState:
+  def _init_state(self, seed_key: Array, mu0: Array) -> SearchState:
     cfg, b = self.config, self.config.population_size
     key = jax.random.fold_in(jax.random.wrap_key_data(seed_key), _INIT_STREAM)
     if cfg.resolved_init == "shared":
@@ -273,7 +274,7 @@ class Engine:
       keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(b))
       population = jax.vmap(self.task.init)(keys)
     return SearchState(epoch=jnp.zeros((), jnp.int32), population=population,
-                       policy=self.policy.init(self._mu0))
+                       policy=self.policy.init(mu0))
 
   def state_shardings(self, abstract: SearchState | None = None) -> SearchState:
     """Shardings of a :class:`SearchState`: population leaves split, the rest replicated."""
@@ -292,14 +293,27 @@ class Engine:
 
   def _abstract_init(self) -> SearchState:
     seed = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
-    return jax.eval_shape(self._init_state, seed)
+    return jax.eval_shape(self._init_state, seed, self._mu0)
 
   def init(self) -> SearchState:
     """The initial search state, placed on the mesh."""
+    mu0 = sh.put(self._mu0, self._replicated)
     if self._init_jit is None:
-      self._init_jit = jax.jit(self._init_state, out_shardings=self.state_shardings()).lower(
-          self._seed_key()).compile(self._compiler_options())
-    return self._init_jit(self._seed_key())
+      # Shared by engines that initialise alike (other seeds, modes or initial means).
+      cfg = self.config
+      key = ("init", self.task, cfg.population_size, cfg.resolved_init, self.policy.optimizer,
+             self._mu0.shape, self._mu0.dtype, self.mesh, self.axis_name,
+             tuple(sorted((cfg.compiler_options or {}).items())))
+      try:
+        self._init_jit = _COMPILED.get(key)
+      except TypeError:  # an unhashable user object: no sharing
+        key = None
+      if self._init_jit is None:
+        self._init_jit = jax.jit(self._init_state, out_shardings=self.state_shardings()).lower(
+            self._seed_key(), mu0).compile(self._compiler_options())
+        if key is not None:
+          _COMPILED[key] = self._init_jit
+    return self._init_jit(self._seed_key(), mu0)
 
   def _compiler_options(self):
     options = self.config.compiler_options
@@ -341,8 +355,8 @@ class Engine:
         lambda s: sum_over_batches(self.task.evaluate, s, val, ebs))(population)
     return population, means, finite, totals
 
-  def _outer_step(self, state: SearchState, train: PyTree, val: PyTree, seed_key: Array,
-                  flags: dict):
+  def _outer_step(self, state: SearchState, train: PyTree, val: PyTree, monitor: dict,
+                  seed_key: Array, flags: dict):
     """One outer step. ``flags`` (traced booleans, so that the three modes and the selection
     share one compiled program): ``sample`` (thetas drawn around mu, else mu itself),
     ``update`` (REINFORCE step on mu), ``select`` (broadcast the best copy)."""
@@ -387,12 +401,27 @@ class Engine:
     population = jax.lax.with_sharding_constraint(
         population, jax.tree.map(lambda _: self._pop_sharding, population))
     new_state = SearchState(epoch=state.epoch + 1, population=population, policy=policy)
+    monitored = self._monitor(population, best, monitor)
     outputs = {
         "epoch": state.epoch, "mu": mu, "mu_next": policy.mu, "thetas": thetas,
         "rewards": rewards, "normalized_rewards": normalized, "finite": valid,
         "best_index": best, "best_reward": rewards[best], "train": means, "val": totals,
-        "all_diverged": ~jnp.any(valid)}
+        "all_diverged": ~jnp.any(valid), "monitor": monitored}
     return new_state, outputs
+
+  def _monitor(self, population: PyTree, best: Array, monitor: dict) -> dict:
+    """Evaluates the best copy on the extra splits (never used for the reward)."""
+    if not monitor:
+      return {}
+    best_state = jax.tree.map(lambda a: a[best], population)
+    best_state = jax.lax.with_sharding_constraint(
+        best_state, jax.tree.map(lambda _: self._replicated, best_state))
+    ebs = self.config.eval_batch_size or self.config.batch_size
+    out = {}
+    for name, data in monitor.items():
+      totals = sum_over_batches(self.task.evaluate, best_state, data, ebs)
+      out[name] = {**totals, "score": self._reward_fn(totals)}
+    return out
 
   def _seed_key(self) -> Array:
     """The seed's raw key data (uint32), replicated on the mesh (wrapped inside the jit)."""
@@ -418,18 +447,21 @@ class Engine:
                                out_shardings=(self.state_shardings(), self._replicated))
     return self._step_jit
 
-  def step(self, state: SearchState, train: PyTree, val: PyTree) -> tuple[SearchState, dict]:
+  def step(self, state: SearchState, train: PyTree, val: PyTree,
+           monitor: dict | None = None) -> tuple[SearchState, dict]:
     """One outer step (one jitted program; ``state``'s buffers are donated: do not reuse it)."""
-    return self.compile(state, train, val)(state, train, val)
+    monitor = monitor or {}
+    return self.compile(state, train, val, monitor)(state, train, val, monitor)
 
-  def compile(self, state: SearchState, train: PyTree, val: PyTree):
-    """The compiled outer step for these shapes, as ``fn(state, train, val)``.
+  def compile(self, state: SearchState, train: PyTree, val: PyTree,
+              monitor: dict | None = None):
+    """The compiled outer step for these shapes, as ``fn(state, train, val, monitor)``.
 
     Compiled ahead of time once per program (see :meth:`_program_key`) and argument
     signature, and shared by engines with the same program (e.g. a resumed run, or the same
     search with another seed).
     """
-    args = (state, train, val, self._seed_key(), self._flags())
+    args = (state, train, val, monitor or {}, self._seed_key(), self._flags())
     signature = tuple((jnp.shape(a), jnp.result_type(a), getattr(a, "sharding", None))
                       for a in jax.tree.leaves(args))
     key = (self._program_key(), jax.tree.structure(args), signature)
@@ -447,9 +479,10 @@ class Engine:
 
   def select(self, state: SearchState, index: int) -> PyTree:
     """Copy ``index`` of the population (no population axis), replicated on the mesh."""
-    fn = jax.jit(lambda pop, i: jax.tree.map(lambda a: a[i], pop),
-                 out_shardings=self._replicated)
-    return fn(state.population, jnp.asarray(index, jnp.int32))
+    if self._select_jit is None:
+      self._select_jit = jax.jit(lambda pop, i: jax.tree.map(lambda a: a[i], pop),
+                                 out_shardings=self._replicated)
+    return self._select_jit(state.population, jnp.asarray(index, jnp.int32))
 
   # ------------------------------------------------------------------- run
 
@@ -462,9 +495,12 @@ class Engine:
         "best_reward": host["best_reward"], "train_loss": host["train"]["loss"],
         "train_metrics": {k: v for k, v in host["train"].items() if k != "loss"},
         "val": host["val"]}
+    if host["monitor"]:
+      record["monitor"] = host["monitor"]
     return to_json(record)
 
-  def run(self, train: PyTree, val: PyTree, *, resume: bool = False,
+  def run(self, train: PyTree, val: PyTree, *, monitor: dict[str, PyTree] | None = None,
+          resume: bool = False,
           callback: Callable[[dict, SearchState], None] | None = None) -> SearchResult:
     """Runs ``config.epochs`` outer steps (continuing from the latest checkpoint if ``resume``).
 
@@ -472,6 +508,10 @@ class Engine:
       train: the training split, a pytree of arrays with a leading example axis (numpy or
         device arrays; placed on every device of the mesh).
       val: the validation split (the reward); never pass the test split here.
+      monitor: extra splits to watch, ``{name: data}`` (e.g. ``{'test': (x, y)}``): after
+        every epoch the best copy is evaluated on each inside the same jitted program and
+        the totals and score go to ``record['monitor'][name]``. They never influence the
+        search (rewards, ``mu``, selection); they are for curves such as test error.
       resume: continue from the latest checkpoint in ``output_dir`` (a fresh start when there
         is none). Without it, a directory that already holds checkpoints is an error.
       callback: ``callback(record, search_state)`` after every epoch, once the checkpoint and
@@ -489,6 +529,9 @@ class Engine:
       raise ValueError(f"search: the training split ({n_train} examples) is smaller than "
                        f"`batch_size` ({cfg.batch_size}).")
     train, val = self.put_data(train), self.put_data(val)
+    monitor = {name: self.put_data(data) for name, data in (monitor or {}).items()}
+    for name, data in monitor.items():
+      leading_size("search", f"monitor[{name!r}]", data)
     is_main = jax.process_index() == 0
     store = log = None
     if cfg.output_dir is not None:
@@ -498,7 +541,7 @@ class Engine:
                                 max_to_keep=cfg.max_to_keep, async_save=cfg.async_checkpointing)
     try:
       state, records = self._start(store, log, resume)
-      return self._loop(state, records, train, val, store, log, callback, is_main)
+      return self._loop(state, records, train, val, monitor, store, log, callback, is_main)
     finally:
       if store is not None:
         store.wait()
@@ -529,18 +572,18 @@ class Engine:
       log.rewrite(records)
     return state, records
 
-  def _loop(self, state, records, train, val, store, log, callback, is_main):
+  def _loop(self, state, records, train, val, monitor, store, log, callback, is_main):
     cfg = self.config
     start = int(state.epoch)
     if start < cfg.epochs:
       t = time.perf_counter()
-      compiled = self.compile(state, train, val)
+      compiled = self.compile(state, train, val, monitor)
       compile_s = time.perf_counter() - t
       progress = Progress(cfg.epochs, start, enabled=cfg.progress and is_main, desc=cfg.mode)
       try:
         for epoch in range(start, cfg.epochs):
           t_epoch = time.perf_counter()
-          state, outputs = compiled(state, train, val)
+          state, outputs = compiled(state, train, val, monitor)
           jax.block_until_ready((state, outputs))
           step_s = time.perf_counter() - t_epoch
           t = time.perf_counter()
@@ -580,8 +623,8 @@ class _BoundStep:
   def __init__(self, compiled, extra_args):
     self.compiled, self.extra_args = compiled, extra_args
 
-  def __call__(self, state, train, val):
-    return self.compiled(state, train, val, *self.extra_args)
+  def __call__(self, state, train, val, monitor=None):
+    return self.compiled(state, train, val, monitor or {}, *self.extra_args)
 
 
 def _best_reward(record: dict) -> float:
@@ -590,9 +633,10 @@ def _best_reward(record: dict) -> float:
 
 
 def run(task: Task, config: SearchConfig, train: PyTree, val: PyTree, *,
+        monitor: dict[str, PyTree] | None = None,
         mesh: jax.sharding.Mesh | None = None, axis_name: str = sh.POPULATION_AXIS,
         resume: bool = False,
         callback: Callable[[dict, SearchState], None] | None = None) -> SearchResult:
   """``Engine(task, config, mesh=mesh).run(train, val, ...)``: see :meth:`Engine.run`."""
   return Engine(task, config, mesh=mesh, axis_name=axis_name).run(
-      train, val, resume=resume, callback=callback)
+      train, val, monitor=monitor, resume=resume, callback=callback)
