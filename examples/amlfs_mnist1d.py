@@ -3,7 +3,7 @@
 Runs on any laptop CPU in a few minutes, with no download (MNIST-1D is generated locally)::
 
   python examples/amlfs_mnist1d.py                       # amlfs, random, baseline; seed 0
-  python examples/amlfs_mnist1d.py --seeds 0 1 2 --epochs 20 --output-dir runs/mnist1d
+  python examples/amlfs_mnist1d.py --seeds 0 1 2 --label-noise 0.2 --output-dir runs/mnist1d
 
 Each mode trains a population of ``--population`` copies of a small 1-D CNN for
 ``--epochs`` epochs through the same engine (one jitted program per epoch, shared by the
@@ -42,7 +42,7 @@ from jaxloss import search
 MODES = ("amlfs", "random", "baseline")
 
 
-def load_mnist1d(num_samples: int = 5000, val_size: int = 500, data_seed: int = 42):
+def load_mnist1d(num_samples: int = 6000, val_size: int = 1000, data_seed: int = 42):
   """MNIST-1D generated locally (``mnist1d.data.make_dataset``, no download).
 
   Returns ``(train, val, test)`` as ``(x float32 (N, 40), y int32 (N,))`` pairs; the
@@ -56,6 +56,22 @@ def load_mnist1d(num_samples: int = 5000, val_size: int = 500, data_seed: int = 
   x, y = data["x"].astype(np.float32), data["y"].astype(np.int32)
   test = (data["x_test"].astype(np.float32), data["y_test"].astype(np.int32))
   return (x[val_size:], y[val_size:]), (x[:val_size], y[:val_size]), test
+
+
+def add_label_noise(labels: np.ndarray, ratio: float, num_classes: int = 10,
+                    seed: int = 0) -> np.ndarray:
+  """Symmetric label noise: exactly ``round(ratio * N)`` labels moved to another class.
+
+  Applied to the training split only: the validation split (the reward) and the test
+  split stay clean, as in the paper's noisy-label experiments.
+  """
+  if not 0.0 <= ratio < 1.0:
+    raise ValueError(f"--label-noise must lie in [0, 1), got {ratio}.")
+  rng = np.random.default_rng(seed)
+  noisy = labels.copy()
+  flip = rng.choice(len(labels), size=int(round(ratio * len(labels))), replace=False)
+  noisy[flip] = (labels[flip] + rng.integers(1, num_classes, size=len(flip))) % num_classes
+  return noisy
 
 
 class Conv1D(nn.Module):
@@ -182,16 +198,20 @@ def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
   p.add_argument("--seeds", nargs="+", type=int, default=[0])
-  p.add_argument("--epochs", type=int, default=15)
-  p.add_argument("--population", type=int, default=8, help="B, the number of copies")
+  p.add_argument("--epochs", type=int, default=20)
+  p.add_argument("--population", type=int, default=16, help="B, the number of copies")
   p.add_argument("--batch-size", type=int, default=64)
   p.add_argument("--learning-rate", type=float, default=1e-2)
-  p.add_argument("--scale", type=float, default=16.0,
-                 help="fixed logit scale s; 0: the norms |x||W_j| (paper eq. 4)")
+  p.add_argument("--scale", type=float, default=0.0,
+                 help="0 (default): the norms |x||W_j| of the paper's eq. 4, so that the "
+                      "identity theta is plain cross-entropy; a float: fixed logit scale s")
   p.add_argument("--sigma", type=float, default=0.2, help="policy standard deviation")
   p.add_argument("--intervals", type=int, default=6, help="M: theta has 4M numbers")
-  p.add_argument("--num-samples", type=int, default=5000, help="MNIST-1D size (80%% train)")
-  p.add_argument("--val-size", type=int, default=500)
+  p.add_argument("--num-samples", type=int, default=6000, help="MNIST-1D size (80%% train)")
+  p.add_argument("--val-size", type=int, default=1000,
+                 help="validation examples carved from the training split (the reward)")
+  p.add_argument("--label-noise", type=float, default=0.0,
+                 help="ratio of training labels moved to another class (val/test stay clean)")
   p.add_argument("--output-dir", default=None)
   p.add_argument("--resume", action="store_true", help="continue runs in --output-dir")
   p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -201,11 +221,15 @@ def parse_args(argv=None):
 def main(argv=None) -> list[dict]:
   args = parse_args(argv)
   splits = load_mnist1d(args.num_samples, args.val_size)
+  if args.label_noise:
+    (x, y), val, test = splits
+    splits = ((x, add_label_noise(y, args.label_noise)), val, test)
   steps = len(splits[0][1]) // args.batch_size * args.epochs
   task = make_task(learning_rate=args.learning_rate, total_steps=steps,
                    scale=args.scale or None)
   print(f"MNIST-1D: {len(splits[0][1])} train / {len(splits[1][1])} val / "
-        f"{len(splits[2][1])} test; B={args.population}, {args.epochs} epochs, "
+        f"{len(splits[2][1])} test; label noise {args.label_noise:.0%}; "
+        f"B={args.population}, {args.epochs} epochs, "
         f"{jax.device_count()} {jax.default_backend()} device(s)")
   results = []
   for seed in args.seeds:

@@ -1,7 +1,7 @@
 """End to end on real data: examples/amlfs_mnist1d.py, the three modes, B = 8, a few epochs.
 
-MNIST-1D is generated locally (no download). The 1-D CNN of the example, 3500 training /
-500 validation / 1000 test examples; 10 classes, so chance is 0.1.
+MNIST-1D is generated locally (no download). The 1-D CNN of the example, 3800 training /
+1000 validation / 1200 test examples; 10 classes, so chance is 0.1.
 """
 
 import importlib.util
@@ -46,3 +46,14 @@ def test_amlfs_random_and_baseline_learn_mnist1d(tmp_path, capsys):
     assert len(records[0]["thetas"]) == 8 and len(records[0]["thetas"][0]) == 24
   with open(os.path.join(out, "summary.json")) as f:
     assert len(json.load(f)["results"]) == 3
+
+
+def test_label_noise_moves_exactly_the_ratio_to_other_classes():
+  example = _load_example()
+  labels = np.random.default_rng(0).integers(0, 10, size=1000).astype(np.int32)
+  noisy = example.add_label_noise(labels, 0.2, seed=3)
+  changed = noisy != labels
+  assert changed.sum() == 200 and noisy.dtype == labels.dtype
+  assert noisy.min() >= 0 and noisy.max() < 10
+  np.testing.assert_array_equal(noisy, example.add_label_noise(labels, 0.2, seed=3))
+  np.testing.assert_array_equal(example.add_label_noise(labels, 0.0), labels)
