@@ -88,6 +88,15 @@ def test_monitor_watches_the_best_copy_without_changing_the_search(amlfs_run):
   assert last["score"] == pytest.approx(final["accuracy"])
 
 
+def test_unrolled_epoch_trains_the_same_population():
+  train, val, _ = dataset()
+  looped = search.run(MLP_TASK, config(mode="amlfs", epochs=1), train, val)
+  unrolled = search.run(MLP_TASK, config(mode="amlfs", epochs=1, scan_unroll=True), train, val)
+  assert unrolled.records[0]["thetas"] == looped.records[0]["thetas"]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               unrolled.search_state.population, looped.search_state.population)
+
+
 def test_low_level_step_donates_the_state_and_keeps_the_data():
   train, val, _ = dataset()
   engine = search.Engine(MLP_TASK, config(mode="amlfs"))  # the fixture's program

@@ -70,6 +70,10 @@ class Config:
   lr_drop_factor: float = 0.1
   # 'auto': bfloat16 compute with float32 parameters on GPU/TPU, float32 on CPU.
   dtype: str = 'auto'
+  # Unrolling of the epoch's scan over steps. 'auto': the whole epoch on a CPU when it has at
+  # most 32 steps (XLA:CPU runs convolution gradients several times slower inside a loop,
+  # jax-ml/jax#12868), else a loop. An int or True/False is passed to lax.scan as is.
+  scan_unroll: Union[str, int, bool] = 'auto'
 
   # --- Data ---------------------------------------------------------------------------------
   dataset: str = 'cifar10'

@@ -164,7 +164,15 @@ def search_config(config: configs.Config, run_dir: str, program: Program) -> sea
       seed=config.seed,
       common_random_numbers=config.common_random_numbers,
       output_dir=run_dir,
-      max_to_keep=config.keep_checkpoints)
+      max_to_keep=config.keep_checkpoints,
+      scan_unroll=scan_unroll(config))
+
+
+def scan_unroll(config: configs.Config):
+  """The ``lax.scan`` unrolling of an epoch: see ``configs.Config.scan_unroll``."""
+  if config.scan_unroll != 'auto':
+    return config.scan_unroll
+  return True if jax.default_backend() == 'cpu' and config.steps_per_epoch <= 32 else 1
 
 
 # ------------------------------------------------------------------------------------------------
