@@ -9,8 +9,8 @@ It also prints the compiled memory footprint of ``cross_entropy`` with
 N=8192 rows and C=131072 classes (compiled only, not run, unless --large):
 the forward pass must not build a one-hot of the logits' size.
 
-    python bench/losses.py              # CPU-sized problems
-    python bench/losses.py --scale 8    # 8x more rows (GPU)
+    python bench/losses.py              # 4096-row problems
+    python bench/losses.py --scale 32   # 32768 rows (GPU)
     python bench/losses.py --large      # also run the 8192 x 131072 case
 """
 
@@ -42,8 +42,11 @@ def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int, reps: in
     _block(fn())
     _block(fn())
   samples = {name: [] for name in fns}
-  for _ in range(rounds):
-    for name, fn in fns.items():
+  names = list(fns)
+  for r in range(rounds):
+    # Alternate the order between rounds: whoever runs first in a round pays for it.
+    for name in (names if r % 2 == 0 else names[::-1]):
+      fn = fns[name]
       start = time.perf_counter()
       for _ in range(reps):
         out = fn()
@@ -127,7 +130,24 @@ def check_same_value(name, ours, theirs, args):
     raise AssertionError(f"{name}: jaxloss {a} != optax {b}: not the same loss")
 
 
+def noise_floor(scale: int, rounds: int, reps: int) -> list[float]:
+  """A/A ratios: one optax loss against an identical copy of itself (the method's noise)."""
+  x = jax.random.normal(jax.random.key(0), (1024 * scale, 1000))
+  y = jax.random.randint(jax.random.key(1), (1024 * scale,), 0, 1000)
+  loss = lambda z, t: optax.losses.softmax_cross_entropy_with_integer_labels(z, t).mean()
+  a, b = _value_and_grad(loss), _value_and_grad(lambda z, t: loss(z, t) + 0.0)
+  out = []
+  for _ in range(3):
+    t = time_interleaved({"a": lambda: a(x, y), "b": lambda: b(x, y)}, rounds, reps)
+    out.append(t["a"] / t["b"])
+  return out
+
+
 def run_speed(scale: int, rounds: int, reps: int) -> None:
+  floor = noise_floor(scale, rounds, reps)
+  print("noise floor: A/A ratios of identical programs "
+        + ", ".join(f"{r:.2f}" for r in floor)
+        + " (ratios within this spread are equal)\n")
   print(f"{'loss':36s} {'pass':6s} {'jaxloss':>10s} {'optax':>10s} {'ratio':>7s}")
   ratios = []
   for name, ours, theirs, args in cases(jax.random.key(0), scale):
@@ -181,8 +201,9 @@ def memory_report(run: bool) -> None:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--scale", type=int, default=1, help="multiplies the row count")
-  parser.add_argument("--rounds", type=int, default=7)
+  parser.add_argument("--scale", type=int, default=4,
+                      help="multiplies the base row count of 1024 (smaller problems time dispatch)")
+  parser.add_argument("--rounds", type=int, default=15)
   parser.add_argument("--reps", type=int, default=10)
   parser.add_argument("--large", action="store_true", help="also run the 8192x131072 case")
   args = parser.parse_args()
