@@ -70,8 +70,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _common as C
-from jaxloss.angular import (_broadcast_scale, _check_cosine, _check_cosine_range,
-                             _check_ignore_index, _cosine_tolerance, _prepare_target, _take)
+from jaxloss.angular import (_batch_unbatched, _broadcast_scale, _check_cosine,
+                             _check_cosine_range, _check_ignore_index, _cosine_tolerance,
+                             _prepare_target, _take)
 
 Array = C.Array
 ArrayLike = C.ArrayLike
@@ -295,14 +296,7 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *, scale:
   cosine = _check_cosine(fn, cosine)
   theta, m = _check_theta(fn, theta)
   unbatched = cosine.ndim == 1
-  target = jnp.asarray(target)
-  if unbatched:
-    if target.ndim != 0:
-      raise ValueError(
-          f"{fn}: `target` must be a scalar class index for an unbatched `cosine` of shape "
-          f"{tuple(cosine.shape)}, got shape {tuple(target.shape)}.")
-    cosine, target = cosine[None], target[None]
-    where = None if where is None else jnp.reshape(jnp.asarray(where), (1,))
+  cosine, target, where = _batch_unbatched(fn, cosine, target, where)
   n, num_classes = cosine.shape
   out_dtype = C.output_dtype(cosine)
   dtype = C.compute_dtype(cosine, theta)

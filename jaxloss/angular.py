@@ -110,6 +110,19 @@ def _prepare_target(fn: str, target: ArrayLike, sample_shape: tuple[int, ...],
   return jnp.asarray(target), counted, index
 
 
+def _batch_unbatched(fn: str, cosine: Array, target: ArrayLike, where: ArrayLike | None):
+  """Adds a batch axis of 1 to an unbatched ``(C,)`` cosine, its scalar target and mask."""
+  target = jnp.asarray(target)
+  if cosine.ndim != 1:
+    return cosine, target, where
+  if target.ndim != 0:
+    raise ValueError(
+        f"{fn}: `target` must be a scalar class index for an unbatched `cosine` of shape "
+        f"{tuple(cosine.shape)}, got shape {tuple(target.shape)}.")
+  where = None if where is None else jnp.reshape(jnp.asarray(where), (1,))
+  return cosine[None], target[None], where
+
+
 def _broadcast_scale(fn: str, s: ArrayLike, shape: tuple[int, ...], dtype,
                      name: str = "s") -> Array:
   """``s`` (a float or an array) broadcast to the logits' ``shape``."""
@@ -356,14 +369,7 @@ def _margin_loss(fn: str, cosine: ArrayLike, target: ArrayLike, s: ArrayLike, tr
     weight = C.as_float_array(fn, "weight", weight)
     C.check_shape(fn, "weight", weight, (cosine.shape[-1],), "one weight per class")
   unbatched = cosine.ndim == 1
-  target = jnp.asarray(target)
-  if unbatched:
-    if target.ndim != 0:
-      raise ValueError(
-          f"{fn}: `target` must be a scalar class index for an unbatched `cosine` of shape "
-          f"{tuple(cosine.shape)}, got shape {tuple(target.shape)}.")
-    cosine, target = cosine[None], target[None]
-    where = None if where is None else jnp.reshape(jnp.asarray(where), (1,))
+  cosine, target, where = _batch_unbatched(fn, cosine, target, where)
   n, num_classes = cosine.shape
   out_dtype = C.output_dtype(cosine)
   dtype = C.compute_dtype(cosine, *extra_dtypes)

@@ -124,3 +124,15 @@ def rand(rng: np.random.Generator, shape: Sequence[int], dtype: Any, low: float 
 
 
 DTYPES = (np.float32, np.float64)
+
+
+def num_grad(f: Callable[[np.ndarray], float], x: Any, h: float = 1e-6) -> np.ndarray:
+  """Central differences of a scalar float64 NumPy function (for formula references)."""
+  x = np.array(x, np.float64)
+  g = np.zeros_like(x)
+  for i in np.ndindex(x.shape):
+    xp, xm = x.copy(), x.copy()
+    xp[i] += h
+    xm[i] -= h
+    g[i] = (f(xp) - f(xm)) / (2 * h)
+  return g

@@ -10,6 +10,7 @@ from absl.testing import absltest, parameterized
 from jax.experimental import checkify
 
 import jaxloss
+from tests.parity import num_grad
 
 N, C, M = 6, 5, 6
 DELTA = 0.01
@@ -54,16 +55,6 @@ def np_cross_entropy(logits, y):
   logp = logits - mx - np.log(np.exp(logits - mx).sum(1, keepdims=True))
   return -logp[np.arange(len(y)), y].mean()
 
-
-def num_grad(f, x, h=1e-6):
-  x = np.array(x, np.float64)
-  g = np.zeros_like(x)
-  for i in np.ndindex(x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[i] += h
-    xm[i] -= h
-    g[i] = (f(xp) - f(xm)) / (2 * h)
-  return g
 
 
 def random_cosines(seed, lo=-0.95, hi=0.95):

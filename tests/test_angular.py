@@ -13,7 +13,7 @@ from jax.experimental import checkify
 from pytorch_metric_learning import losses as pml
 
 import jaxloss
-from tests.parity import ParityTestCase
+from tests.parity import ParityTestCase, num_grad
 
 N, C, D = 6, 5, 4
 
@@ -85,17 +85,6 @@ def np_psi(m1, m2=0.0, x_fixed_branch=None):
 def np_sphere(m, lam=0.0):
   return lambda x: (lam * x + np_psi(m)(x)) / (1 + lam)
 
-
-def num_grad(f, x, h=1e-6):
-  """Central differences of a scalar NumPy function."""
-  x = np.array(x, np.float64)
-  g = np.zeros_like(x)
-  for i in np.ndindex(x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[i] += h
-    xm[i] -= h
-    g[i] = (f(xp) - f(xm)) / (2 * h)
-  return g
 
 
 def random_cosines(seed, n=N, c=C, lo=-0.95, hi=0.95):

@@ -11,7 +11,7 @@ from absl.testing import absltest, parameterized
 from jax.experimental import checkify
 
 import jaxloss
-from tests.parity import ParityTestCase
+from tests.parity import ParityTestCase, num_grad
 
 N, C = 6, 5
 
@@ -67,16 +67,6 @@ def mp_sigmoid_focal_grad(x, t, alpha, gamma):
       return (alpha * t + (1 - alpha) * (1 - t)) * ce * (1 - p_t) ** gamma
     return float(mpmath.diff(loss, mpmath.mpf(x)))
 
-
-def num_grad(f, x, h=1e-6):
-  x = np.array(x, np.float64)
-  g = np.zeros_like(x)
-  for i in np.ndindex(x.shape):
-    xp, xm = x.copy(), x.copy()
-    xp[i] += h
-    xm[i] -= h
-    g[i] = (f(xp) - f(xm)) / (2 * h)
-  return g
 
 
 def data(seed, shape=(N, C)):
