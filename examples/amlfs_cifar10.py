@@ -51,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   flag('dtype', default=None,
        help="compute dtype: 'auto' (bfloat16 on GPU, float32 on CPU), 'bfloat16' or 'float32'; "
             'parameters are always float32.')
+  flag('conv-impl', choices=('xla', 'patches'), default=None,
+       help="3x3 convolutions as flax's nn.Conv ('xla', default) or as patches times one "
+            "batched matmul per layer ('patches'); same parameters and results.")
   flag('logit-scale', type=_scale, default=None,
        help="'norms' (|W_j| |x|: the identity theta is softmax CE; default) or a fixed float s.")
   flag('seed', type=int, default=None, help='initialisation, samples, data order (default 0).')
@@ -71,6 +74,7 @@ def config_from_args(args: argparse.Namespace) -> configs.Config:
   overrides = {
       'mode': args.mode, 'population': args.population, 'num_intervals': args.num_intervals,
       'epochs': args.epochs, 'label_noise': args.label_noise, 'dtype': args.dtype,
+      'conv_impl': args.conv_impl,
       'logit_scale': args.logit_scale, 'seed': args.seed, 'workdir': args.workdir,
       'data_dir': args.data_dir}
   overrides = {k: v for k, v in overrides.items() if v is not None}

@@ -70,6 +70,10 @@ class Config:
   lr_drop_factor: float = 0.1
   # 'auto': bfloat16 compute with float32 parameters on GPU/TPU, float32 on CPU.
   dtype: str = 'auto'
+  # How the 3x3 convolutions are computed (same parameters, same function): 'xla' is flax's
+  # nn.Conv (under the population vmap, a grouped convolution with B groups); 'patches' gathers
+  # image patches and does one batched matmul per layer (models.PatchConv). See bench/NOTES.md.
+  conv_impl: str = 'xla'
   # Unrolling of the epoch's scan over steps. 'auto': the whole epoch on a CPU when it has at
   # most 32 steps (XLA:CPU runs convolution gradients several times slower inside a loop,
   # jax-ml/jax#12868), else a loop. An int or True/False is passed to lax.scan as is.
@@ -95,6 +99,8 @@ class Config:
       raise ValueError(f'mode must be one of {MODES}, got {self.mode!r}.')
     if (self.depth - 2) % 6:
       raise ValueError(f'depth must be 6n + 2 (20, 32, 44, 56, 110), got {self.depth}.')
+    if self.conv_impl not in ('xla', 'patches'):
+      raise ValueError(f"conv_impl must be 'xla' or 'patches', got {self.conv_impl!r}.")
     if not 0.0 <= self.label_noise < 1.0:
       raise ValueError(f'label_noise must be in [0, 1), got {self.label_noise}.')
     if isinstance(self.logit_scale, str) and self.logit_scale != 'norms':

@@ -26,6 +26,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 import jaxloss
 
@@ -50,6 +51,62 @@ def classifier_normal(key, shape, dtype=jnp.float32):
 
 
 
+CONV_IMPLS = ('xla', 'patches')
+
+
+class PatchConv(nn.Module):
+  """A bias-free 'same' convolution as one matmul of image patches: ``patches @ kernel``.
+
+  Holds the same ``kernel`` parameter as ``nn.Conv`` (shape ``(kh, kw, in, out)``, HWIO) and
+  computes the same function, so the two are interchangeable on one set of parameters.
+
+  Why: under ``jax.vmap`` over a population of copies, ``nn.Conv`` with per-copy inputs and
+  kernels lowers to a grouped convolution with B groups of 16-64 channels, for which GPU
+  convolution kernels are poor. Here the patches are gathered by pad-and-slice (plain data
+  movement that XLA fuses) and the contraction is a ``dot_general``, which vmap turns into
+  one batched matmul ``(B, N*H*W, kh*kw*in) @ (B, kh*kw*in, out)``. When the input is shared
+  by all copies (the stem under common random numbers) the patches are gathered once and the
+  matmul is a single dense ``(N*H*W, 27) @ (27, B*out)``.
+  """
+
+  features: int
+  kernel_size: tuple = (3, 3)
+  strides: tuple = (1, 1)
+  kernel_init: Any = None
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kh, kw = self.kernel_size
+    sh, sw = self.strides
+    kernel = self.param('kernel', self.kernel_init, (kh, kw, x.shape[-1], self.features),
+                        self.param_dtype)
+    x = x.astype(self.dtype)
+    _, height, width, channels = x.shape
+    out_h, out_w = -(-height // sh), -(-width // sw)
+    # 'SAME' padding as nn.Conv's padding=1 for 3x3 (and flax's SAME for any odd kernel).
+    pad_h, pad_w = (kh - 1) // 2, (kw - 1) // 2
+    x = jnp.pad(x, ((0, 0), (pad_h, kh - 1 - pad_h), (pad_w, kw - 1 - pad_w), (0, 0)))
+    patches = jnp.concatenate(
+        [x[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :]
+         for i in range(kh) for j in range(kw)], axis=-1)  # (N, H', W', kh*kw*in), HWI order
+    flat_kernel = kernel.astype(self.dtype).reshape(kh * kw * channels, self.features)
+    return lax.dot_general(patches, flat_kernel, (((3,), (0,)), ((), ())))
+
+
+def conv_layer(impl: str, features: int, strides: int, dtype, param_dtype, name=None):
+  """A 3x3 bias-free 'same' convolution with He initialisation, as ``nn.Conv`` or
+  :class:`PatchConv` (``impl``, one of :data:`CONV_IMPLS`); same parameters either way."""
+  if impl == 'xla':
+    return nn.Conv(features, (3, 3), strides=(strides, strides), padding=1, use_bias=False,
+                   kernel_init=he_normal_fan_out, dtype=dtype, param_dtype=param_dtype, name=name)
+  if impl == 'patches':
+    return PatchConv(features, (3, 3), (strides, strides), kernel_init=he_normal_fan_out,
+                     dtype=dtype, param_dtype=param_dtype, name=name)
+  raise ValueError(f'conv_impl must be one of {CONV_IMPLS}, got {impl!r}.')
+
+
 class BasicBlock(nn.Module):
   """Two 3x3 convolutions with BatchNorm and an option-A identity shortcut."""
 
@@ -57,18 +114,20 @@ class BasicBlock(nn.Module):
   strides: int = 1
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool):
-    conv = functools.partial(
-        nn.Conv, kernel_size=(3, 3), padding=1, use_bias=False, kernel_init=he_normal_fan_out,
-        dtype=self.dtype, param_dtype=self.param_dtype)
+    def conv(features, strides=(1, 1), *, name):  # flax's auto names, for either impl
+      return conv_layer(self.conv_impl, features, strides[0], self.dtype, self.param_dtype,
+                        name=name)
+
     norm = functools.partial(
         nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
         dtype=self.dtype, param_dtype=self.param_dtype)
-    y = conv(self.features, strides=(self.strides, self.strides))(x)
+    y = conv(self.features, strides=(self.strides, self.strides), name='Conv_0')(x)
     y = nn.relu(norm()(y))
-    y = conv(self.features)(y)
+    y = conv(self.features, name='Conv_1')(y)
     y = norm()(y)
     shortcut = x
     if self.strides != 1 or x.shape[-1] != self.features:
@@ -84,7 +143,8 @@ def option_a_shortcut(x, features: int, strides: int):
 
 
 class CifarResNet(nn.Module):
-  """ResNet-(6n+2) for 32x32 images: ``(features (N, 4 width) float32, kernel (4 width, C))``.
+  """ResNet-(6n+2) for 32x32 images: ``(features (N, 4 width), kernel (4 width, C))``, both
+  float32 (float64 with float64 compute).
 
   The classifier is a bias-free linear layer whose kernel is returned instead of applied, so
   that the head (:func:`head_outputs`) can form cosines and norms for the AM-LFS loss; its
@@ -96,6 +156,8 @@ class CifarResNet(nn.Module):
   num_classes: int = 10
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  # 'xla': flax's nn.Conv; 'patches': PatchConv (same parameters, batched matmuls under vmap).
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -103,9 +165,8 @@ class CifarResNet(nn.Module):
       raise ValueError(f'CifarResNet: depth must be 6n + 2, got {self.depth}.')
     blocks_per_stage = (self.depth - 2) // 6
     x = x.astype(self.dtype)
-    x = nn.Conv(
-        self.width, (3, 3), padding=1, use_bias=False, kernel_init=he_normal_fan_out,
-        dtype=self.dtype, param_dtype=self.param_dtype, name='stem_conv')(x)
+    x = conv_layer(self.conv_impl, self.width, 1, self.dtype, self.param_dtype,
+                   name='stem_conv')(x)
     x = nn.BatchNorm(
         use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
         param_dtype=self.param_dtype, name='stem_bn')(x)
@@ -115,12 +176,13 @@ class CifarResNet(nn.Module):
         strides = 2 if stage > 0 and block == 0 else 1
         x = BasicBlock(
             self.width * 2**stage, strides, dtype=self.dtype, param_dtype=self.param_dtype,
-            name=f'stage{stage + 1}_block{block + 1}')(x, train)
-    features = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+            conv_impl=self.conv_impl, name=f'stage{stage + 1}_block{block + 1}')(x, train)
+    head_dtype = jnp.promote_types(self.dtype, jnp.float32)  # float32 for bf16 compute
+    features = jnp.mean(x.astype(head_dtype), axis=(1, 2))
     kernel = self.param(
         'classifier', classifier_normal, (features.shape[-1], self.num_classes),
         self.param_dtype)
-    return features, kernel.astype(jnp.float32)
+    return features, kernel.astype(head_dtype)
 
 
 def head_outputs(features, kernel, logit_scale='norms'):
@@ -140,16 +202,16 @@ def head_outputs(features, kernel, logit_scale='norms'):
   ``logits = scale * cosine`` are what prediction (argmax) and the cross-entropy baseline use,
   so the baseline is the identity theta of the same head.
   """
+  dtype = jnp.promote_types(features.dtype, jnp.float32)
   cosine, feature_norms, weight_norms = jaxloss.cosine_logits(
-      features.astype(jnp.float32), kernel.astype(jnp.float32), weight_layout='dc',
-      return_norms=True)
+      features.astype(dtype), kernel.astype(dtype), weight_layout='dc', return_norms=True)
   if isinstance(logit_scale, str):
     if logit_scale != 'norms':
       raise ValueError(
           f"head_outputs: logit_scale must be 'norms' or a float, got {logit_scale!r}.")
     scale = feature_norms * weight_norms  # (N, 1) * (1, C)
   else:
-    scale = jnp.asarray(logit_scale, jnp.float32)
+    scale = jnp.asarray(logit_scale, dtype)
   return cosine, scale, scale * cosine
 
 

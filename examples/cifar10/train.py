@@ -61,7 +61,8 @@ class StopRequested(Exception):
 def make_model(config: configs.Config) -> models.CifarResNet:
   return models.CifarResNet(depth=config.depth, width=config.width,
                             num_classes=input_pipeline.NUM_CLASSES,
-                            dtype=models.compute_dtype(config.dtype), param_dtype=jnp.float32)
+                            dtype=models.compute_dtype(config.dtype), param_dtype=jnp.float32,
+                            conv_impl=config.conv_impl)
 
 
 def make_optimizer(config: configs.Config) -> optax.GradientTransformation:
@@ -79,7 +80,7 @@ def make_optimizer(config: configs.Config) -> optax.GradientTransformation:
 # The parts of the configuration that change the compiled program. Runs that share them share
 # one Task object, so the engine reuses its compiled outer step (a resumed run in the same
 # process, or the tests' repeated runs); see jaxloss.search.Engine.compile.
-_PROGRAM_FIELDS = ('mode', 'depth', 'width', 'dtype', 'logit_scale', 'learning_rate', 'momentum',
+_PROGRAM_FIELDS = ('mode', 'depth', 'width', 'dtype', 'conv_impl', 'logit_scale', 'learning_rate', 'momentum',
                    'weight_decay', 'epochs', 'batch_size', 'num_train', 'lr_drop_fractions',
                    'lr_drop_factor', 'num_intervals', 'policy_learning_rate',
                    'eval_batch_size')
@@ -209,7 +210,7 @@ def _write_json(path: str, value: Any, lines: bool = False) -> None:
 
 
 # Options that may change between a run and its resumption (where the files are, what is kept).
-_RESUMABLE_CHANGES = ('workdir', 'data_dir', 'keep_checkpoints')
+_RESUMABLE_CHANGES = ('workdir', 'data_dir', 'keep_checkpoints', 'conv_impl')
 
 
 def _check_same_config(run_dir: str, config: configs.Config, resume: bool) -> None:
