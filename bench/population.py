@@ -4,9 +4,11 @@ For each population size B this times, in one process:
 
 * **engine**: the whole outer step of ``jaxloss.search`` (train every copy one epoch as a
   ``lax.scan``, score on the validation split, REINFORCE on mu, broadcast the best copy), with
-  the CIFAR-10 example's ResNet-20 task (bf16 compute on GPU);
-* **plain vmap**: the same task's ``train_step`` under ``jax.jit(jax.vmap(...))``, called once
-  per batch from Python, plus a vmapped validation pass: what one writes without the engine;
+  the CIFAR-10 example's ResNet-20 task (bf16 compute on GPU), once per convolution variant
+  (``--conv-impls``: flax's ``nn.Conv``, and ``PatchConv``'s patches times batched matmuls);
+* **plain vmap**: the same task (``nn.Conv``) with its ``train_step`` under
+  ``jax.jit(jax.vmap(...))``, called once per batch from Python, plus a vmapped validation
+  pass: what one writes without the engine;
 * **torch peer** (``bench/torch_peer.py``): one PyTorch ResNet-20 trained the usual way (eager,
   bf16 autocast, channels-last), times B, as B copies trained one after another.
 
@@ -134,6 +136,9 @@ def main() -> None:
                  help="the device's peak for the MFU estimate (H100 SXM bf16 dense: 989)")
   p.add_argument("--no-plain", action="store_true", help="skip the plain-vmap comparison")
   p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
+  p.add_argument("--conv-impls", nargs="+", default=["xla", "patches"],
+                 choices=["xla", "patches"],
+                 help="the engine's convolution variants, timed side by side (bench/NOTES.md)")
   p.add_argument("--smoke", action="store_true", help="tiny CPU-sized problem")
   args = p.parse_args()
   base = dict(num_train=args.num_train, num_val=args.num_val, dtype=args.dtype, epochs=200)
@@ -150,31 +155,39 @@ def main() -> None:
   rows = []
   for b in populations:
     # B=1 is one model: the baseline mode (cross-entropy on the same head).
-    config = configs.Config(**base, mode="baseline" if b == 1 else "amlfs", population=b)
-    program, engine = make(config)
-    flops = train_step_flops(program, config)
-    t_engine = statistics.median(time_engine(engine, train_data, val_data, args.epochs))
-    t_plain = (None if args.no_plain else
-               statistics.median(time_plain_vmap(program, config, train_data, val_data,
-                                                 args.epochs)))
-    images = b * config.steps_per_epoch * config.batch_size
-    mfu = images / config.batch_size * flops / t_engine / (args.peak_tflops * 1e12)
-    rows.append((b, t_engine, images / t_engine, mfu, t_plain, peer))
-    print(f"B={b}: engine {t_engine:.3f} s/epoch", flush=True)
+    mode = "baseline" if b == 1 else "amlfs"
+    t_plain = None
+    if not args.no_plain:  # plain vmap of flax's nn.Conv model: the reference
+      config = configs.Config(**base, mode=mode, population=b)
+      program, _ = make(config)
+      t_plain = statistics.median(time_plain_vmap(program, config, train_data, val_data,
+                                                  args.epochs))
+      print(f"B={b}: plain vmap {t_plain:.3f} s/epoch", flush=True)
+    for conv in args.conv_impls:
+      config = configs.Config(**base, mode=mode, population=b, conv_impl=conv)
+      program, engine = make(config)
+      flops = train_step_flops(program, config)
+      t = statistics.median(time_engine(engine, train_data, val_data, args.epochs))
+      images = b * config.steps_per_epoch * config.batch_size
+      mfu = images / config.batch_size * flops / t / (args.peak_tflops * 1e12)
+      rows.append((b, conv, t, images / t, mfu, t_plain, peer))
+      print(f"B={b}: engine ({conv}) {t:.3f} s/epoch", flush=True)
 
   epoch_images = f"{probe.steps_per_epoch * probe.batch_size}-image epochs"
   print(f"\nouter step (train one epoch of {epoch_images}, validate {probe.num_val}, "
         "update mu, broadcast)")
-  print(f"{'B':>3} {'engine s':>9} {'img/s':>9} {'MFU':>6} {'plain vmap s':>13} "
+  print(f"{'B':>3} {'conv':>8} {'engine s':>9} {'img/s':>9} {'MFU':>6} {'plain vmap s':>13} "
         f"{'engine/plain':>13} {'torch x B s':>12} {'engine/torch':>13}")
-  for b, t, ips, mfu, t_plain, peer in rows:
+  for b, conv, t, ips, mfu, t_plain, peer in rows:
     plain = f"{t_plain:13.3f} {t / t_plain:13.2f}" if t_plain else f"{'-':>13} {'-':>13}"
     torch_b = f"{peer * b:12.2f} {t / (peer * b):13.2f}" if peer else f"{'-':>12} {'-':>13}"
-    print(f"{b:>3} {t:9.3f} {ips:9.0f} {mfu:6.1%} {plain} {torch_b}")
+    print(f"{b:>3} {conv:>8} {t:9.3f} {ips:9.0f} {mfu:6.1%} {plain} {torch_b}")
   if rows:
-    b, t = rows[-1][0], rows[-1][1]
+    b = max(r[0] for r in rows)
+    t, conv = min((r[2], r[1]) for r in rows if r[0] == b)
     print(f"\nestimated full run: {probe.epochs} epochs x {t:.2f} s = "
-          f"{probe.epochs * t / 60:.1f} min for B={b} (plus compilation and checkpoints)")
+          f"{probe.epochs * t / 60:.1f} min for B={b} with conv_impl={conv!r} "
+          "(plus compilation and checkpoints)")
 
 
 if __name__ == "__main__":
