@@ -62,7 +62,7 @@ class PatchConv(nn.Module):
 
   Why: under ``jax.vmap`` over a population of copies, ``nn.Conv`` with per-copy inputs and
   kernels lowers to a grouped convolution with B groups of 16-64 channels, for which GPU
-  convolution kernels are poor. Here the patches are gathered by pad-and-slice (plain data
+  convolution kernels are reportedly poor (``bench/NOTES.md``). Here the patches are gathered by pad-and-slice (plain data
   movement that XLA fuses) and the contraction is a ``dot_general``, which vmap turns into
   one batched matmul ``(B, N*H*W, kh*kw*in) @ (B, kh*kw*in, out)``. When the input is shared
   by all copies (the stem under common random numbers) the patches are gathered once and the
@@ -72,7 +72,7 @@ class PatchConv(nn.Module):
   features: int
   kernel_size: tuple = (3, 3)
   strides: tuple = (1, 1)
-  kernel_init: Any = None
+  kernel_init: Any = he_normal_fan_out
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -85,7 +85,7 @@ class PatchConv(nn.Module):
     x = x.astype(self.dtype)
     _, height, width, channels = x.shape
     out_h, out_w = -(-height // sh), -(-width // sw)
-    # 'SAME' padding as nn.Conv's padding=1 for 3x3 (and flax's SAME for any odd kernel).
+    # nn.Conv's padding=(k - 1) // 2 on each side (padding=1 for 3x3), at any stride.
     pad_h, pad_w = (kh - 1) // 2, (kw - 1) // 2
     x = jnp.pad(x, ((0, 0), (pad_h, kh - 1 - pad_h), (pad_w, kw - 1 - pad_w), (0, 0)))
     patches = jnp.concatenate(
