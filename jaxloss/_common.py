@@ -112,6 +112,17 @@ def check_same_shape(fn: str, name_a: str, a: Array, name_b: str, b: Array) -> N
     )
 
 
+def broadcast_shape(fn: str, **arrays: Any) -> tuple[int, ...]:
+  """The broadcast shape of the named arrays; ``ValueError`` naming them and their shapes."""
+  shapes = {name: tuple(jnp.shape(a)) for name, a in arrays.items()}
+  try:
+    return tuple(jnp.broadcast_shapes(*shapes.values()))
+  except ValueError:
+    named = [f"`{name}` of shape {shape}" for name, shape in shapes.items()]
+    listed = ", ".join(named[:-1]) + " and " + named[-1]
+    raise ValueError(f"{fn}: {listed} cannot be broadcast together.") from None
+
+
 def broadcast_pair(fn: str, name_a: str, a: Array, name_b: str, b: Array,
                    warn: bool = True) -> tuple[Array, Array]:
   """Broadcasts ``a`` and ``b`` as torch does, warning if the shapes differ.
@@ -122,13 +133,7 @@ def broadcast_pair(fn: str, name_a: str, a: Array, name_b: str, b: Array,
   """
   if a.shape == b.shape:
     return a, b
-  try:
-    shape = jnp.broadcast_shapes(a.shape, b.shape)
-  except ValueError:
-    raise ValueError(
-        f"{fn}: `{name_b}` of shape {tuple(b.shape)} cannot be broadcast to "
-        f"`{name_a}` of shape {tuple(a.shape)}."
-    ) from None
+  shape = broadcast_shape(fn, **{name_a: a, name_b: b})
   if warn:
     warnings.warn(
         f"{fn}: using a `{name_b}` size {tuple(b.shape)} that is different to "

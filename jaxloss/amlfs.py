@@ -286,11 +286,7 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *, scale:
   fn = "amlfs_loss"
   C.check_reduction(fn, reduction)
   ignore_index = _check_ignore_index(fn, ignore_index)
-  try:
-    delta = float(tau_min_ratio)
-  except TypeError:
-    raise ValueError(f"{fn}: `tau_min_ratio` must be a static Python float, got "
-                     f"{tau_min_ratio!r}.") from None
+  delta = C.static_float(fn, "tau_min_ratio", tau_min_ratio)
   if not 0.0 < delta < 1.0:
     raise ValueError(f"{fn}: `tau_min_ratio` must lie in (0, 1), got {delta}.")
   cosine = _check_cosine(fn, cosine)

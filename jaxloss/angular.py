@@ -361,9 +361,7 @@ def _margin_loss(fn: str, cosine: ArrayLike, target: ArrayLike, s: ArrayLike, tr
   """
   C.check_reduction(fn, reduction)
   ignore_index = _check_ignore_index(fn, ignore_index)
-  eps = C.static_float(fn, "label_smoothing", label_smoothing)
-  if not 0.0 <= eps <= 1.0:
-    raise ValueError(f"{fn}: `label_smoothing` must lie in [0, 1], got {eps}.")
+  eps = _classification._check_label_smoothing(fn, label_smoothing)
   cosine = _check_cosine(fn, cosine)
   if weight is not None:
     weight = C.as_float_array(fn, "weight", weight)

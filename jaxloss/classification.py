@@ -75,13 +75,7 @@ def _check_weight(fn: str, weight: ArrayLike | None, num_classes: int, dtype) ->
 
 
 def _check_label_smoothing(fn: str, label_smoothing) -> float:
-  try:
-    eps = float(label_smoothing)
-  except TypeError:  # includes jax.errors.ConcretizationTypeError
-    raise ValueError(
-        f"{fn}: `label_smoothing` must be a static Python float in [0, 1], got a "
-        f"traced value {label_smoothing!r}."
-    ) from None
+  eps = C.static_float(fn, "label_smoothing", label_smoothing)
   # torch silently treats a negative value as 0 and raises above 1; we raise
   # for both (and for nan), since a negative smoothing is always a bug.
   if not 0.0 <= eps <= 1.0:
@@ -96,6 +90,16 @@ def _check_ignore_index(fn: str, ignore_index) -> int:
 # ----------------------------------------------------------------------------
 # Class-index targets
 # ----------------------------------------------------------------------------
+
+
+def _weighted_nll(target_logp: Array, counted: Array, index: Array,
+                  weight: Array | None) -> tuple[Array, Array | None]:
+  """``-w[y] log p_y`` where counted, else 0; also ``w[y]`` (``None`` without weights)."""
+  zero = jnp.zeros((), target_logp.dtype)
+  if weight is None:
+    return jnp.where(counted, -target_logp, zero), None
+  target_weight = jnp.take(weight, index, mode="fill")
+  return jnp.where(counted, -(target_logp * target_weight), zero), target_weight
 
 
 def _prepare_index_target(fn: str, input: Array, target: ArrayLike, ignore_index: int,
@@ -200,13 +204,7 @@ def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps
   m, log_z = _log_normalizer(x, cax)
   m, log_z = jnp.squeeze(m, cax), jnp.squeeze(log_z, cax)
   target_logp = (_take_class(x, index, cax) - m) - log_z
-  zero = jnp.zeros((), dtype)
-  target_weight = None
-  if weight is None:
-    nll = jnp.where(counted, -target_logp, zero)
-  else:
-    target_weight = jnp.take(weight, index, mode="fill")
-    nll = jnp.where(counted, -(target_logp * target_weight), zero)
+  nll, target_weight = _weighted_nll(target_logp, counted, index, weight)
   loss = nll
   if eps > 0.0:
     # sum_c w_c log p_c as one fused reduction over the logits. Subtracting
@@ -227,7 +225,7 @@ def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps
       total_weight = jnp.sum(weight)
       weighted = logp * weight.reshape(shape)
     smooth = -jnp.sum(weighted, axis=cax) + total_weight * (log_z - jax.lax.stop_gradient(log_z))
-    smooth = jnp.where(counted, smooth, zero)
+    smooth = jnp.where(counted, smooth, jnp.zeros((), dtype))
     loss = (1.0 - eps) * nll + smooth * (eps / num_classes)
   return _reduce_index_loss(loss, counted, target_weight, reduction, out_dtype)
 
@@ -386,11 +384,5 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = Non
   weight = _check_weight(fn, weight, input.shape[cax], dtype)
   counted, index = _prepare_index_target(fn, input, target, ignore_index, where)
   picked = C.upcast(_take_class(_mask_rows(counted, input, cax), index, cax), dtype)
-  zero = jnp.zeros((), dtype)
-  target_weight = None
-  if weight is None:
-    loss = jnp.where(counted, -picked, zero)
-  else:
-    target_weight = jnp.take(weight, index, mode="fill")
-    loss = jnp.where(counted, -(picked * target_weight), zero)
+  loss, target_weight = _weighted_nll(picked, counted, index, weight)
   return _reduce_index_loss(loss, counted, target_weight, reduction, out_dtype)

@@ -48,14 +48,6 @@ _COSINE_EPS = float(np.float32(1e-12))
 # ----------------------------------------------------------------------------
 
 
-def _broadcast_shapes(fn: str, names, arrays) -> tuple[int, ...]:
-  try:
-    return tuple(jnp.broadcast_shapes(*(a.shape for a in arrays)))
-  except ValueError:
-    shapes = ", ".join(f"`{n}` {tuple(a.shape)}" for n, a in zip(names, arrays))
-    raise ValueError(f"{fn}: the inputs must be broadcastable, got {shapes}.") from None
-
-
 def _check_same_ndim(fn: str, names, arrays) -> None:
   if len({a.ndim for a in arrays}) > 1:
     shapes = ", ".join(f"`{n}` {tuple(a.shape)}" for n, a in zip(names, arrays))
@@ -188,7 +180,7 @@ def pairwise_distance(x1: ArrayLike, x2: ArrayLike, p: float = 2.0, eps: float =
   x1 = C.as_float_array(fn, "x1", x1)
   x2 = C.as_float_array(fn, "x2", x2)
   p = C.static_float(fn, "p", p)
-  _broadcast_shapes(fn, ("x1", "x2"), (x1, x2))
+  C.broadcast_shape(fn, x1=x1, x2=x2)
   return _pairwise_kernel(x1, x2, eps, p=p, keepdim=bool(keepdim),
                           dtype=C.compute_dtype(x1, x2), out_dtype=C.output_dtype(x1, x2))
 
@@ -245,7 +237,7 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     if x.ndim != expected_ndim:
       layout = "(N, D) for a 1-D `target`" if target.ndim else "(D,) for a 0-D `target`"
       raise ValueError(f"{fn}: `{name}` must be {layout}, got shape {tuple(x.shape)}.")
-  shape = _broadcast_shapes(fn, ("input1", "input2"), (input1, input2))
+  shape = C.broadcast_shape(fn, input1=input1, input2=input2)
   batch = shape[:-1]
   try:
     target = jnp.broadcast_to(target, batch)
@@ -291,7 +283,7 @@ def _triplet_prepare(fn, anchor, positive, negative, margin, reduction, where):
   names = ("anchor", "positive", "negative")
   arrays = [C.as_float_array(fn, n, a) for n, a in zip(names, (anchor, positive, negative))]
   _check_same_ndim(fn, names, arrays)
-  shape = _broadcast_shapes(fn, names, arrays)
+  shape = C.broadcast_shape(fn, **dict(zip(names, arrays)))
   where = C.prepare_where(fn, where, shape[:-1], "the per-sample loss")
   return arrays, shape, where, C.compute_dtype(*arrays), C.output_dtype(*arrays)
 

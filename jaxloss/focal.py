@@ -30,10 +30,7 @@ ArrayLike = C.ArrayLike
 
 
 def _check_gamma(fn: str, gamma) -> float:
-  try:
-    gamma = float(gamma)
-  except TypeError:
-    raise ValueError(f"{fn}: `gamma` must be a static Python float, got {gamma!r}.") from None
+  gamma = C.static_float(fn, "gamma", gamma)
   if not gamma >= 0:
     raise ValueError(f"{fn}: `gamma` must be non-negative, got {gamma}.")
   return gamma
@@ -168,10 +165,7 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
   fn = "sigmoid_focal_loss"
   C.check_reduction(fn, reduction)
   gamma = _check_gamma(fn, gamma)
-  try:
-    alpha = float(alpha)
-  except TypeError:
-    raise ValueError(f"{fn}: `alpha` must be a static Python float, got {alpha!r}.") from None
+  alpha = C.static_float(fn, "alpha", alpha)
   inputs = C.as_float_array(fn, "inputs", inputs)
   targets = C.as_float_array(fn, "targets", targets)
   if targets.shape != inputs.shape:

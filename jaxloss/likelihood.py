@@ -287,12 +287,7 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike | floa
   arrays = (input, target) + ((var,) if isinstance(var, jax.Array) else ())
   out_dtype = C.output_dtype(*arrays)
   dtype = C.compute_dtype(*arrays)
-  try:
-    shape = jnp.broadcast_shapes(*(a.shape for a in arrays))
-  except ValueError:
-    raise ValueError(
-        f"{fn}: `input` {tuple(input.shape)}, `target` {tuple(target.shape)} and `var` "
-        f"{tuple(jnp.shape(var))} cannot be broadcast together.") from None
+  shape = C.broadcast_shape(fn, input=input, target=target, var=var)
   input, target = (C.upcast(jnp.broadcast_to(a, shape), dtype) for a in (input, target))
   var = jnp.broadcast_to(jnp.asarray(var, dtype), shape)
   where = C.prepare_where(fn, where, shape)

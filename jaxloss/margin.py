@@ -175,13 +175,7 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
         f"dimensions, got shapes {tuple(input1.shape)}, {tuple(input2.shape)} and "
         f"{tuple(target.shape)}."
     )
-  try:
-    shape = jnp.broadcast_shapes(input1.shape, input2.shape, target.shape)
-  except ValueError:
-    raise ValueError(
-        f"{fn}: `input1`, `input2` and `target` must be broadcastable, got shapes "
-        f"{tuple(input1.shape)}, {tuple(input2.shape)} and {tuple(target.shape)}."
-    ) from None
+  shape = C.broadcast_shape(fn, input1=input1, input2=input2, target=target)
   out_dtype = jnp.result_type(input1, input2, target)
   dtype = C.compute_dtype(input1, input2, target)
   where = C.prepare_where(fn, where, shape)
@@ -227,13 +221,7 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.
   C.check_reduction(fn, reduction)
   input = C.as_float_array(fn, "input", input)
   target = _as_real_array(fn, "target", target)
-  try:
-    shape = jnp.broadcast_shapes(input.shape, target.shape)
-  except ValueError:
-    raise ValueError(
-        f"{fn}: `target` of shape {tuple(target.shape)} cannot be broadcast with "
-        f"`input` of shape {tuple(input.shape)}."
-    ) from None
+  shape = C.broadcast_shape(fn, input=input, target=target)
   where = C.prepare_where(fn, where, shape)
   return _hinge_embedding(input, target, margin, where, reduction=reduction,
                           dtype=C.compute_dtype(input), out_dtype=input.dtype)

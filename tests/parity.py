@@ -15,6 +15,7 @@ with the error measured relative to the largest reference magnitude:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -124,6 +125,42 @@ def rand(rng: np.random.Generator, shape: Sequence[int], dtype: Any, low: float 
 
 
 DTYPES = (np.float32, np.float64)
+REDUCTIONS = ("none", "mean", "sum")
+SHAPES = ((), (5,), (4, 3), (2, 3, 4))
+
+
+def reduction_cases(configs):
+  """Each config under every reduction, the dtypes alternating (both per config).
+
+  A covering design rather than the full product keeps the suite fast: every
+  config runs in float32 and float64, every reduction in both, and chex runs
+  each case with and without jit.
+  """
+  for i, (name, cfg) in enumerate(configs):
+    for j, reduction in enumerate(REDUCTIONS):
+      dtype = DTYPES[(i + j) % 2]
+      yield dict(testcase_name=f"{name}_{reduction}_{dtype.__name__}", cfg=cfg,
+                 reduction=reduction, dtype=dtype)
+
+
+def rotating_cases(options, reductions=REDUCTIONS, eager_subset=False):
+  """Every option x reduction for element-wise losses; shapes and dtypes rotate.
+
+  Each reduction meets both dtypes and every shape of :data:`SHAPES` is used
+  (the full product would compile too often for the 2-core CI budget). An
+  option may set ``min_ndim`` to skip the shapes it does not apply to.
+  ``eager_subset``: one reduction per option, rotating, for the (slower)
+  un-jitted variant.
+  """
+  for i, ((opt_name, opt), reduction) in enumerate(itertools.product(options, reductions)):
+    if eager_subset and (i // len(reductions) + i) % len(reductions):
+      continue
+    shapes = [s for s in SHAPES if len(s) >= opt.get("min_ndim", 0)]
+    shape, dtype = shapes[i % len(shapes)], DTYPES[(i + i // len(SHAPES)) % len(DTYPES)]
+    if eager_subset:  # alternate the dtype between options
+      dtype = DTYPES[(i // len(reductions)) % len(DTYPES)]
+    name = f"{opt_name}_{reduction}_{'x'.join(map(str, shape)) or 'scalar'}_{dtype.__name__}"
+    yield dict(testcase_name=name, shape=shape, reduction=reduction, dtype=dtype, opt=opt)
 
 
 def num_grad(f: Callable[[np.ndarray], float], x: Any, h: float = 1e-6) -> np.ndarray:

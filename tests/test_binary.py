@@ -1,6 +1,5 @@
 """Parity of jaxloss.binary against torch.nn.functional, plus masks, checks and errors."""
 
-import itertools
 
 import torch
 
@@ -13,26 +12,7 @@ from absl.testing import absltest, parameterized
 from jax.experimental import checkify
 
 import jaxloss
-from tests.parity import DTYPES, ParityTestCase, rand
-
-SHAPES = ((), (5,), (4, 3), (2, 3, 4))
-REDUCTIONS = ("none", "mean", "sum")
-
-
-def _cases(options, eager_subset=False):
-  """Every option x reduction; shapes and dtypes rotate so that each reduction meets
-  both dtypes and every shape is used (the full product would compile too often for
-  the 2-core CI budget). ``eager_subset``: one reduction per option, rotating, for
-  the (slower) un-jitted variant."""
-  combos = itertools.product(options, REDUCTIONS)
-  for i, ((opt_name, opt), reduction) in enumerate(combos):
-    if eager_subset and (i // len(REDUCTIONS) + i) % len(REDUCTIONS):
-      continue
-    shape, dtype = SHAPES[i % len(SHAPES)], DTYPES[(i + i // len(SHAPES)) % len(DTYPES)]
-    if eager_subset:  # alternate the dtype between options
-      dtype = DTYPES[(i // len(REDUCTIONS)) % len(DTYPES)]
-    name = f"{opt_name}_{reduction}_{'x'.join(map(str, shape)) or 'scalar'}_{dtype.__name__}"
-    yield dict(testcase_name=name, shape=shape, reduction=reduction, dtype=dtype, opt=opt)
+from tests.parity import ParityTestCase, rand, rotating_cases
 
 
 def _weight_shape(shape, kind):
@@ -56,22 +36,22 @@ class BinaryParityTest(ParityTestCase):
     return kw
 
   @chex.variants(with_jit=True)
-  @parameterized.named_parameters(*_cases(BCE_OPTIONS))
+  @parameterized.named_parameters(*rotating_cases(BCE_OPTIONS))
   def test_binary_cross_entropy(self, **case):
     self._check_bce(**case)
 
   @chex.variants(without_jit=True)
-  @parameterized.named_parameters(*_cases(BCE_OPTIONS, eager_subset=True))
+  @parameterized.named_parameters(*rotating_cases(BCE_OPTIONS, eager_subset=True))
   def test_binary_cross_entropy_eager(self, **case):
     self._check_bce(**case)
 
   @chex.variants(with_jit=True)
-  @parameterized.named_parameters(*_cases(BCEL_OPTIONS))
+  @parameterized.named_parameters(*rotating_cases(BCEL_OPTIONS))
   def test_binary_cross_entropy_with_logits(self, **case):
     self._check_bcel(**case)
 
   @chex.variants(without_jit=True)
-  @parameterized.named_parameters(*_cases(BCEL_OPTIONS, eager_subset=True))
+  @parameterized.named_parameters(*rotating_cases(BCEL_OPTIONS, eager_subset=True))
   def test_binary_cross_entropy_with_logits_eager(self, **case):
     self._check_bcel(**case)
 
