@@ -37,6 +37,7 @@ import optax
 
 import jaxloss
 from jaxloss import search
+from jaxloss.search.records import RecordLog
 
 from cifar10 import configs, input_pipeline, models, plots
 
@@ -182,30 +183,14 @@ def scan_unroll(config: configs.Config):
 
 
 def _read_jsonl(path: str) -> list:
-  if not os.path.exists(path):
-    return []
-  out = []
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if not line:
-        continue
-      try:
-        out.append(json.loads(line))
-      except json.JSONDecodeError:  # a line cut by a kill mid-write
-        break
-  return out
+  return RecordLog(path, enabled=False).read()  # the engine's reader: stops at a cut line
 
 
-def _write_json(path: str, value: Any, lines: bool = False) -> None:
+def _write_json(path: str, value: Any) -> None:
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
-    if lines:
-      for item in value:
-        f.write(json.dumps(item) + '\n')
-    else:
-      json.dump(value, f, indent=2)
-      f.write('\n')
+    json.dump(value, f, indent=2)
+    f.write('\n')
   os.replace(tmp, path)
 
 
@@ -268,8 +253,8 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
   def evaluate_test(state):  # the engine's (cached, jitted) evaluation of one copy
     return search.evaluate_dataset(program.task, state, test, batch_size=config.eval_batch_size)
 
-  test_log_path = os.path.join(run_dir, TEST_LOG)
-  test_log = _read_jsonl(test_log_path) if resume else []
+  test_log_file = RecordLog(os.path.join(run_dir, TEST_LOG))
+  test_log = test_log_file.read() if resume else []
 
   def after_epoch(record, state):
     nonlocal test_log
@@ -283,7 +268,7 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
              'test_error': _error_percent(totals), 'test_correct': int(totals['correct']),
              'test_count': int(totals['count'])}
     test_log = [t for t in test_log if t['epoch'] < epoch] + [entry]
-    _write_json(test_log_path, test_log, lines=True)
+    test_log_file.rewrite(test_log)
     if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < config.epochs:
       raise StopRequested(epoch + 1)
 
