@@ -19,10 +19,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 Array = jax.Array
@@ -43,10 +45,15 @@ def default_mu_optimizer() -> optax.GradientTransformation:
   return optax.adam(DEFAULT_LEARNING_RATE)
 
 
-def _check_sigma(sigma: float) -> None:
-  if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-    raise ValueError(f"GaussianPolicy: `sigma` must be a positive float (a standard deviation), "
-                     f"got {sigma!r}.")
+def check_sigma(sigma: float, where: str = "GaussianPolicy") -> None:
+  """``sigma`` must be a finite positive real number (a standard deviation)."""
+  if not (isinstance(sigma, numbers.Real) and not isinstance(sigma, (bool, np.bool_))
+          and math.isfinite(sigma) and sigma > 0):
+    raise ValueError(f"{where}: `sigma` must be a positive finite float (a standard "
+                     f"deviation), got {sigma!r}.")
+
+
+_check_sigma = check_sigma
 
 
 def sample(key: Array, mu: Array, sigma: float, num: int) -> Array:
@@ -152,6 +159,41 @@ class GaussianPolicy:
       mu = mu.astype(jnp.float32)
     return PolicyState(mu=mu, opt_state=self.optimizer.init(mu))
 
+  # ---------------------------------------------------------------- ask / tell
+  # The strategy interface of the outer step (after evosax): ``init``, ``ask``, ``tell``,
+  # ``mean``. All pure and jit-able; the state is a pytree (here a :class:`PolicyState`).
+
+  def ask(self, key: Array, state: PolicyState, num: int) -> Array:
+    """``num`` thetas ``mu + sigma * eps`` (shape ``(num,) + mu.shape``)."""
+    return sample(key, state.mu, self.sigma, num)
+
+  def tell(self, state: PolicyState, thetas: Array, rewards: Array,
+           valid: Array) -> tuple[PolicyState, dict]:
+    """One REINFORCE step on ``mu`` from the copies' ``rewards``.
+
+    The rewards are normalised ONCE (:func:`normalize_rewards`: over the ``valid`` copies,
+    invalid copies get the worst value) and returned as ``info['normalized_rewards']``.
+    """
+    normalized = normalize_rewards(rewards, valid)
+    grad = -reinforce_ascent(thetas, state.mu, normalized, self.sigma)
+    return self._apply(state, grad), {"normalized_rewards": normalized}
+
+  def mean(self, state: PolicyState) -> Array:
+    """The current mean ``mu`` (what records and plots show)."""
+    return state.mu
+
+  def spec(self) -> str:
+    """What a compiled step and a resumed run depend on (see ``jaxloss.search.fingerprint``)."""
+    from jaxloss.search.fingerprint import describe  # pylint: disable=import-outside-toplevel
+    return f"GaussianPolicy(sigma={self.sigma!r}, optimizer={describe(self.optimizer)})"
+
+  def _apply(self, state: PolicyState, grad: Array) -> PolicyState:
+    updates, opt_state = self.optimizer.update(grad, state.opt_state, state.mu)
+    mu = optax.apply_updates(state.mu, updates)
+    return PolicyState(mu=mu.astype(state.mu.dtype), opt_state=opt_state)
+
+  # ------------------------------------------------------------ older interface
+
   def sample(self, key: Array, mu: Array, num: int) -> Array:
     return sample(key, mu, self.sigma, num)
 
@@ -167,7 +209,4 @@ class GaussianPolicy:
   def update(self, state: PolicyState, thetas: Array, rewards: Array,
              valid: Array | None = None) -> PolicyState:
     """One optax step on ``mu`` from the population's ``thetas`` and ``rewards``."""
-    grad = self.gradient(thetas, state.mu, rewards, valid)
-    updates, opt_state = self.optimizer.update(grad, state.opt_state, state.mu)
-    mu = optax.apply_updates(state.mu, updates)
-    return PolicyState(mu=mu.astype(state.mu.dtype), opt_state=opt_state)
+    return self._apply(state, self.gradient(thetas, state.mu, rewards, valid))
