@@ -1,0 +1,177 @@
+"""Which parts of the AM-LFS theta hurt, and when: one epoch from a common state, one part at a time.
+
+::
+
+  python bench/diagnosis.py --dataset mnist1d --warm 0 5 --json runs/diag_mnist1d.json
+  python bench/diagnosis.py --dataset cifar10-subset --epochs 10 --warm 0 4 --samples 4
+
+From a state (``--warm 0``: the initialisation; ``--warm k``: after ``k`` epochs of plain
+cross-entropy, the schedule counting from epoch 0 of an ``--epochs``-epoch run), the script trains
+ONE epoch of many copies in one vmapped program (same batches for all): copy 0 with
+``theta = mu = identity`` (cross-entropy), and for each part of theta (``t`` slopes, ``t``
+biases, ``tau`` slopes, ``tau`` biases, ``all``) and each sigma, ``--samples`` copies with
+``theta = mu + sigma * eps`` perturbed in that part only. It reports the validation accuracy
+of every copy relative to copy 0, and, on 2,000 training examples at the start state, what the
+sampled thetas do to the loss: the fraction of examples where the guard
+``max(tau(p), delta p)`` is active, the ratio of the loss's slope in ``log p_y`` to
+cross-entropy's (``a p / (a p + b)`` for ``tau = a p + b``: how much harder or softer the copy
+pushes the target probability), and the target-logit shift ``|s_y b_t|`` (the ``t`` biases
+are multiplied by the scale ``s = |W||x|`` under the eq. 4 scale). A sigma of 0.001 on all of
+theta measures the noise floor (copies that differ by rounding-level changes of the loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+
+import amlfs_study as study  # noqa: E402
+import jaxloss  # noqa: E402
+from jaxloss.search import strategies as st  # noqa: E402
+
+PART_NAMES = st.PARTS + ("all",)
+
+
+def part_mask(part: str, m: int) -> np.ndarray:
+  mask = np.zeros(4 * m, np.float32)
+  if part == "all":
+    mask[:] = 1
+  else:
+    i = st.PARTS.index(part)
+    mask[i * m:(i + 1) * m] = 1
+  return mask
+
+
+def theta_effects(cos, s, y, theta, delta=0.01):
+  """Guard fraction, slope ratio vs CE in log p_y, mean |target-logit shift|; one theta."""
+  m = theta.shape[0] // 4
+  a_t, b_t, a_tau, b_tau = theta.reshape(4, m)
+  s = jnp.broadcast_to(s, cos.shape)
+  cy = jnp.take_along_axis(cos, y[:, None], 1)[:, 0]
+  sy = jnp.take_along_axis(s, y[:, None], 1)[:, 0]
+  i = jnp.clip(jnp.floor((cy + 1) * 0.5 * m), 0, m - 1).astype(jnp.int32)
+  target = sy * (a_t[i] * cy + b_t[i])
+  logits = (s * cos).at[jnp.arange(len(y)), y].set(target)
+  logp = jax.nn.log_softmax(logits, axis=1)
+  py = jnp.exp(jnp.take_along_axis(logp, y[:, None], 1)[:, 0])
+  j = jnp.clip(jnp.floor(py * m), 0, m - 1).astype(jnp.int32)
+  tau = a_tau[j] * py + b_tau[j]
+  guard = tau <= delta * py
+  ratio = jnp.where(guard, 1.0, a_tau[j] * py / jnp.where(guard, 1.0, tau))
+  return {"guard": jnp.mean(guard), "slope_ratio": jnp.mean(ratio),
+          "slope_ratio_abs_log": jnp.mean(jnp.abs(jnp.log(jnp.maximum(jnp.abs(ratio), 1e-6)))),
+          "logit_shift": jnp.mean(jnp.abs(sy * b_t[i])), "p_y": jnp.mean(py),
+          "s_y": jnp.mean(sy)}
+
+
+def run(args):
+  problem = study.PROBLEMS[args.dataset](args)
+  m = problem.num_intervals
+  mu = np.asarray(jaxloss.identity_theta(m))
+  rng = np.random.default_rng(args.seed)
+  thetas, labels = [mu], [("mu", 0.0)]
+  for sigma in args.sigmas:
+    for part in PART_NAMES:
+      mask = part_mask(part, m)
+      for _ in range(args.samples):
+        thetas.append(mu + sigma * mask * rng.standard_normal(4 * m).astype(np.float32))
+        labels.append((part, sigma))
+  for _ in range(args.samples):
+    thetas.append(mu + 0.001 * rng.standard_normal(4 * m).astype(np.float32))
+    labels.append(("noise floor", 0.001))
+  thetas = jnp.asarray(np.stack(thetas))
+  num = thetas.shape[0]
+  print(f"{args.dataset}: {num} copies, {problem.info.get('model', '')}", flush=True)
+  out = {"args": vars(args), "states": []}
+  for warm in args.warm:
+    t0 = time.perf_counter()
+    ce = st.Grid([mu.tolist()])
+    if warm:
+      pre = study.run_strategy(problem, ce, num=1, epochs=warm, seed=args.seed, select="none")
+      one = jax.tree.map(lambda a: a[0], pre["population"])
+    else:
+      one = jax.tree.map(lambda a: a[0], study.init_population(problem, args.seed, 1))
+    pop = jax.tree.map(lambda a: jnp.broadcast_to(a, (num,) + a.shape).copy(), one)
+    grid = st.Grid(np.asarray(thetas).tolist())
+    res = study.run_strategy(problem, grid, num=num, epochs=1, seed=args.seed, select="none",
+                             population=pop, start_epoch=warm)
+    rec = res["records"][0]
+    val, test = np.asarray(rec["rewards"]), np.asarray(rec["test"])
+    # Loss effects at the start state, on training examples.
+    n = min(2000, len(problem.train[1]))
+    x, y = jnp.asarray(problem.train[0][:n]), jnp.asarray(problem.train[1][:n])
+    cos, s = jax.jit(problem.head)(one, x)
+    effects = jax.jit(jax.vmap(lambda th: theta_effects(cos, s, y, th)))(thetas)
+    effects = {k: np.asarray(v) for k, v in effects.items()}
+    rows = []
+    for part in PART_NAMES + ("noise floor",):
+      for sigma in (args.sigmas if part != "noise floor" else [0.001]):
+        idx = [i for i, lab in enumerate(labels) if lab == (part, sigma)]
+        d = val[idx] - val[0]
+        rows.append({
+            "part": part, "sigma": sigma, "n": len(idx),
+            "mean_delta": float(d.mean()), "median_delta": float(np.median(d)),
+            "best_delta": float(d.max()), "worst_delta": float(d.min()),
+            "frac_better": float(np.mean(d > 0)),
+            "mean_test_delta": float((test[idx] - test[0]).mean()),
+            "guard": float(effects["guard"][idx].mean()),
+            "slope_ratio_abs_log": float(effects["slope_ratio_abs_log"][idx].mean()),
+            "logit_shift": float(effects["logit_shift"][idx].mean())})
+    state = {"warm": warm, "mu_val": float(val[0]), "mu_test": float(test[0]),
+             "p_y": float(effects["p_y"][0]), "s_y": float(effects["s_y"][0]),
+             "rows": rows, "seconds": time.perf_counter() - t0,
+             "val": val.tolist(), "labels": labels}
+    out["states"].append(state)
+    print(format_state(args.dataset, state), flush=True)
+  if args.json:
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+      json.dump(out, f)
+  return out
+
+
+def format_state(name, state) -> str:
+  lines = [f"\n{name}, one epoch from the state after {state['warm']} CE epoch(s): "
+           f"mu (CE) copy val {state['mu_val']:.4f} test {state['mu_test']:.4f}; at the start "
+           f"state mean p_y {state['p_y']:.3f}, mean s_y = |W_y||x| {state['s_y']:.2f} "
+           f"({state['seconds']:.0f} s)",
+           "| part | sigma | n | mean Δval | median Δval | best Δval | worst Δval | "
+           "frac > mu | mean Δtest | guard active | mean abs log slope ratio | "
+           "mean abs logit shift |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for r in state["rows"]:
+    lines.append(f"| {r['part']} | {r['sigma']} | {r['n']} | {r['mean_delta']:+.4f} | "
+                 f"{r['median_delta']:+.4f} | {r['best_delta']:+.4f} | {r['worst_delta']:+.4f} | "
+                 f"{r['frac_better']:.2f} | {r['mean_test_delta']:+.4f} | {r['guard']:.3f} | "
+                 f"{r['slope_ratio_abs_log']:.3f} | {r['logit_shift']:.3f} |")
+  return "\n".join(lines)
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--dataset", choices=study.DATASETS, default="mnist1d")
+  p.add_argument("--epochs", type=int, default=20, help="length of the run the schedule is for")
+  p.add_argument("--warm", nargs="+", type=int, default=[0, 5])
+  p.add_argument("--samples", type=int, default=8)
+  p.add_argument("--sigmas", nargs="+", type=float, default=[0.2, 0.05])
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--batch-size", type=int, default=None)
+  p.add_argument("--label-noise", type=float, default=0.0)
+  p.add_argument("--depth", type=int, default=8)
+  p.add_argument("--width", type=int, default=8)
+  p.add_argument("--population", type=int, default=8)
+  p.add_argument("--json", default=None)
+  return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+  run(parse_args())
