@@ -7,6 +7,7 @@ names, order and defaults; see ``jaxloss.nn`` for the class wrappers and
 
 from jaxloss.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
 from jaxloss.classification import cross_entropy, nll_loss
+from jaxloss.linear import linear_cross_entropy
 from jaxloss.binary import binary_cross_entropy, binary_cross_entropy_with_logits
 from jaxloss.likelihood import gaussian_nll_loss, kl_div, poisson_nll_loss
 from jaxloss.margin import (
@@ -55,6 +56,7 @@ __all__ = [
     "kl_div",
     "l1_loss",
     "large_margin_softmax",
+    "linear_cross_entropy",
     "margin_lambda",
     "margin_ranking_loss",
     "mse_loss",
