@@ -52,12 +52,12 @@ def dataset(n_train=256, n_val=128, n_test=128, seed=0):
 # ---------------------------------------------------------------- hand-written JAX MLP
 
 
-def mlp_init(key, hidden=16):
+def mlp_init(key, hidden=16, dtype=jnp.float32):
   # One random draw for all weights: every threefry draw costs about a second of XLA CPU
   # compile time, and the suite runs on 2 shared cores.
-  flat = jax.random.normal(key, ((DIM + NUM_CLASSES) * hidden,), jnp.float32)
+  flat = jax.random.normal(key, ((DIM + NUM_CLASSES) * hidden,), dtype)
   return {"w1": flat[:DIM * hidden].reshape(DIM, hidden) / math.sqrt(DIM),
-          "b1": jnp.zeros((hidden,), jnp.float32),
+          "b1": jnp.zeros((hidden,), dtype),
           "w2": flat[DIM * hidden:].reshape(hidden, NUM_CLASSES) / math.sqrt(hidden)}
 
 
@@ -81,43 +81,59 @@ def _mlp_evaluate(params, model_state, batch):
 MLP_TASK = search.optax_task(init=lambda key: (mlp_init(key), None), loss=_mlp_loss,
                              optimizer=optax.adam(0.02), evaluate=_mlp_evaluate)
 
+# The same MLP in float64 (with float64 data): for comparisons of two different compiled
+# programs (1 device against 4), whose float rounding differs (see test_search_sharding).
+MLP64_TASK = search.optax_task(init=lambda key: (mlp_init(key, dtype=jnp.float64), None),
+                               loss=_mlp_loss, optimizer=optax.adam(0.02),
+                               evaluate=_mlp_evaluate)
+
 
 # ------------------------------------------------------- Flax linen with BatchNorm
 
 
 class LinenNet(nn.Module):
   hidden: int = 16
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = nn.Dense(self.hidden)(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+    x = nn.Dense(self.hidden, dtype=self.dtype, param_dtype=self.dtype)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
+                     param_dtype=self.dtype)(x)
     x = nn.relu(x)
-    w = self.param("head", nn.initializers.lecun_normal(), (self.hidden, NUM_CLASSES))
+    w = self.param("head", nn.initializers.lecun_normal(), (self.hidden, NUM_CLASSES),
+                   self.dtype)
     return cosine_head(x, w)
 
 
-def _linen_init(key):
-  variables = LinenNet().init(key, jnp.zeros((1, DIM), jnp.float32), train=False)
-  return variables["params"], {"batch_stats": variables["batch_stats"]}
+def make_linen_task(dtype=jnp.float32):
+  """linen + BatchNorm + SGD momentum + a schedule, parameters and compute in ``dtype``."""
+  net = LinenNet(dtype=dtype)
+
+  def init(key):
+    variables = net.init(key, jnp.zeros((1, DIM), dtype), train=False)
+    # flax keeps batch statistics in float32 whatever the parameters' dtype.
+    variables = jax.tree.map(lambda a: a.astype(dtype), variables)
+    return variables["params"], {"batch_stats": variables["batch_stats"]}
+
+  def loss(params, model_state, batch, theta, key):
+    x, y = batch
+    cosine, updates = net.apply({"params": params, **model_state}, x, train=True,
+                                mutable=["batch_stats"])
+    return amlfs_cosine_loss(cosine, y, theta), updates
+
+  def evaluate(params, model_state, batch):
+    x, y = batch
+    return search.classification_metrics(
+        net.apply({"params": params, **model_state}, x, train=False), y)
+
+  return search.optax_task(
+      init=init, loss=loss, evaluate=evaluate,
+      optimizer=optax.sgd(optax.cosine_decay_schedule(0.1, 100), momentum=0.9))
 
 
-def _linen_loss(params, model_state, batch, theta, key):
-  x, y = batch
-  cosine, updates = LinenNet().apply({"params": params, **model_state}, x, train=True,
-                                     mutable=["batch_stats"])
-  return amlfs_cosine_loss(cosine, y, theta), updates
-
-
-def _linen_evaluate(params, model_state, batch):
-  x, y = batch
-  return search.classification_metrics(
-      LinenNet().apply({"params": params, **model_state}, x, train=False), y)
-
-
-LINEN_TASK = search.optax_task(
-    init=_linen_init, loss=_linen_loss, evaluate=_linen_evaluate,
-    optimizer=optax.sgd(optax.cosine_decay_schedule(0.1, 100), momentum=0.9))
+LINEN_TASK = make_linen_task()
+LINEN64_TASK = make_linen_task(jnp.float64)
 
 
 # ------------------------------------------------------------------ Flax nnx
@@ -175,6 +191,11 @@ def config(**kwargs):
                   seed=0, progress=False, compiler_options=FAST_COMPILE)
   defaults.update(kwargs)
   return search.SearchConfig(**defaults)
+
+
+def dataset64():
+  """:func:`dataset` with float64 inputs (for the float64 tasks)."""
+  return tuple((x.astype(np.float64), y) for x, y in dataset())
 
 
 def assert_trees_equal(a, b):

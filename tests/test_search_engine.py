@@ -11,7 +11,7 @@ import pytest
 
 from jaxloss import search
 from tests.test_search_common import (LINEN_TASK, MLP_TASK, NNX_TASK, assert_trees_equal, config,
-                                      dataset, identity_theta, strip_times)
+                                      dataset, dataset64, identity_theta, strip_times)
 
 CHANCE = 0.25
 
@@ -71,28 +71,43 @@ def test_same_seed_same_run_and_another_seed_differs(amlfs_run):
   assert other.records[0]["thetas"] != amlfs_run.records[0]["thetas"]
 
 
+def _without_monitor(records):
+  return [{k: v for k, v in r.items() if k != "monitor"} for r in strip_times(records)]
+
+
 def test_monitor_watches_the_best_copy_without_changing_the_search(amlfs_run):
   train, val, test = dataset()
-  watched = search.run(MLP_TASK, config(mode="amlfs", epochs=3), train, val,
-                       monitor={"test": test})
-  # The search itself (thetas, rewards, mu, selection, states) is unchanged.
-  plain = [{k: v for k, v in r.items() if k != "monitor"} for r in strip_times(watched.records)]
-  assert plain == strip_times(amlfs_run.records)
-  assert_trees_equal(watched.search_state, amlfs_run.search_state)
+  watch = lambda data: search.run(MLP_TASK, config(mode="amlfs", epochs=3), train, val,
+                                  monitor={"test": data})
+  watched = watch(test)
+  # Other monitored data of the same shapes: the same compiled program, so the search
+  # itself (thetas, rewards, mu, selection, states) must be bitwise the same.
+  other = watch((test[0], np.roll(test[1], 1)))
+  assert _without_monitor(other.records) == _without_monitor(watched.records)
+  assert_trees_equal(other.search_state, watched.search_state)
+  assert other.records[-1]["monitor"] != watched.records[-1]["monitor"]
+  # The unmonitored run is another program (its rounding may differ: no bitwise check);
+  # the first epoch's thetas are drawn before any training.
+  np.testing.assert_allclose(watched.records[0]["thetas"], amlfs_run.records[0]["thetas"],
+                             rtol=1e-6)
   # Each record carries the best copy's totals and score on the monitored split.
   for r in watched.records:
     assert set(r["monitor"]) == {"test"} and r["monitor"]["test"]["count"] == 128
+  # evaluate_dataset is a third program (other batch shapes): float32 rounding may move
+  # an example across a class boundary, so the counts agree to one example.
   final = search.evaluate_dataset(MLP_TASK, watched.state, test)
   last = watched.records[-1]["monitor"]["test"]
-  assert last["correct"] == final["correct"]
-  assert last["score"] == pytest.approx(final["accuracy"])
+  assert abs(last["correct"] - final["correct"]) <= 1
+  assert last["score"] == pytest.approx(last["correct"] / 128)
 
 
 def test_unrolled_epoch_trains_the_same_population():
   train, val, _ = dataset()
   looped = search.run(MLP_TASK, config(mode="amlfs", epochs=1), train, val)
   unrolled = search.run(MLP_TASK, config(mode="amlfs", epochs=1, scan_unroll=True), train, val)
-  assert unrolled.records[0]["thetas"] == looped.records[0]["thetas"]
+  # Two compiled programs (a loop, an unrolled epoch): equal up to float32 rounding only.
+  np.testing.assert_allclose(unrolled.records[0]["thetas"], looped.records[0]["thetas"],
+                             rtol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                unrolled.search_state.population, looped.search_state.population)
 
@@ -273,7 +288,10 @@ def test_every_copy_diverged_stops_with_the_last_good_checkpoint(tmp_path):
 
 
 def test_evaluate_dataset_includes_the_last_partial_batch():
-  _, _, test = dataset()
+  # Two programs (one batch; 50 + 50 + 28) compared exactly: float64 data make the float32
+  # model compute in float64, where a rounding difference (~1e-16) moves an example across a
+  # class boundary only if its margin is below ~1e-12 (none is, by far, on this split).
+  _, _, test = dataset64()
   state = jax.jit(MLP_TASK.init)(jax.random.key(0))
   whole = search.evaluate_dataset(MLP_TASK, state, test, batch_size=1000)  # one batch
   assert whole["count"] == 128

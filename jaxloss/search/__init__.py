@@ -15,7 +15,7 @@ Quick start::
   print(search.evaluate_dataset(task, result.state, (x_test, y_test)))
 """
 
-from jaxloss.search.checkpoint import CheckpointStore
+from jaxloss.search.checkpoint import CheckpointDamagedError, CheckpointStore
 from jaxloss.search.engine import (MODES, Engine, PopulationDivergedError, SearchConfig,
                                    SearchResult, SearchState, run, tree_all_finite)
 from jaxloss.search.policy import (GaussianPolicy, PolicyState, default_mu_optimizer, log_prob,
@@ -27,6 +27,7 @@ from jaxloss.search.task import (Task, TrainState, accuracy, classification_metr
 __all__ = [
     "MODES",
     "POPULATION_AXIS",
+    "CheckpointDamagedError",
     "CheckpointStore",
     "Engine",
     "GaussianPolicy",

@@ -14,10 +14,16 @@ data and re-wrapped on restore.
 from __future__ import annotations
 
 import os
+import shutil
+import warnings
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+
+class CheckpointDamagedError(RuntimeError):
+  """Every checkpoint of a directory failed to restore."""
 
 
 def _is_typed_key(x) -> bool:
@@ -97,6 +103,72 @@ class CheckpointStore:
         meta=ocp.args.JsonRestore())
     restored = self._manager.restore(step, args=args)
     return _from_storable(restored.state, abstract_state), dict(restored.meta)
+
+  def restore_meta(self, step: int) -> dict:
+    """Only the JSON item of checkpoint ``step``."""
+    restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(restored.meta)
+
+  def restore_latest_intact(self, abstract_state: Any, check_meta=None,
+                            required_meta: tuple[str, ...] = ()) -> tuple[int, Any, dict]:
+    """``(step, state, meta)`` of the newest checkpoint that restores.
+
+    For each checkpoint, newest first: the JSON item is read and must hold the
+    ``required_meta`` keys, then ``check_meta(meta)`` runs (its errors propagate: e.g. a
+    resume with other options), then the state is restored. A damaged checkpoint (an
+    unreadable or truncated item, a missing file) gives a warning and the next older one is
+    tried; the damaged newer ones are deleted so that the resumed run can write those steps
+    again.
+
+    Raises:
+      FileNotFoundError: there is no checkpoint at all.
+      CheckpointDamagedError: every checkpoint is damaged (the message names the directory).
+    """
+    steps = sorted(self.all_steps(), reverse=True)
+    if not steps:
+      raise FileNotFoundError(f"CheckpointStore: no checkpoint in {self.directory}.")
+    damaged = []
+
+    def report(step, error):
+      damaged.append(step)
+      warnings.warn(f"search: checkpoint {os.path.join(self.directory, str(step))} is damaged "
+                    f"({type(error).__name__}: {str(error)[:300]}); falling back to an older "
+                    "checkpoint.", RuntimeWarning, stacklevel=4)
+
+    for step in steps:
+      try:
+        meta = self.restore_meta(step)
+        missing = [k for k in required_meta if k not in meta]
+        if missing:
+          raise ValueError(f"its metadata lacks {missing}")
+      except Exception as error:  # pylint: disable=broad-except  (orbax, JSON, tensorstore)
+        report(step, error)
+        continue
+      if check_meta is not None:
+        check_meta(meta)
+      try:
+        state, _ = self.restore(step, abstract_state)
+      except Exception as error:  # pylint: disable=broad-except
+        report(step, error)
+        continue
+      for bad in damaged:
+        self._delete(bad)
+      return step, state, meta
+    raise CheckpointDamagedError(
+        f"search: every checkpoint in {self.directory} is damaged (steps {sorted(damaged)}); "
+        "nothing to resume from. Restore a backup, or remove the directory (or use a new "
+        "`output_dir`) to start afresh.")
+
+  def _delete(self, step: int) -> None:
+    try:
+      self._manager.delete(step)
+    except Exception:  # pylint: disable=broad-except  (a damaged step orbax cannot read)
+      import jax  # pylint: disable=import-outside-toplevel
+      if jax.process_index() == 0:
+        shutil.rmtree(os.path.join(self.directory, str(step)), ignore_errors=True)
+    reload = getattr(self._manager, "reload", None)
+    if reload is not None:
+      reload()
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

@@ -24,6 +24,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -32,12 +33,13 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
+from jaxloss.search import fingerprint as fp
 from jaxloss.search import sharding as sh
 from jaxloss.search.checkpoint import CheckpointStore
-from jaxloss.search.policy import (DEFAULT_SIGMA, GaussianPolicy, PolicyState,
+from jaxloss.search.policy import (DEFAULT_SIGMA, GaussianPolicy, PolicyState, check_sigma,
                                    default_mu_optimizer, normalize_rewards)
 from jaxloss.search.records import Progress, RecordLog, to_json
-from jaxloss.search.task import Task, accuracy, leading_size, sum_over_batches
+from jaxloss.search.task import Task, accuracy, check_split, leading_size, sum_over_batches
 
 Array = jax.Array
 PyTree = Any
@@ -145,6 +147,29 @@ class SearchConfig:
       fail("mode", f"one of {MODES}", self.mode)
     if self.initial_mu is None:
       fail("initial_mu", "an array (e.g. jaxloss.identity_theta(6))", None)
+    try:
+      mu = np.asarray(self.initial_mu)
+    except Exception:  # pylint: disable=broad-except
+      fail("initial_mu", "an array of numbers", self.initial_mu)
+    if mu.dtype == object or not (np.issubdtype(mu.dtype, np.floating)
+                                  or np.issubdtype(mu.dtype, np.integer)):
+      fail("initial_mu", "an array of numbers", self.initial_mu)
+    if mu.size == 0:
+      fail("initial_mu", "a non-empty array", self.initial_mu)
+    if not np.all(np.isfinite(mu)):
+      bad = np.flatnonzero(~np.isfinite(mu.reshape(-1)))
+      raise ValueError(f"SearchConfig: `initial_mu` must be finite; entries {bad.tolist()[:8]} "
+                       f"are {mu.reshape(-1)[bad][:8].tolist()}.")
+    check_sigma(self.sigma, "SearchConfig")
+    if self.mu_optimizer is not None and not (hasattr(self.mu_optimizer, "init")
+                                              and hasattr(self.mu_optimizer, "update")):
+      fail("mu_optimizer", "an optax.GradientTransformation or None", self.mu_optimizer)
+    if self.reward_fn is not None and not callable(self.reward_fn):
+      fail("reward_fn", "a function of the validation totals or None", self.reward_fn)
+    if self.select_best not in (None, True, False):
+      fail("select_best", "True, False or None", self.select_best)
+    if not isinstance(self.common_random_numbers, (bool, np.bool_)):
+      fail("common_random_numbers", "True or False", self.common_random_numbers)
     for name in ("population_size", "epochs", "batch_size", "max_to_keep"):
       value = getattr(self, name)
       if not isinstance(value, (int, np.integer)) or value < (0 if name == "epochs" else 1):
@@ -228,15 +253,40 @@ def _checked_step(train_step):
                        f"'loss' entry, got {metrics!r:.200}.")
     for name, value in metrics.items():
       if jnp.ndim(value) != 0:
-        raise ValueError(f"search: train metric {name!r} must be a scalar, got shape "
+        raise ValueError(f"search: `train_step` metric {name!r} must be a scalar, got shape "
                          f"{jnp.shape(value)}.")
     in_struct, out_struct = jax.tree.structure(state), jax.tree.structure(new_state)
     if in_struct != out_struct:
       raise ValueError("search: `train_step` must return a state with the structure of its "
                        f"input state; got {out_struct} for {in_struct}.")
+    paths = jax.tree_util.tree_flatten_with_path(state)[0]
+    for (path, old), new in zip(paths, jax.tree.leaves(new_state)):
+      old_type = (jnp.shape(old), jnp.result_type(old))
+      new_type = (jnp.shape(new), jnp.result_type(new))
+      if old_type != new_type:
+        raise ValueError(
+            f"search: `train_step` must return a state whose leaves keep their shapes and "
+            f"dtypes; state{jax.tree_util.keystr(path)} is {new_type[1]}{list(new_type[0])} for "
+            f"{old_type[1]}{list(old_type[0])} (cast it back, e.g. `.astype(old.dtype)`).")
+    for name, value in metrics.items():
+      if not jnp.issubdtype(jnp.result_type(value), jnp.number) and \
+          jnp.result_type(value) != jnp.bool_:
+        raise ValueError(f"search: `train_step` metric {name!r} must be a number, got dtype "
+                         f"{jnp.result_type(value)}.")
     return new_state, metrics
 
   return step
+
+
+def _checked_rewards(rewards, b: int) -> Array:
+  """``reward_fn`` must map one copy's totals to a real scalar (cast to float32 if integer)."""
+  if not isinstance(rewards, jax.Array) or rewards.shape != (b,):
+    raise ValueError("search: `reward_fn` must return one scalar per copy (a float), got "
+                     f"{jax.tree.map(jnp.shape, rewards)} for {b} copies.")
+  if jnp.issubdtype(rewards.dtype, jnp.complexfloating) or not jnp.issubdtype(
+      rewards.dtype, jnp.number):
+    raise ValueError(f"search: `reward_fn` must return a real number, got dtype {rewards.dtype}.")
+  return rewards if jnp.issubdtype(rewards.dtype, jnp.floating) else rewards.astype(jnp.float32)
 
 
 class Engine:
@@ -394,7 +444,7 @@ class Engine:
 
     # Population-wide reductions on replicated values: the same arithmetic on any mesh.
     totals, means, finite = replicate(totals), replicate(means), replicate(finite)
-    rewards = jax.vmap(self._reward_fn)(totals)
+    rewards = _checked_rewards(jax.vmap(self._reward_fn)(totals), b)
     valid = finite & jnp.isfinite(rewards)
     normalized = normalize_rewards(rewards, valid)
     policy = jax.lax.cond(flags["update"],
@@ -507,6 +557,34 @@ class Engine:
       record["monitor"] = host["monitor"]
     return to_json(record)
 
+  def fingerprint(self, train: PyTree, val: PyTree, monitor: dict | None = None) -> dict:
+    """Everything the result of a run depends on, for the resume check (JSON).
+
+    The options (all but ``epochs`` and the output options), the mu optimiser, the reward
+    function and the task's functions (described by :func:`fingerprint.describe`), the
+    splits' structures, shapes, dtypes and a content hash of a sample of their examples
+    (:func:`fingerprint.data_fingerprint`), and the number and platform of the devices on
+    the population axis (they change the rounding). See docs/search_api.md for the rules.
+    """
+    cfg = self.config
+    devices = self.mesh.devices.reshape(-1)
+    out = dict(cfg.fingerprint())
+    out.update(to_json({
+        "scan_unroll": cfg.scan_unroll,
+        "compiler_options": sorted((str(k), str(v))
+                                   for k, v in (cfg.compiler_options or {}).items()),
+        "mu_optimizer": fp.describe(self.policy.optimizer),
+        "reward_fn": fp.describe(self._reward_fn),
+        "task": {"init": fp.describe(self.task.init),
+                 "train_step": fp.describe(self.task.train_step),
+                 "evaluate": fp.describe(self.task.evaluate)},
+        "train": fp.data_fingerprint(train), "val": fp.data_fingerprint(val),
+        "monitor": {name: fp.data_fingerprint(d) for name, d in (monitor or {}).items()},
+        "devices": {"count": int(sh.axis_size(self.mesh, self.axis_name)),
+                    "platform": str(devices[0].platform)},
+    }))
+    return out
+
   def run(self, train: PyTree, val: PyTree, *, monitor: dict[str, PyTree] | None = None,
           resume: bool = False,
           callback: Callable[[dict, SearchState], None] | None = None) -> SearchResult:
@@ -520,8 +598,10 @@ class Engine:
         every epoch the best copy is evaluated on each inside the same jitted program and
         the totals and score go to ``record['monitor'][name]``. They never influence the
         search (rewards, ``mu``, selection); they are for curves such as test error.
-      resume: continue from the latest checkpoint in ``output_dir`` (a fresh start when there
-        is none). Without it, a directory that already holds checkpoints is an error.
+      resume: continue from the latest intact checkpoint in ``output_dir`` (a fresh start
+        when there is none). The checkpoint's fingerprint must equal this run's (else a
+        ``ValueError`` naming the options that differ). Without it, a directory that already
+        holds checkpoints is an error.
       callback: ``callback(record, search_state)`` after every epoch, once the checkpoint and
         the record are written; raising from it stops the run (the checkpoint is kept).
         ``search_state`` is donated by the next step: do not keep references to it.
@@ -531,15 +611,16 @@ class Engine:
       PopulationDivergedError: every copy diverged in some epoch.
     """
     cfg = self.config
-    n_train = leading_size("search", "train", train)
-    leading_size("search", "val", val)
+    n_train = check_split("search", "train", train)
     if n_train < cfg.batch_size:
       raise ValueError(f"search: the training split ({n_train} examples) is smaller than "
                        f"`batch_size` ({cfg.batch_size}).")
+    check_split("search", "val", val)
+    for name, data in (monitor or {}).items():
+      check_split("search", f"monitor[{name!r}]", data)
+    fingerprint = self.fingerprint(train, val, monitor) if cfg.output_dir is not None else None
     train, val = self.put_data(train), self.put_data(val)
     monitor = {name: self.put_data(data) for name, data in (monitor or {}).items()}
-    for name, data in monitor.items():
-      leading_size("search", f"monitor[{name!r}]", data)
     is_main = jax.process_index() == 0
     store = log = None
     if cfg.output_dir is not None:
@@ -548,14 +629,15 @@ class Engine:
         store = CheckpointStore(os.path.join(cfg.output_dir, "checkpoints"),
                                 max_to_keep=cfg.max_to_keep, async_save=cfg.async_checkpointing)
     try:
-      state, records = self._start(store, log, resume)
-      return self._loop(state, records, train, val, monitor, store, log, callback, is_main)
+      state, records = self._start(store, log, resume, fingerprint)
+      return self._loop(state, records, train, val, monitor, store, log, callback, is_main,
+                        fingerprint)
     finally:
       if store is not None:
         store.wait()
         store.close()
 
-  def _start(self, store, log, resume):
+  def _start(self, store, log, resume, fingerprint):
     cfg = self.config
     latest = store.latest_step() if store is not None else None
     if latest is None:
@@ -566,21 +648,22 @@ class Engine:
       raise FileExistsError(
           f"search: {store.directory} already holds checkpoints (latest after epoch "
           f"{latest - 1}); pass resume=True to continue that run, or use a new `output_dir`.")
-    state, meta = store.restore(latest, self.abstract_state())
-    if meta.get("config") != cfg.fingerprint():
-      raise ValueError(
-          "search: the checkpoint was written with different options; resume needs the same "
-          f"config (except `epochs`). Checkpoint: {meta.get('config')}; now: "
-          f"{cfg.fingerprint()}.")
+    _, state, meta = store.restore_latest_intact(
+        self.abstract_state(), check_meta=lambda meta: _check_resume(meta, fingerprint, cfg),
+        required_meta=("config",))
     done = int(state.epoch)
-    records = [r for r in (log.read() if log is not None else []) if r["epoch"] < done]
-    if meta.get("record") is not None and (not records or records[-1]["epoch"] < done - 1):
-      records.append(meta["record"])  # killed between the checkpoint and the log write
+    if meta.get("records") is not None:  # every record so far is in the checkpoint
+      records = list(meta["records"])
+    else:  # a checkpoint of an older version: the log, plus the checkpoint's last record
+      records = [r for r in (log.read() if log is not None else []) if r["epoch"] < done]
+      if meta.get("record") is not None and (not records or records[-1]["epoch"] < done - 1):
+        records.append(meta["record"])
     if log is not None:
-      log.rewrite(records)
+      log.rewrite(records)  # repairs a missing, short, cut or longer log
     return state, records
 
-  def _loop(self, state, records, train, val, monitor, store, log, callback, is_main):
+  def _loop(self, state, records, train, val, monitor, store, log, callback, is_main,
+            fingerprint):
     cfg = self.config
     start = int(state.epoch)
     if start < cfg.epochs:
@@ -588,6 +671,7 @@ class Engine:
       compiled = self.compile(state, train, val, monitor)
       compile_s = time.perf_counter() - t
       progress = Progress(cfg.epochs, start, enabled=cfg.progress and is_main, desc=cfg.mode)
+      checkpoint_s = None  # the previous epoch's checkpoint write, in this invocation
       try:
         for epoch in range(start, cfg.epochs):
           t_epoch = time.perf_counter()
@@ -604,15 +688,19 @@ class Engine:
           timing = {"step_s": step_s, "log_s": time.perf_counter() - t}
           if epoch == start:
             timing["compile_s"] = compile_s
-          record["time"] = timing
+          if checkpoint_s is not None:
+            timing["checkpoint_s"] = checkpoint_s
+          timing["wall_s"] = step_s + timing["log_s"] + (checkpoint_s or 0.0)
+          record["time"] = timing  # the record is complete: saved and logged as it is
+          records.append(record)
           if store is not None:
             t = time.perf_counter()
-            store.save(epoch + 1, state, {"config": cfg.fingerprint(), "record": record})
-            timing["checkpoint_s"] = time.perf_counter() - t
-          timing["wall_s"] = time.perf_counter() - t_epoch
+            store.save(epoch + 1, state, {"config": cfg.fingerprint(),
+                                          "fingerprint": fingerprint, "record": record,
+                                          "records": records})
+            checkpoint_s = time.perf_counter() - t
           if log is not None:
             log.append(record)
-          records.append(record)
           if callback is not None:
             callback(record, state)
       finally:
@@ -623,6 +711,53 @@ class Engine:
                         best_reward=math.nan if best_reward is None else best_reward,
                         mu=np.asarray(jax.device_get(state.policy.mu)), records=records,
                         search_state=state)
+
+
+def _check_resume(meta: dict, fingerprint: dict, cfg: SearchConfig) -> None:
+  """The checkpoint's fingerprint must equal this run's; the message names what differs."""
+  saved = meta.get("fingerprint")
+  if saved is None:  # a checkpoint of an older version: only the options can be compared
+    saved, now = meta.get("config"), cfg.fingerprint()
+    warnings.warn("search: the checkpoint predates the full resume fingerprint; only the "
+                  "options are compared (not the task, optimiser, reward or data).",
+                  RuntimeWarning, stacklevel=4)
+  else:
+    now = fingerprint
+  differ = _fingerprint_differences(saved or {}, now)
+  if differ:
+    details = "; ".join(f"`{name}`: checkpoint {_lookup(saved, name)!r:.160}, now "
+                        f"{_lookup(now, name)!r:.160}" for name in differ[:6])
+    raise ValueError(
+        f"search: the checkpoint was written with different options ({', '.join(differ)}); "
+        f"resume needs the same run (everything but `epochs` and the output options). "
+        f"{details}. Use the original settings or a new `output_dir`.")
+
+
+# Fingerprint entries compared one level down (their sub-keys are named in messages).
+_NESTED = ("task", "monitor", "metadata", "devices")
+
+
+def _fingerprint_differences(old: dict, new: dict) -> list[str]:
+  out = []
+  for key in list(old) + [k for k in new if k not in old]:
+    a, b = old.get(key, _MISSING), new.get(key, _MISSING)
+    if key in _NESTED and isinstance(a, dict) and isinstance(b, dict):
+      out.extend(f"{key}.{sub}" for sub in list(a) + [k for k in b if k not in a]
+                 if a.get(sub, _MISSING) != b.get(sub, _MISSING))
+    elif a != b:
+      out.append(key)
+  return out
+
+
+_MISSING = "<missing>"
+
+
+def _lookup(tree: dict, dotted: str):
+  head, _, sub = dotted.partition(".")
+  value = tree.get(head, _MISSING)
+  if sub and head in _NESTED and isinstance(value, dict):
+    value = value.get(sub, _MISSING)
+  return value
 
 
 class _BoundStep:

@@ -113,11 +113,47 @@ def leading_size(fn: str, name: str, data: PyTree) -> int:
   leaves = jax.tree.leaves(data)
   if not leaves:
     raise ValueError(f"{fn}: `{name}` must be a pytree of arrays, got no arrays.")
+  for a in leaves:
+    if not hasattr(a, "shape") and not isinstance(a, (list, tuple, int, float)):
+      raise ValueError(f"{fn}: `{name}` must be a pytree of arrays, got a "
+                       f"{type(a).__name__} leaf.")
   sizes = {np.shape(a)[0] if np.ndim(a) else None for a in leaves}
   if len(sizes) != 1 or None in sizes:
     raise ValueError(f"{fn}: every array of `{name}` must have the same leading (example) "
                      f"axis, got shapes {[np.shape(a) for a in leaves]}.")
   return sizes.pop()
+
+
+def check_evaluate_output(out) -> dict:
+  """``evaluate``'s output must be a non-empty dict of numeric scalars (summed over batches)."""
+  if not isinstance(out, dict) or not out:
+    raise ValueError("search: `evaluate` must return a non-empty dict of summable numeric "
+                     f"scalars (e.g. search.classification_metrics), got {out!r:.200}.")
+  checked = {}
+  for name, value in out.items():
+    try:
+      value = jnp.asarray(value)
+    except TypeError:
+      raise ValueError(f"search: `evaluate` output {name!r} must be a numeric scalar, got "
+                       f"{type(value).__name__}.") from None
+    if value.ndim != 0:
+      raise ValueError(f"search: `evaluate` output {name!r} must be a scalar (it is summed "
+                       f"over batches), got shape {value.shape}.")
+    if not jnp.issubdtype(value.dtype, jnp.number):
+      raise ValueError(f"search: `evaluate` output {name!r} must be a summable number (int or "
+                       f"float), got dtype {value.dtype}; cast booleans, e.g. "
+                       "`.astype(jnp.int32)`.")
+    checked[name] = value
+  return checked
+
+
+def check_split(fn: str, name: str, data: PyTree, minimum: int = 1) -> int:
+  """A split: a pytree of arrays with one common, non-empty leading (example) axis."""
+  n = leading_size(fn, name, data)
+  if n < minimum:
+    raise ValueError(f"{fn}: `{name}` must hold at least {minimum} example(s), got {n}"
+                     + (" (an empty split)." if n == 0 else "."))
+  return n
 
 
 def sum_over_batches(evaluate: Callable[[PyTree, PyTree], dict], state: PyTree, data: PyTree,
@@ -127,16 +163,12 @@ def sum_over_batches(evaluate: Callable[[PyTree, PyTree], dict], state: PyTree, 
   Full batches run in a ``lax.scan``; the remainder (if any) is one more call on a smaller
   batch, so no example is dropped or padded. Jit-able and vmap-able over ``state``.
   """
-  n = leading_size("evaluate", "data", data)
+  n = check_split("evaluate", "data", data)
   batch_size = min(batch_size, n)
   num_full, rest = divmod(n, batch_size)
 
   def call(batch):
-    out = evaluate(state, batch)
-    if not isinstance(out, dict):
-      raise ValueError(f"evaluate: must return a dict of summable scalars, got "
-                       f"{type(out).__name__}.")
-    return out
+    return check_evaluate_output(evaluate(state, batch))
 
   def body(totals, i):
     batch = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, i * batch_size, batch_size),
