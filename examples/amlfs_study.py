@@ -347,6 +347,7 @@ def make_mode(name: str, num: int, m: int = 6):
       "antithetic": dict(antithetic=True),
       "rank": dict(fitness="rank"),
       "parts": dict(sigma=st.DEFAULT.sigma),
+      "parts_whiten": dict(sigma=st.DEFAULT.sigma, whiten=True, learning_rate=0.25),
       "guard": dict(drift_guard=1.0),
       "small_lr": dict(learning_rate=0.01),
       "small_sigma": dict(sigma=0.05),
@@ -362,7 +363,7 @@ def make_mode(name: str, num: int, m: int = 6):
 
 MODES = ("paper", "default", "random", "grid", "ce")
 ALL_MODES = MODES + ("grid_indep", "mean_copy", "antithetic", "rank", "parts", "guard",
-                     "small_lr", "small_sigma", "mean_copy_parts", "evosax")
+                     "small_lr", "small_sigma", "mean_copy_parts", "parts_whiten", "evosax")
 
 
 # ----------------------------------------------------------------------------------------------
