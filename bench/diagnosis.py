@@ -100,12 +100,27 @@ def run(args):
       one = jax.tree.map(lambda a: a[0], pre["population"])
     else:
       one = jax.tree.map(lambda a: a[0], study.init_population(problem, args.seed, 1))
-    pop = jax.tree.map(lambda a: jnp.broadcast_to(a, (num,) + a.shape).copy(), one)
-    grid = st.Grid(np.asarray(thetas).tolist())
-    res = study.run_strategy(problem, grid, num=num, epochs=1, seed=args.seed, select="none",
-                             population=pop, start_epoch=warm)
-    rec = res["records"][0]
-    val, test = np.asarray(rec["rewards"]), np.asarray(rec["test"])
+    # Chunks of ``--chunk`` copies (copy 0 of every chunk is mu: one compiled program, and a
+    # check that the chunks agree on it), to bound memory.
+    chunk = min(args.chunk or num, num)
+    rest = np.asarray(thetas[1:])
+    vals, tests, mu_vals = [], [], []
+    for start in range(0, len(rest), chunk - 1):
+      part = np.concatenate([np.asarray(thetas[:1]), rest[start:start + chunk - 1]])
+      pad = chunk - len(part)
+      part = np.concatenate([part, np.repeat(part[:1], pad, 0)]) if pad else part
+      pop = jax.tree.map(lambda a: jnp.broadcast_to(a, (chunk,) + a.shape).copy(), one)
+      res = study.run_strategy(problem, st.Grid(part.tolist()), num=chunk, epochs=1,
+                               seed=args.seed, select="none", population=pop, start_epoch=warm)
+      rec = res["records"][0]
+      v, t = np.asarray(rec["rewards"]), np.asarray(rec["test"])
+      mu_vals.append(float(v[0]))
+      keep = chunk - pad
+      vals.append(v[1:keep]), tests.append(t[1:keep])
+    val = np.concatenate([[mu_vals[0]], *vals])
+    test = np.concatenate([[float(res["records"][0]["test"][0])], *tests])
+    if len(set(mu_vals)) > 1:
+      print(f"  note: the mu copy differs between chunks: {mu_vals}")
     # Loss effects at the start state, on training examples.
     n = min(2000, len(problem.train[1]))
     x, y = jnp.asarray(problem.train[0][:n]), jnp.asarray(problem.train[1][:n])
@@ -169,6 +184,7 @@ def parse_args(argv=None):
   p.add_argument("--depth", type=int, default=8)
   p.add_argument("--width", type=int, default=8)
   p.add_argument("--population", type=int, default=8)
+  p.add_argument("--chunk", type=int, default=0, help="copies per program (0: all at once)")
   p.add_argument("--json", default=None)
   return p.parse_args(argv)
 
