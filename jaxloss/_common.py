@@ -22,6 +22,14 @@ Conventions every loss in jaxloss follows:
       from jax.experimental import checkify
       err, loss = jax.jit(checkify.checkify(jaxloss.nll_loss))(logp, target)
       err.throw()   # raises JaxRuntimeError: nll_loss: `target` ...
+
+* **The nan contract.** Without ``checkify``, every input that a check reports
+  gives ``nan``, never a finite wrong number: the offending elements of the
+  unreduced loss are ``nan`` (:func:`nan_where`), so is any reduction of them
+  (``reduce_loss(..., bad=...)``), and the gradient is ``nan`` at the offending
+  elements' inputs (:func:`nan_gradient_where`) and, for a reduced loss, at every
+  argument that reaches the result. Masked (``where=False``) and ignored
+  entries are never checked and never poisoned.
 """
 
 from __future__ import annotations
@@ -188,6 +196,11 @@ def check_index_range(fn: str, name: str, index: Array, num_classes: int,
   )
 
 
+def outside_unit_interval(x: Array) -> Array:
+  """Where ``x`` is not in ``[0, 1]`` (nan included), as :func:`check_in_unit_interval` reports."""
+  return ~((x >= 0) & (x <= 1))
+
+
 def check_in_unit_interval(fn: str, name: str, x: Array) -> None:
   """Checks that every element of ``x`` lies in ``[0, 1]``."""
   if x.size == 0:
@@ -198,6 +211,67 @@ def check_in_unit_interval(fn: str, name: str, x: Array) -> None:
       f"{fn}: every element of `{name}` must lie in [0, 1]; found {{bad}}.",
       bad=jnp.where(jnp.any(~ok), x.ravel()[jnp.argmax(~ok.ravel())], 0),
   )
+
+
+# ----------------------------------------------------------------------------
+# The nan contract: invalid input gives nan, in values and in gradients
+# ----------------------------------------------------------------------------
+
+
+@jax.custom_jvp
+def _nan_gradient_where(bad: Array, x: Array) -> Array:
+  del bad
+  return x
+
+
+@_nan_gradient_where.defjvp
+def _nan_gradient_where_jvp(primals, tangents):
+  bad, x = primals
+  _, dx = tangents
+  # Linear in dx (a product with a primal-only factor), so it transposes: the
+  # cotangent is multiplied by nan where bad, and 0 * nan is nan even where the
+  # loss's own derivative is exactly 0 (a gather that missed, an inactive hinge).
+  factor = jnp.where(bad, jnp.full((), jnp.nan, dx.dtype), jnp.ones((), dx.dtype))
+  return x, dx * factor
+
+
+def nan_gradient_where(bad: Array, x: Array) -> Array:
+  """The identity on ``x`` whose derivative is ``nan`` where ``bad`` (broadcast to ``x``).
+
+  Applied to a loss's floating inputs at the invalid entries, so that their
+  gradient is ``nan`` whatever the loss's derivative there (XLA does not fold
+  ``0 * nan``). ``bad`` must be a bool array broadcastable to ``x.shape``.
+  """
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    return x
+  return _nan_gradient_where(jnp.broadcast_to(bad, x.shape), x)
+
+
+def nan_where(bad: Array, x: Array) -> Array:
+  """``x`` with ``nan`` where ``bad``, in the value and in every gradient flowing into it."""
+  bad = jnp.broadcast_to(bad, x.shape)
+  return jnp.where(bad, jnp.full((), jnp.nan, x.dtype), nan_gradient_where(bad, x))
+
+
+def nan_gradient_rows(bad: Array, *xs: Array, axis: int | None = None) -> tuple[Array, ...]:
+  """:func:`nan_gradient_where` for per-sample ``bad`` on inputs with extra axes.
+
+  ``bad`` has the per-sample shape; it gains the missing axes at ``axis``
+  (default: the trailing axes) to broadcast against each ``x``.
+  """
+  out = []
+  for x in xs:
+    if x is None:
+      out.append(None)
+      continue
+    b = bad
+    extra = jnp.ndim(x) - b.ndim
+    if extra > 0:
+      where_axes = (tuple(range(b.ndim, b.ndim + extra)) if axis is None
+                    else tuple(range(axis, axis + extra)))
+      b = jnp.expand_dims(b, where_axes)
+    out.append(nan_gradient_where(b, x))
+  return tuple(out)
 
 
 # ----------------------------------------------------------------------------
@@ -229,7 +303,7 @@ def upcast(x: Array, dtype: jnp.dtype) -> Array:
 
 def reduce_loss(loss: Array, reduction: str, where: Array | None = None, *,
                 denominator: ArrayLike | None = None,
-                out_dtype: jnp.dtype | None = None) -> Array:
+                out_dtype: jnp.dtype | None = None, bad: Array | None = None) -> Array:
   """Applies ``reduction`` to the unreduced ``loss``, honouring ``where``.
 
   Args:
@@ -240,9 +314,20 @@ def reduce_loss(loss: Array, reduction: str, where: Array | None = None, *,
     denominator: the mean's denominator when it is not the count of unmasked
       entries (e.g. the sum of class weights); the caller masks it.
     out_dtype: dtype of the result (the input dtype for half precision).
+    bad: optional bool mask (broadcastable to ``loss.shape``) of invalid entries
+      (reported under ``checkify``): they become ``nan`` (value and gradient,
+      :func:`nan_where`), and so does a reduction over any of them, whose
+      gradient is then ``nan`` for every argument that reaches it. Masked
+      entries are never poisoned.
   """
+  if bad is not None:
+    bad = jnp.broadcast_to(bad, loss.shape)
+    if where is not None:
+      bad = bad & where
   if where is not None:
     loss = jnp.where(where, loss, jnp.zeros((), loss.dtype))
+  if bad is not None:
+    loss = nan_where(bad, loss)
   if reduction == "none":
     out = loss
   elif reduction == "sum":
@@ -253,6 +338,8 @@ def reduce_loss(loss: Array, reduction: str, where: Array | None = None, *,
     out = jnp.sum(loss) / jnp.asarray(denominator, loss.dtype)
   else:  # validated by the caller; kept as a guard
     raise ValueError(f"unknown reduction {reduction!r}")
+  if bad is not None and reduction != "none" and bad.size:
+    out = nan_where(jnp.any(bad), out)
   return out if out_dtype is None else out.astype(out_dtype)
 
 
@@ -314,7 +401,8 @@ def prepare_class_index(fn: str, target: ArrayLike, sample_shape: Sequence[int],
   it. ``index`` is ``0`` where not counted, and ``num_classes`` (out of bounds, so a
   ``mode='fill'`` gather gives ``nan`` rather than JAX's silent wrap-around of
   negative indices) for a counted target outside ``[0, C)``, which is also reported
-  under ``checkify``.
+  under ``checkify``; :func:`invalid_class_index` recovers those targets, to pass
+  as ``bad`` to :func:`reduce_loss` and :func:`nan_gradient_rows`.
   """
   target = as_int_array(fn, "target", target)
   check_shape(fn, "target", target, sample_shape, what)
@@ -331,3 +419,8 @@ def prepare_class_index(fn: str, target: ArrayLike, sample_shape: Sequence[int],
   index = jnp.where((index < 0) | (index >= num_classes), num_classes, index)
   index = jnp.where(counted, index, jnp.zeros((), index.dtype))
   return counted, index
+
+
+def invalid_class_index(index: Array, num_classes: int) -> Array:
+  """The counted targets outside ``[0, C)``, from :func:`prepare_class_index`'s ``index``."""
+  return index == num_classes

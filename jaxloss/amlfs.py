@@ -281,7 +281,10 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *, scale:
       :math:`\max(\tau(p), \delta p)`, a static float.
 
   Returns:
-    The loss in ``cosine``'s dtype (float32 compute for half precision).
+    The loss in ``cosine``'s dtype (float32 compute for half precision). Class
+    indices outside ``[0, C)`` and cosines beyond ``[-1, 1]`` (past a rounding
+    tolerance) are reported under ``checkify`` and give ``nan`` without it (the
+    sample's loss, any reduction over it, and the gradients).
   """
   fn = "amlfs_loss"
   C.check_reduction(fn, reduction)
@@ -297,12 +300,15 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *, scale:
   out_dtype = C.output_dtype(cosine)
   dtype = C.compute_dtype(cosine, theta)
   _, counted, index = _prepare_target(fn, target, (n,), num_classes, ignore_index, where)
-  _check_cosine_range(fn, "cosine", cosine, _cosine_tolerance(cosine.dtype), counted[:, None])
+  bad = _check_cosine_range(fn, "cosine", cosine, _cosine_tolerance(cosine.dtype),
+                            counted[:, None])
+  bad = bad | C.invalid_class_index(index, num_classes)  # nan for these rows
   s = _broadcast_scale(fn, scale, (n, num_classes), dtype, name="scale")
 
   zero = jnp.zeros((), dtype)
   cos = jnp.where(counted[:, None], C.upcast(cosine, dtype), zero)
   s = jnp.where(counted[:, None], s, zero)
+  cos, s = C.nan_gradient_rows(bad, cos, s)
   a_t, b_t, a_tau, b_tau = _split(C.upcast(theta, dtype), m)
 
   # Logits: s cos, with the target's replaced by s_y t(cos_y).
@@ -327,7 +333,8 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *, scale:
     if reduction == "mean":
       denominator = jnp.sum(jnp.where(counted, w, zero))
   loss = jnp.where(counted, loss, zero)
-  out = C.reduce_loss(loss, reduction, counted, denominator=denominator, out_dtype=out_dtype)
+  out = C.reduce_loss(loss, reduction, counted, denominator=denominator, out_dtype=out_dtype,
+                      bad=bad)
   if unbatched and reduction == "none":
     out = out[0]
   return out

@@ -40,6 +40,7 @@ a representable cosine inside :math:`(-1, 1)`), so the gradient at exactly
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -85,7 +86,8 @@ def _cosine_tolerance(dtype) -> float:
 
 
 def _check_cosine_range(fn: str, name: str, cosine: Array, tol: float,
-                        valid: Array | None = None) -> None:
+                        valid: Array | None = None) -> Array:
+  """Checks the cosines (N, C) of the ``valid`` rows; returns the rows (N,) that fail."""
   ok = jnp.abs(cosine) <= 1.0 + tol
   if valid is not None:
     ok = ok | ~valid
@@ -95,6 +97,7 @@ def _check_cosine_range(fn: str, name: str, cosine: Array, tol: float,
       f"{tol:g}); found {{bad}}.",
       bad=jnp.where(jnp.any(~ok), cosine.ravel()[jnp.argmax(~ok.ravel())], 0),
   )
+  return ~jnp.all(ok, axis=-1)
 
 
 def _check_ignore_index(fn: str, ignore_index: Any) -> int:
@@ -288,8 +291,58 @@ def _weight_cd(fn: str, weight: Array, weight_layout: str, dim: int) -> Array:
   return w
 
 
-def _normalized_cosines(fn, features, weight, weight_layout, eps):
-  """Returns ``(cos, |x|, |W|, dtype)`` in the compute dtype; ``cos`` is ``(N, C)``."""
+def _cosine_parts(x: Array, w: Array, eps: float) -> tuple[Array, Array, Array]:
+  """``(cos (N, C), |x| (N, 1), |W| (1, C))`` for ``x`` (N, D) and ``w`` (C, D)."""
+  x_norm = _safe_norm(x, 1)                       # (N, 1)
+  w_norm = _safe_norm(w, 1)                       # (C, 1)
+  # torch.nn.functional.normalize: x / max(|x|, eps).
+  x_hat = x / jnp.maximum(x_norm, eps)
+  w_hat = w / jnp.maximum(w_norm, eps)
+  cos = jnp.matmul(x_hat, w_hat.T, precision=lax.Precision.HIGHEST)
+  return cos, x_norm, w_norm.T
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _cosine_parts_dead_rows_free(x: Array, w: Array, eps: float):
+  """:func:`_cosine_parts` whose rows with an all-zero cotangent are inert in the backward pass.
+
+  A row of features whose cosines and norm get an exactly-zero cotangent (a
+  sample that a loss masks with ``where`` or ignores with ``ignore_index``)
+  gets an exactly-zero gradient and adds exactly nothing to the weight's
+  gradient, even if it holds ``inf`` or ``nan`` (plain autodiff gives
+  ``0 * nan = nan`` in the matmul's transpose, which poisons the whole weight
+  gradient). With finite features this is exactly autodiff's result: each row's
+  cosines depend on that row alone, so the backward pass is autodiff's at the
+  inputs with the inert rows replaced by zeros.
+  """
+  return _cosine_parts(x, w, eps)
+
+
+def _cosine_parts_fwd(x, w, eps):
+  return _cosine_parts(x, w, eps), (x, w)
+
+
+def _cosine_parts_bwd(eps, residuals, cotangents):
+  x, w = residuals
+  ct_cos, ct_x_norm, _ = cotangents
+  live = jnp.any(ct_cos != 0, axis=1, keepdims=True) | (ct_x_norm != 0)  # (N, 1)
+  x = jnp.where(live, x, jnp.zeros((), x.dtype))
+  _, vjp = jax.vjp(lambda a, b: _cosine_parts(a, b, eps), x, w)
+  return vjp(cotangents)
+
+
+_cosine_parts_dead_rows_free.defvjp(_cosine_parts_fwd, _cosine_parts_bwd)
+
+
+def _normalized_cosines(fn, features, weight, weight_layout, eps, row_mask=None,
+                        inert_rows=False):
+  """Returns ``(cos, |x|, |W|, dtype)`` in the compute dtype; ``cos`` is ``(N, C)``.
+
+  ``row_mask`` (N,): rows where it is ``False`` are replaced by zeros before they
+  meet the weight (the double-where trick: their gradients, and their
+  contribution to the weight's, are exactly zero). ``inert_rows``: use
+  :func:`_cosine_parts_dead_rows_free` (reverse mode only).
+  """
   features = C.as_float_array(fn, "features", features)
   weight = C.as_float_array(fn, "weight", weight)
   C.check_ndim(fn, "features", features, (1, 2))
@@ -298,13 +351,11 @@ def _normalized_cosines(fn, features, weight, weight_layout, eps):
   x = C.upcast(features, dtype)
   w = C.upcast(w, dtype)
   x2 = x[None] if x.ndim == 1 else x
-  x_norm = _safe_norm(x2, 1)                      # (N, 1)
-  w_norm = _safe_norm(w, 1)                       # (C, 1)
-  # torch.nn.functional.normalize: x / max(|x|, eps).
-  x_hat = x2 / jnp.maximum(x_norm, eps)
-  w_hat = w / jnp.maximum(w_norm, eps)
-  cos = jnp.matmul(x_hat, w_hat.T, precision=lax.Precision.HIGHEST)
-  return cos, x_norm, w_norm.T, dtype
+  if row_mask is not None:
+    (x2,) = C.mask_inputs(row_mask[:, None], 0, x2)
+  parts = _cosine_parts_dead_rows_free if inert_rows else _cosine_parts
+  cos, x_norm, w_norm = parts(x2, w, eps)
+  return cos, x_norm, w_norm, dtype
 
 
 def cosine_logits(features: ArrayLike, weight: ArrayLike, *, weight_layout: str = "cd",
@@ -332,9 +383,21 @@ def cosine_logits(features: ArrayLike, weight: ArrayLike, *, weight_layout: str 
   Returns:
     ``(N, C)`` cosines (``(C,)`` for ``(D,)`` features) in the input dtype;
     with ``return_norms``, ``(cosine, feature_norms, weight_norms)``.
+
+  Masked rows. A row whose cosines and feature norm receive an exactly-zero
+  cotangent, as every loss here gives the samples it masks (``where``) or
+  ignores (``ignore_index``), gets an exactly-zero feature gradient and adds
+  nothing to the weight's gradient, even when its features are ``inf`` or
+  ``nan`` (plain autodiff would make the whole weight gradient ``nan``). This
+  uses a ``jax.custom_vjp``: reverse-mode only (``jax.grad``, ``jax.vjp``); for
+  forward mode compute the cosines yourself. A product you form from the
+  returned norms (e.g. ``feature_norms * weight_norms`` as ``scale=``) is
+  differentiated as usual: a ``nan`` feature norm there reaches the weight
+  norms' gradient (``0 * nan``); zero such rows' features first.
   """
   fn = "cosine_logits"
-  cos, x_norm, w_norm, _ = _normalized_cosines(fn, features, weight, weight_layout, eps)
+  cos, x_norm, w_norm, _ = _normalized_cosines(fn, features, weight, weight_layout, eps,
+                                               inert_rows=True)
   out_dtype = C.output_dtype(jnp.asarray(features), jnp.asarray(weight))
   unbatched = jnp.ndim(features) == 1
   if unbatched:
@@ -373,18 +436,25 @@ def _margin_loss(fn: str, cosine: ArrayLike, target: ArrayLike, s: ArrayLike, tr
   dtype = C.compute_dtype(cosine, *extra_dtypes)
   target, counted, index = _prepare_target(fn, target, (n,), num_classes, ignore_index, where)
   scale = _broadcast_scale(fn, s, (n, num_classes), dtype)
+  bad = None
   if check_range:
-    _check_cosine_range(fn, "cosine", cosine, _cosine_tolerance(cosine.dtype),
-                        counted[:, None])
+    bad = _check_cosine_range(fn, "cosine", cosine, _cosine_tolerance(cosine.dtype),
+                              counted[:, None])
   # Rows that are not counted become 0 so no inf/nan there reaches any gradient.
   cos = jnp.where(counted[:, None], C.upcast(cosine, dtype), jnp.zeros((), dtype))
   scale = jnp.where(counted[:, None], scale, jnp.zeros((), dtype))
   is_target = jnp.arange(num_classes)[None, :] == index[:, None]
   new_target = transform(_take(cos, index)) * _take(scale, index)
   logits = jnp.where(is_target, new_target[:, None], scale * cos)
+  if bad is not None:
+    # Not a cosine: the row's logits are nan, so its loss, any reduction over it
+    # and the gradients are nan (cross_entropy poisons the out-of-range targets).
+    logits = C.nan_where(bad[:, None], logits)
   loss = _classification.cross_entropy(
       logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
       label_smoothing=label_smoothing, where=where)
+  if bad is not None and reduction != "none":
+    loss = C.nan_where(jnp.any(bad), loss)
   if unbatched and reduction == "none":
     loss = loss[0]
   return loss.astype(out_dtype)
@@ -615,8 +685,16 @@ def large_margin_softmax(features: ArrayLike, weight_matrix: ArrayLike, target: 
   features = C.as_float_array(fn, "features", features)
   weight_matrix = C.as_float_array(fn, "weight_matrix", weight_matrix)
   C.check_ndim(fn, "features", features, (1, 2))
+  # The samples that count, known before the features meet the shared weight
+  # matrix: the others are zeroed there, so that inf/nan features of a masked or
+  # ignored sample cannot reach the weight matrix's gradient (0 * nan).
+  ignore_index = _check_ignore_index(fn, ignore_index)
+  n = 1 if features.ndim == 1 else features.shape[0]
+  _, target_b, where_b = _batch_unbatched(fn, features, target, where)
+  num_classes = _weight_cd(fn, weight_matrix, weight_layout, features.shape[-1]).shape[0]
+  counted, _ = C.prepare_class_index(fn, target_b, (n,), num_classes, ignore_index, where_b)
   cos, x_norm, w_norm, dtype = _normalized_cosines(fn, features, weight_matrix,
-                                                   weight_layout, eps)
+                                                   weight_layout, eps, row_mask=counted)
   if features.ndim == 1:
     cos, x_norm = cos[0], x_norm[0]
   # s * |W_j| |x| cos is the logit; the margin loss multiplies the cosines by it.

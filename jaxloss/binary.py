@@ -128,8 +128,9 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike 
   Raises:
     ValueError: at trace time, for mismatched shapes, non-floating dtypes, an
       unknown ``reduction`` or the legacy arguments. Elements of ``input`` or
-      ``target`` outside ``[0, 1]`` (or nan) are reported under
-      ``checkify.checkify`` (torch raises for them).
+      ``target`` outside ``[0, 1]`` (or nan), for which torch raises, are
+      reported under ``checkify.checkify``; without it they give ``nan``: the
+      element's loss, any reduction over it, and the gradients.
   """
   fn = "binary_cross_entropy"
   C.reject_legacy_args(fn, size_average, reduce)
@@ -142,10 +143,13 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike 
     (weight,) = C.mask_inputs(where, 0, weight)
   C.check_in_unit_interval(fn, "input", input)
   C.check_in_unit_interval(fn, "target", target)
+  # torch raises for these; here they are nan (value and gradients).
+  bad = C.outside_unit_interval(input) | C.outside_unit_interval(target)
+  input, target, weight = C.nan_gradient_rows(bad, input, target, weight)
   loss = _bce_terms(input, target)
   if weight is not None:
     loss = loss * weight
-  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype, bad=bad)
 
 
 def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike,

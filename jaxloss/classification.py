@@ -181,13 +181,13 @@ def _log_normalizer(x: Array, cax: int) -> tuple[Array, Array]:
 
 
 def _reduce_index_loss(loss: Array, counted: Array, target_weight: Array | None,
-                       reduction: str, out_dtype) -> Array:
-  """Reduces a per-sample loss that is already ``0`` where not counted."""
+                       reduction: str, out_dtype, bad: Array) -> Array:
+  """Reduces a per-sample loss that is already ``0`` where not counted; ``nan`` where ``bad``."""
   denominator = None
   if target_weight is not None and reduction == "mean":
     denominator = jnp.sum(jnp.where(counted, target_weight, jnp.zeros((), loss.dtype)))
   return C.reduce_loss(loss, reduction, counted, denominator=denominator,
-                       out_dtype=out_dtype)
+                       out_dtype=out_dtype, bad=bad)
 
 
 def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps, where):
@@ -197,9 +197,10 @@ def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps
   num_classes = input.shape[cax]
   weight = _check_weight(fn, weight, num_classes, dtype)
   counted, index = _prepare_index_target(fn, input, target, ignore_index, where)
+  bad = C.invalid_class_index(index, num_classes)
   # One upcast for every use, so that the gradient's terms are summed in
   # float32 before the single cast back to half precision.
-  x = _mask_rows(counted, C.upcast(input, dtype), cax)
+  (x,) = C.nan_gradient_rows(bad, _mask_rows(counted, C.upcast(input, dtype), cax), axis=cax)
 
   m, log_z = _log_normalizer(x, cax)
   m, log_z = jnp.squeeze(m, cax), jnp.squeeze(log_z, cax)
@@ -227,7 +228,7 @@ def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps
     smooth = -jnp.sum(weighted, axis=cax) + total_weight * (log_z - jax.lax.stop_gradient(log_z))
     smooth = jnp.where(counted, smooth, jnp.zeros((), dtype))
     loss = (1.0 - eps) * nll + smooth * (eps / num_classes)
-  return _reduce_index_loss(loss, counted, target_weight, reduction, out_dtype)
+  return _reduce_index_loss(loss, counted, target_weight, reduction, out_dtype, bad)
 
 
 # ----------------------------------------------------------------------------
@@ -322,8 +323,10 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
   Ignored samples are treated like masked ones for gradients: their logits get
   an exactly-zero gradient even when non-finite (torch gives ``nan`` there);
   with finite logits this is identical to torch.
-  Out-of-range class indices (not ``ignore_index``) give ``nan`` and are
-  reported under ``checkify.checkify``.
+  Out-of-range class indices (not ``ignore_index``; torch raises) give ``nan``:
+  the sample's loss, any reduction over it, and the gradients (every argument's
+  for a reduced loss, the sample's logits for ``'none'``); they are reported
+  under ``checkify.checkify``.
   """
   fn = "cross_entropy"
   C.reject_legacy_args(fn, size_average, reduce)
@@ -371,7 +374,8 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = Non
 
   Returns:
     The loss in ``input``'s dtype: a scalar, or ``target``'s shape for
-    ``reduction='none'``.
+    ``reduction='none'``. Out-of-range class indices give ``nan`` (values and
+    gradients, as :func:`cross_entropy`) and are reported under ``checkify``.
   """
   fn = "nll_loss"
   C.reject_legacy_args(fn, size_average, reduce)
@@ -383,6 +387,8 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = Non
   cax = _class_axis(input)
   weight = _check_weight(fn, weight, input.shape[cax], dtype)
   counted, index = _prepare_index_target(fn, input, target, ignore_index, where)
-  picked = C.upcast(_take_class(_mask_rows(counted, input, cax), index, cax), dtype)
+  bad = C.invalid_class_index(index, input.shape[cax])
+  (x,) = C.nan_gradient_rows(bad, _mask_rows(counted, input, cax), axis=cax)
+  picked = C.upcast(_take_class(x, index, cax), dtype)
   loss, target_weight = _weighted_nll(picked, counted, index, weight)
-  return _reduce_index_loss(loss, counted, target_weight, reduction, out_dtype)
+  return _reduce_index_loss(loss, counted, target_weight, reduction, out_dtype, bad)

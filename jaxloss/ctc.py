@@ -260,46 +260,56 @@ def _lengths(name: str, x: ArrayLike, batch: int, batched: bool) -> Array:
   return x.reshape(batch)
 
 
-def _check_range(name: str, x: Array, high: int, what: str) -> None:
-  ok = (x >= 0) & (x <= high)
+def _check_range(name: str, x: Array, high: int, what: str, counted: Array) -> Array:
+  """Checks ``0 <= x <= high`` for the counted samples; returns the samples that fail."""
+  ok = ((x >= 0) & (x <= high)) | ~counted
   C.value_check(
       jnp.all(ok),
       f"{_FN}: `{name}` must lie in [0, {high}] ({what}); got {{bad}}.",
       bad=jnp.where(jnp.any(~ok), x.ravel()[jnp.argmax(~ok.ravel())], 0))
+  return ~ok
 
 
 def _padded_targets(targets: Array, target_lengths: Array, batch: int, batched: bool,
-                    max_target_length: int | None) -> Array:
-  """The targets as (N, S), S the static bound on the target lengths."""
+                    max_target_length: int | None) -> tuple[Array, Array]:
+  """The targets as (N, S), S the static bound on the target lengths.
+
+  Also returns whether the layout is wrong (a scalar bool: concatenated targets
+  whose length is not ``sum(target_lengths)``, which torch rejects).
+  """
   if targets.ndim == 2 or not batched:
     padded = targets.reshape(batch, -1) if targets.ndim == 1 else targets
     if max_target_length is not None:
       padded = padded[:, :max_target_length]
-    return padded
+    return padded, jnp.zeros((), bool)
   # Concatenated: sample n's labels start at the sum of the previous lengths.
   total = targets.shape[0]
+  mismatch = jnp.sum(target_lengths) != total
   C.value_check(
-      jnp.sum(target_lengths) == total,
+      ~mismatch,
       f"{_FN}: concatenated `targets` must have length sum(target_lengths) = {{s}}, "
       f"got {total}.", s=jnp.sum(target_lengths))
   width = total if max_target_length is None else min(max_target_length, total)
   if total == 0:
-    return jnp.zeros((batch, 0), targets.dtype)
+    return jnp.zeros((batch, 0), targets.dtype), mismatch
   starts = jnp.cumsum(target_lengths) - target_lengths
   index = jnp.clip(starts[:, None] + jnp.arange(width)[None, :], 0, total - 1)
-  return targets[index]
+  return targets[index], mismatch
 
 
-def _check_labels(labels: Array, target_lengths: Array, num_classes: int, blank: int):
+def _check_labels(labels: Array, target_lengths: Array, num_classes: int, blank: int,
+                  counted: Array) -> Array:
+  """Checks the labels within each counted target; returns the samples that fail."""
   if labels.size == 0:
-    return
-  valid = jnp.arange(labels.shape[1])[None, :] < target_lengths[:, None]
+    return jnp.zeros(labels.shape[:1], bool)
+  valid = (jnp.arange(labels.shape[1])[None, :] < target_lengths[:, None]) & counted[:, None]
   ok = ((labels >= 0) & (labels < num_classes) & (labels != blank)) | ~valid
   C.value_check(
       jnp.all(ok),
       f"{_FN}: `targets` holds label {{bad}}; labels must lie in [0, {num_classes}) "
       f"and differ from blank={blank}.",
       bad=jnp.where(jnp.any(~ok), labels.ravel()[jnp.argmax(~ok.ravel())], 0))
+  return ~jnp.all(ok, axis=1)
 
 
 # ----------------------------------------------------------------------------
@@ -362,7 +372,13 @@ def ctc_loss(log_probs: ArrayLike, targets: ArrayLike, input_lengths: ArrayLike,
     ValueError: at trace time, for bad ranks, batch sizes, dtypes, ``blank`` or
       ``reduction``. Data-dependent problems (labels equal to ``blank`` or out of
       range, lengths out of range, concatenated ``targets`` not of length
-      ``sum(target_lengths)``) are reported under ``checkify.checkify``.
+      ``sum(target_lengths)``) are reported under ``checkify.checkify``; without
+      it the samples concerned (every sample, for a wrong concatenated length)
+      are ``nan``: their loss (also under ``zero_infinity``), any reduction
+      over them, and the gradients. torch raises for the lengths and the
+      layout; for labels equal to ``blank`` or outside ``[0, C)`` its CPU
+      kernel returns a number (or reads out of bounds), which is not mirrored.
+      Masked samples are not checked.
 
   Reference: Graves et al., "Connectionist Temporal Classification: Labelling
   Unsegmented Sequence Data with Recurrent Neural Networks", ICML 2006.
@@ -419,15 +435,24 @@ def _ctc_loss(per_sample, log_probs, targets, input_lengths, target_lengths, bla
     where = C.prepare_where(_FN, where, (batch,) if batched else (),
                             "the per-sample loss").reshape(batch)
 
-  labels = _padded_targets(targets, target_lengths, batch, batched, max_target_length)
+  labels, mismatch = _padded_targets(targets, target_lengths, batch, batched,
+                                     max_target_length)
   width = labels.shape[1]
-  _check_range("input_lengths", input_lengths, t_max, "the number of frames")
-  _check_range("target_lengths", target_lengths, width, "the targets' width")
-  _check_labels(labels, target_lengths, num_classes, blank)
+  counted = jnp.ones((batch,), bool) if where is None else where
+  # Every check also marks the samples it fails: torch raises for lengths out of
+  # range and for a wrong concatenated layout; its CPU kernel returns a number
+  # (or reads out of bounds) for labels equal to blank or outside [0, C). All of
+  # them are nan here (values and gradients) and reported under checkify.
+  bad = _check_range("input_lengths", input_lengths, t_max, "the number of frames", counted)
+  bad = bad | _check_range("target_lengths", target_lengths, width, "the targets' width",
+                           counted)
+  bad = bad | _check_labels(labels, target_lengths, num_classes, blank, counted)
+  bad = (bad | mismatch) & counted
 
   out_dtype = C.output_dtype(log_probs)
   dtype = C.compute_dtype(log_probs)
   lp = C.upcast(log_probs if batched else log_probs[:, None, :], dtype)
+  (lp,) = C.nan_gradient_rows(bad[None, :], lp)
 
   # Lengths clipped to what exists; masked samples become empty (loss 0, zero
   # gradient), so nothing non-finite can leak out of them.
@@ -444,5 +469,5 @@ def _ctc_loss(per_sample, log_probs, targets, input_lengths, target_lengths, bla
 
   if reduction == "mean":
     loss = loss / jnp.maximum(target_lengths, 1).astype(dtype)
-  out = C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+  out = C.reduce_loss(loss, reduction, where, out_dtype=out_dtype, bad=bad)
   return out if batched or reduction != "none" else out.reshape(())

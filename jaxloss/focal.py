@@ -70,7 +70,10 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, gamma: float = 2.0,
       samples leave the sum and the mean's denominator and get zero gradients.
 
   Returns:
-    The loss in ``input``'s dtype (float32 compute for half precision).
+    The loss in ``input``'s dtype (float32 compute for half precision). Class
+    indices outside ``[0, C)`` (not ``ignore_index``) are reported under
+    ``checkify`` and give ``nan`` without it (the sample's loss, any reduction
+    over it, and the gradients).
   """
   fn = "softmax_focal_loss"
   C.check_reduction(fn, reduction)
@@ -101,6 +104,8 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, gamma: float = 2.0,
   x = x.reshape(-1, num_classes)
   counted_f, index_f = counted.reshape(-1), index.reshape(-1)
   x = jnp.where(counted_f[:, None], C.upcast(x, dtype), jnp.zeros((), dtype))
+  bad = C.invalid_class_index(index, num_classes)  # torch would raise: nan here
+  (x,) = C.nan_gradient_rows(bad.reshape(-1), x)
 
   logp = jax.nn.log_softmax(x, axis=-1)
   is_target = jnp.arange(num_classes)[None, :] == index_f[:, None]
@@ -123,7 +128,7 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, gamma: float = 2.0,
       loss = loss * jnp.take(C.upcast(alpha, dtype), index_f, mode="fill")
   zero = jnp.zeros((), dtype)
   loss = jnp.where(counted_f, loss, zero).reshape(sample_shape)
-  out = C.reduce_loss(loss, reduction, counted, out_dtype=out_dtype)
+  out = C.reduce_loss(loss, reduction, counted, out_dtype=out_dtype, bad=bad)
   if unbatched and reduction == "none":
     out = out[0]
   return out
@@ -160,7 +165,10 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
       the sum and the mean's denominator and get zero gradients.
 
   Returns:
-    The loss in the inputs' dtype (float32 compute for half precision).
+    The loss in the inputs' dtype (float32 compute for half precision). Targets
+    outside ``[0, 1]`` (or nan) are reported under ``checkify`` and give ``nan``
+    without it (the element's loss, any reduction over it, and the gradients);
+    torchvision does not check them.
   """
   fn = "sigmoid_focal_loss"
   C.check_reduction(fn, reduction)
@@ -177,6 +185,8 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
   where = C.prepare_where(fn, where, inputs.shape)
   x, t = C.mask_inputs(where, 0, C.upcast(inputs, dtype), C.upcast(targets, dtype))
   C.check_in_unit_interval(fn, "targets", t)
+  bad = C.outside_unit_interval(t)  # reported under checkify; nan without it
+  x, t = C.nan_gradient_rows(bad, x, t)
 
   log_p = jax.nn.log_sigmoid(x)       # log p
   log_q = jax.nn.log_sigmoid(-x)      # log (1 - p)
@@ -189,7 +199,7 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
     loss = ce * _modulation(_log_mix(log_q, log_p, t), gamma)
   if alpha >= 0:
     loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
-  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype, bad=bad)
 
 
 def _log_mix(log_a: Array, log_b: Array, t: Array) -> Array:

@@ -274,7 +274,8 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike | floa
     ValueError: at trace time for a ``var`` of the wrong shape, a negative
       Python-float ``var``, non-floating dtypes or an unknown ``reduction``.
       Negative entries of an array ``var`` (torch raises for them) are reported
-      under ``checkify.checkify``.
+      under ``checkify.checkify``; without it their elements are ``nan`` (the
+      loss, any reduction over it, and the gradients).
 
   Reference: Nix and Weigend, "Estimating the mean and variance of the target
   probability distribution", ICNN 1994.
@@ -296,8 +297,12 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike | floa
   C.value_check(jnp.all(~(var < 0)),
                 f"{fn}: `var` has negative entry/entries; found {{bad}}.",
                 bad=jnp.min(var, initial=0.0))
+  # torch raises for a negative variance; here its elements are nan (values and
+  # gradients), rather than the clamp's finite and wrong number.
+  bad = var < 0
+  input, target, var = C.nan_gradient_rows(bad, input, target, var)
   var = _clamp_min_straight_through(var, jnp.asarray(eps, dtype))
   loss = 0.5 * (jnp.log(var) + jnp.square(input - target) / var)
   if full:
     loss = loss + 0.5 * math.log(2 * math.pi)
-  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype, bad=bad)

@@ -318,7 +318,9 @@ def multilabel_margin_loss(input: ArrayLike, target: ArrayLike, size_average=Non
   Shapes (torch's): ``input`` ``(N, C)`` with ``target`` ``(N, C)``, or unbatched
   ``input`` ``(C,)`` with ``target`` ``(C,)`` (then the loss is a scalar even for
   ``'none'``). ``target`` must hold integers in ``[-1, C)`` everywhere (also after
-  the first ``-1``); checked under ``checkify``.
+  the first ``-1``), as torch checks; a sample that does not is reported under
+  ``checkify`` and is ``nan`` without it (its loss, any reduction over it, and
+  the gradients). Masked samples are not checked.
 
   Cost: the pairs (target slot, class) make an ``(N, C, C)`` intermediate, as
   torch's ``O(N C^2)`` loop; fine for the usual tens to hundreds of classes.
@@ -355,16 +357,21 @@ def _multilabel_margin(input, target, where, *, reduction, dtype, out_dtype):
   fn = "multilabel_margin_loss"
   nframe, num_classes = _check_class_input(fn, input)
   out_shape = (nframe,) if input.ndim == 2 else ()
+  t = jnp.reshape(target, (nframe, num_classes))
+  # torch checks the whole row, also after the first -1; masked rows are not checked.
+  ok = (t >= -1) & (t < num_classes)
+  if where is not None:
+    ok = ok | ~jnp.reshape(where, (nframe, 1))
   if target.size:
-    ok = (target >= -1) & (target < num_classes)
     C.value_check(
         jnp.all(ok),
         f"{fn}: `target` holds {{bad}}, outside [-1, {num_classes}) (-1 pads).",
-        bad=jnp.where(jnp.any(~ok), target.ravel()[jnp.argmax(~ok.ravel())], 0),
+        bad=jnp.where(jnp.any(~ok), t.ravel()[jnp.argmax(~ok.ravel())], 0),
     )
+  bad = ~jnp.all(ok, axis=1)  # (n,): torch raises; the sample's loss is nan here
   (x,) = C.mask_inputs(_sample_mask(where, nframe), 0,
                        C.upcast(jnp.reshape(input, (nframe, num_classes)), dtype))
-  t = jnp.reshape(target, (nframe, num_classes))
+  (x,) = C.nan_gradient_rows(bad, x)
   # Entries before the first negative one are the sample's targets.
   counted = jnp.cumsum(t < 0, axis=1) == 0
   classes = jnp.arange(num_classes)
@@ -374,7 +381,8 @@ def _multilabel_margin(input, target, where, *, reduction, dtype, out_dtype):
   terms = jnp.where(counted[:, :, None] & ~is_target[:, None, :], _positive_part(z),
                     jnp.zeros((), dtype))
   loss = jnp.sum(terms, axis=(1, 2)) / num_classes
-  return C.reduce_loss(jnp.reshape(loss, out_shape), reduction, where, out_dtype=out_dtype)
+  return C.reduce_loss(jnp.reshape(loss, out_shape), reduction, where, out_dtype=out_dtype,
+                       bad=jnp.reshape(bad, out_shape))
 
 
 def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: float = 1.0,
@@ -393,7 +401,9 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
   ``input`` ``(C,)`` with ``target`` ``()`` (scalar loss) or ``(1,)`` (loss
   ``(1,)`` for ``'none'``). In general ``target`` is 0-D or 1-D with one entry
   per sample, and ``'none'`` returns ``(N,)`` exactly when ``target`` is 1-D.
-  Class indices outside ``[0, C)`` are reported under ``checkify``.
+  Class indices outside ``[0, C)`` (torch raises) are reported under
+  ``checkify`` and give ``nan`` without it (the sample's loss, any reduction
+  over it, and the gradients); masked samples are not checked.
 
   Args:
     input: scores ``(C,)`` or ``(N, C)``.
@@ -439,10 +449,15 @@ def _multi_margin(input, target, margin, weight, where, *, reduction, p, dtype, 
   nframe, num_classes = _check_class_input("multi_margin_loss", input)
   out_shape = (nframe,) if target.ndim == 1 else ()
   t = jnp.reshape(target, (nframe,))
+  counted = None if where is None else jnp.reshape(where, (nframe,))
   if nframe:  # _common.check_index_range takes an argmax, undefined for empty arrays
-    C.check_index_range("multi_margin_loss", "target", t, num_classes)
+    C.check_index_range("multi_margin_loss", "target", t, num_classes, valid=counted)
+  bad = (t < 0) | (t >= num_classes)  # torch raises; the sample's loss is nan here
+  if counted is not None:
+    bad = bad & counted
   (x,) = C.mask_inputs(_sample_mask(where, nframe), 0,
                        C.upcast(jnp.reshape(input, (nframe, num_classes)), dtype))
+  (x,) = C.nan_gradient_rows(bad, x)
   is_target = t[:, None] == jnp.arange(num_classes)  # (n, C)
   x_target = jnp.sum(jnp.where(is_target, x, jnp.zeros((), dtype)), axis=1, keepdims=True)
   hinge = _positive_part(margin - x_target + x)
@@ -455,4 +470,5 @@ def _multi_margin(input, target, margin, weight, where, *, reduction, p, dtype, 
       w = jnp.where(where.reshape(nframe), w, jnp.zeros((), dtype))
     loss = loss * w
   loss = loss / num_classes
-  return C.reduce_loss(jnp.reshape(loss, out_shape), reduction, where, out_dtype=out_dtype)
+  return C.reduce_loss(jnp.reshape(loss, out_shape), reduction, where, out_dtype=out_dtype,
+                       bad=jnp.reshape(bad, out_shape))

@@ -1,0 +1,330 @@
+"""The nan contract, for every loss with a data-dependent error.
+
+Every input that torch rejects with a value error (and every other input a jaxloss
+check reports) gives ``nan`` without ``checkify``: the offending elements of the
+``'none'`` loss (the others stay finite), every reduction, and the gradient at the
+offending elements' inputs; under ``checkify`` the error is reported, naming the
+function and the argument. Valid input of the same shapes reports nothing, and a
+masked (``where=False``) offending sample is neither reported nor poisoned.
+
+Second part: masked and ignored rows never reach a shared weight's gradient,
+whatever their features hold (``large_margin_softmax`` and every loss through
+``cosine_logits``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+from jax.experimental import checkify
+
+import jaxloss
+
+N, C = 3, 4
+_X = jax.random.normal(jax.random.key(0), (N, C))
+_P = jax.nn.sigmoid(_X)
+_COS = jnp.tanh(_X)
+_W = 0.5 * _X[jnp.array([0, 1, 2, 0])] + 1.0   # (C, C): a weight matrix for D = C
+_THETA = jaxloss.identity_theta(2)
+T_CTC, N_CTC, C_CTC = 6, 2, 5
+_LP = jax.nn.log_softmax(jax.random.normal(jax.random.key(1), (T_CTC, N_CTC, C_CTC)))
+_IL, _TL = jnp.array([6, 6]), jnp.array([2, 2])
+_ROW0 = np.array([True, False, False])      # the offending sample, rows of (N, C)
+_CTC0 = np.array([True, False])             # the offending CTC sample
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  fn: Callable[..., jax.Array]     # fn(*args, reduction=..., where=...) -> loss
+  valid: tuple                     # args of valid input
+  invalid: tuple                   # the same shapes and dtypes, one sample invalid
+  bad_out: np.ndarray              # the 'none' entries that must be nan
+  bad_in: np.ndarray               # entries of args[0] whose gradient must be nan
+  message: str                     # regex of the checkify report
+  mask: np.ndarray | None = None   # a `where` that masks the offending sample
+
+
+def _rows(bad_rows):
+  """Entries of an (N, C) input in the offending rows."""
+  return np.broadcast_to(np.asarray(bad_rows)[:, None], (N, C))
+
+
+def _ctc(targets, il=_IL, tl=_TL):
+  return (_LP, jnp.asarray(targets), jnp.asarray(il), jnp.asarray(tl))
+
+
+def _ctc_case(targets, il=_IL, tl=_TL, message="", bad=_CTC0):
+  bad = np.asarray(bad)
+  return Case(lambda lp, t, il, tl, **kw: jaxloss.ctc_loss(lp, t, il, tl, **kw),
+              _ctc([[1, 2], [3, 4]]), _ctc(targets, il, tl), bad,
+              np.broadcast_to(bad[None, :, None], _LP.shape), message,
+              mask=None if bad.all() else ~bad)
+
+
+_GOOD_T = jnp.array([0, 1, 3])
+_CASES = {
+    "cross_entropy_index_too_large": Case(
+        jaxloss.cross_entropy, (_X, _GOOD_T), (_X, jnp.array([C, 1, 3])), _ROW0, _rows(_ROW0),
+        r"cross_entropy: `target` holds class index 4 outside \[0, 4\)", _ROW0 == 0),
+    "cross_entropy_negative_index_smoothed": Case(
+        lambda x, t, **kw: jaxloss.cross_entropy(x, t, label_smoothing=0.1, **kw),
+        (_X, _GOOD_T), (_X, jnp.array([-2, 1, 3])), _ROW0, _rows(_ROW0),
+        r"cross_entropy: `target` holds class index -2 outside"),
+    "nll_loss_index_too_large": Case(
+        jaxloss.nll_loss, (_X, _GOOD_T), (_X, jnp.array([7, 1, 3])), _ROW0, _rows(_ROW0),
+        r"nll_loss: `target` holds class index 7", _ROW0 == 0),
+    "binary_cross_entropy_input_above_1": Case(
+        jaxloss.binary_cross_entropy, (_P, _P), (_P.at[0, 1].set(1.5), _P),
+        np.arange(N * C).reshape(N, C) == 1, np.arange(N * C).reshape(N, C) == 1,
+        r"binary_cross_entropy: every element of `input` must lie in \[0, 1\]; found 1\.5",
+        np.arange(N * C).reshape(N, C) != 1),
+    "binary_cross_entropy_target_below_0": Case(
+        jaxloss.binary_cross_entropy, (_P, _P), (_P, _P.at[2, 0].set(-0.5)),
+        np.arange(N * C).reshape(N, C) == 8, np.arange(N * C).reshape(N, C) == 8,
+        r"binary_cross_entropy: every element of `target` must lie in \[0, 1\]; found -0\.5"),
+    "gaussian_nll_loss_negative_var": Case(
+        jaxloss.gaussian_nll_loss, (_X, _X * 0.5, _P), (_X, _X * 0.5, _P.at[1, 2].set(-0.5)),
+        np.arange(N * C).reshape(N, C) == 6, np.arange(N * C).reshape(N, C) == 6,
+        r"gaussian_nll_loss: `var` has negative entry/entries; found -0\.5",
+        np.arange(N * C).reshape(N, C) != 6),
+    "multi_margin_loss_index_too_large": Case(
+        jaxloss.multi_margin_loss, (_X, _GOOD_T), (_X, jnp.array([C, 1, 3])), _ROW0,
+        _rows(_ROW0), r"multi_margin_loss: `target` holds class index 4", _ROW0 == 0),
+    "multi_margin_loss_negative_index": Case(
+        jaxloss.multi_margin_loss, (_X, _GOOD_T), (_X, jnp.array([-1, 1, 3])), _ROW0,
+        _rows(_ROW0), r"multi_margin_loss: `target` holds class index -1"),
+    "multilabel_margin_loss_index_too_large": Case(
+        jaxloss.multilabel_margin_loss, (_X, jnp.array([[0, -1, 2, 0], [1, 2, -1, 0],
+                                                        [3, -1, 0, 0]])),
+        (_X, jnp.array([[0, -1, 7, 0], [1, 2, -1, 0], [3, -1, 0, 0]])), _ROW0, _rows(_ROW0),
+        r"multilabel_margin_loss: `target` holds 7, outside \[-1, 4\)", _ROW0 == 0),
+    "multilabel_margin_loss_below_minus_1": Case(
+        jaxloss.multilabel_margin_loss, (_X, jnp.array([[0, -1, 2, 0], [1, 2, -1, 0],
+                                                        [3, -1, 0, 0]])),
+        (_X, jnp.array([[0, -2, 2, 0], [1, 2, -1, 0], [3, -1, 0, 0]])), _ROW0, _rows(_ROW0),
+        r"multilabel_margin_loss: `target` holds -2"),
+    "ctc_label_is_blank": _ctc_case([[1, 0], [3, 4]], message=r"ctc_loss: `targets` holds label "
+                                    r"0; labels must lie in \[0, 5\) and differ from blank=0"),
+    "ctc_label_too_large": _ctc_case([[1, 5], [3, 4]], message=r"ctc_loss: `targets` holds "
+                                     r"label 5"),
+    "ctc_negative_label": _ctc_case([[-1, 2], [3, 4]], message=r"`targets` holds label -1"),
+    "ctc_target_length_too_large": _ctc_case([[1, 2], [3, 4]], tl=[3, 2],
+                                             message=r"ctc_loss: `target_lengths` must lie "
+                                             r"in \[0, 2\].*got 3"),
+    "ctc_negative_target_length": _ctc_case([[1, 2], [3, 4]], tl=[-1, 2],
+                                            message=r"`target_lengths` must lie.*got -1"),
+    "ctc_input_length_too_large": _ctc_case([[1, 2], [3, 4]], il=[7, 6],
+                                            message=r"ctc_loss: `input_lengths` must lie in "
+                                            r"\[0, 6\].*got 7"),
+    "ctc_negative_input_length": _ctc_case([[1, 2], [3, 4]], il=[-1, 6],
+                                           message=r"`input_lengths` must lie.*got -1"),
+    "cosface_index_too_large": Case(
+        jaxloss.cosface, (_COS, _GOOD_T), (_COS, jnp.array([C, 1, 3])), _ROW0, _rows(_ROW0),
+        r"cosface: `target` holds class index 4", _ROW0 == 0),
+    "cosface_not_a_cosine": Case(
+        jaxloss.cosface, (_COS, _GOOD_T), (_COS.at[0, 2].set(1.5), _GOOD_T), _ROW0,
+        _rows(_ROW0), r"cosface: every element of `cosine` must be a cosine in \[-1, 1\].*"
+        r"found 1\.5", _ROW0 == 0),
+    "arcface_index_too_large": Case(
+        jaxloss.arcface, (_COS, _GOOD_T), (_COS, jnp.array([C, 1, 3])), _ROW0, _rows(_ROW0),
+        r"arcface: `target` holds class index 4"),
+    "arcface_not_a_cosine": Case(
+        jaxloss.arcface, (_COS, _GOOD_T), (_COS.at[0, 0].set(-2.0), _GOOD_T), _ROW0,
+        _rows(_ROW0), r"arcface: every element of `cosine` must be a cosine"),
+    "sphereface_index_too_large": Case(
+        lambda c, t, **kw: jaxloss.sphereface(c, t, 16.0, **kw), (_COS, _GOOD_T),
+        (_COS, jnp.array([-3, 1, 3])), _ROW0, _rows(_ROW0), r"sphereface: `target` holds class "
+        r"index -3"),
+    "combined_margin_not_a_cosine": Case(
+        jaxloss.combined_margin, (_COS, _GOOD_T), (_COS.at[0, 1].set(3.0), _GOOD_T), _ROW0,
+        _rows(_ROW0), r"combined_margin: every element of `cosine`"),
+    "large_margin_softmax_index_too_large": Case(
+        lambda x, w, t, **kw: jaxloss.large_margin_softmax(x, w, t, **kw),
+        (_X, _W, _GOOD_T), (_X, _W, jnp.array([C, 1, 3])), _ROW0, _rows(_ROW0),
+        r"large_margin_softmax: `target` holds class index 4", _ROW0 == 0),
+    "softmax_focal_loss_index_too_large": Case(
+        jaxloss.softmax_focal_loss, (_X, _GOOD_T), (_X, jnp.array([C, 1, 3])), _ROW0,
+        _rows(_ROW0), r"softmax_focal_loss: `target` holds class index 4", _ROW0 == 0),
+    "sigmoid_focal_loss_target_above_1": Case(
+        jaxloss.sigmoid_focal_loss, (_X, _P), (_X, _P.at[0, 3].set(2.0)),
+        np.arange(N * C).reshape(N, C) == 3, np.arange(N * C).reshape(N, C) == 3,
+        r"sigmoid_focal_loss: every element of `targets` must lie in \[0, 1\]; found 2",
+        np.arange(N * C).reshape(N, C) != 3),
+    "amlfs_loss_index_too_large": Case(
+        lambda c, t, **kw: jaxloss.amlfs_loss(c, t, _THETA, scale=8.0, **kw),
+        (_COS, _GOOD_T), (_COS, jnp.array([C, 1, 3])), _ROW0, _rows(_ROW0),
+        r"amlfs_loss: `target` holds class index 4", _ROW0 == 0),
+    "amlfs_loss_not_a_cosine": Case(
+        lambda c, t, **kw: jaxloss.amlfs_loss(c, t, _THETA, scale=8.0, **kw),
+        (_COS, _GOOD_T), (_COS.at[0, 2].set(1.5), _GOOD_T), _ROW0, _rows(_ROW0),
+        r"amlfs_loss: every element of `cosine` must be a cosine"),
+}
+_CASES["ctc_concatenated_length_mismatch"] = Case(
+    lambda lp, t, il, tl, **kw: jaxloss.ctc_loss(lp, t, il, tl, **kw),
+    _ctc([1, 2, 3, 4]), _ctc([1, 2, 3, 4], tl=[2, 1]), np.array([True, True]),
+    np.ones(_LP.shape, bool), r"ctc_loss: concatenated `targets` must have length "
+    r"sum\(target_lengths\) = 3, got 4")
+
+
+def _loss(case: Case, reduction: str, where=None):
+  kw = {"reduction": reduction}
+  if where is not None:
+    kw["where"] = where
+
+  def f(x, *rest):
+    return case.fn(x, *rest, **kw)
+  return f
+
+
+@jax.jit
+def _identity(x):
+  return x
+
+
+def _evaluate(case: Case, args):
+  """One compiled program: the 'none' and 'mean' values and their gradients w.r.t. args[0]."""
+  none, mean = _loss(case, "none"), _loss(case, "mean")
+
+  def program(*a):
+    out, vjp = jax.vjp(lambda x: none(x, *a[1:]), a[0])
+    (g_none,) = vjp(jnp.ones_like(out))
+    m, g_mean = jax.value_and_grad(lambda x: mean(x, *a[1:]))(a[0])
+    return out, g_none, m, g_mean
+  return jax.jit(program)(*args)
+
+
+class NanContractTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(*_CASES.items())
+  def test_invalid_input_is_nan_and_reported(self, case: Case):
+    out, g_none, mean, g_mean = map(np.asarray, _evaluate(case, case.invalid))
+    # Value: nan at the offending entries only; every reduction nan.
+    np.testing.assert_array_equal(np.isnan(out), case.bad_out)
+    self.assertTrue(np.isnan(mean))
+    # Gradient: nan at the offending inputs; the other samples' are untouched ('none').
+    np.testing.assert_array_equal(np.isnan(g_none), case.bad_in)
+    self.assertTrue(np.all(np.isnan(g_mean[case.bad_in])))
+    # checkify names the function and the argument.
+    err, _ = jax.jit(checkify.checkify(_loss(case, "mean")))(*case.invalid)
+    self.assertIsNotNone(err.get())
+    self.assertRegex(err.get(), case.message)
+
+  @parameterized.named_parameters(*_CASES.items())
+  def test_valid_input_is_finite_and_not_reported(self, case: Case):
+    err, value = jax.jit(checkify.checkify(_loss(case, "mean")))(*case.valid)
+    self.assertIsNone(err.get())
+    self.assertTrue(np.isfinite(value))
+    out, g_none, mean, g_mean = map(np.asarray, _evaluate(case, case.valid))
+    self.assertTrue(np.all(np.isfinite(out)) and np.isfinite(mean))
+    self.assertTrue(np.all(np.isfinite(g_none)) and np.all(np.isfinite(g_mean)))
+    np.testing.assert_allclose(mean, value, rtol=1e-6)
+
+  @parameterized.named_parameters(*((k, c) for k, c in _CASES.items() if c.mask is not None))
+  def test_masked_invalid_sample_is_neither_reported_nor_poisoned(self, case: Case):
+    f = _loss(case, "mean", where=jnp.asarray(case.mask))
+    err, value = jax.jit(checkify.checkify(f))(*case.invalid)
+    self.assertIsNone(err.get())
+    grad = jax.jit(jax.grad(f))(*case.invalid)
+    self.assertTrue(np.isfinite(value))
+    self.assertTrue(np.all(np.isfinite(np.asarray(grad))))
+
+  def test_vmap_and_checkify_together(self):
+    # A population axis: only the copy with the invalid target is nan.
+    t = jnp.stack([_GOOD_T, jnp.array([C, 1, 3])])
+    out = jax.jit(jax.vmap(jaxloss.cross_entropy, (None, 0)))(_X, t)
+    np.testing.assert_array_equal(np.isnan(np.asarray(out)), [False, True])
+
+  def test_bfloat16_is_nan_too(self):
+    x = _X.astype(jnp.bfloat16)
+    out = jaxloss.cross_entropy(x, jnp.array([C, 1, 3]), reduction="none")
+    self.assertEqual(out.dtype, jnp.bfloat16)
+    np.testing.assert_array_equal(np.isnan(np.asarray(out, np.float32)), _ROW0)
+
+  def test_zero_infinity_keeps_the_nan(self):
+    lp, t, il, tl = _ctc([[1, 2], [3, 4]], il=[7, 6])
+    out = jaxloss.ctc_loss(lp, t, il, tl, reduction="none", zero_infinity=True)
+    np.testing.assert_array_equal(np.isnan(np.asarray(out)), _CTC0)
+
+
+# ----------------------------------------------------------------------------
+# Masked and ignored rows never reach a shared weight's gradient
+# ----------------------------------------------------------------------------
+
+D = 3
+_FEATURES = jax.random.normal(jax.random.key(2), (N + 1, D))
+_WEIGHT = jax.random.normal(jax.random.key(3), (C, D))
+_TARGET = jnp.array([0, 2, 1, -100])          # row 3 ignored
+_WHERE = jnp.array([True, True, False, True])  # row 2 masked
+_KEPT = np.array([0, 1])
+
+
+def _through_cosine_logits(loss, norms=False):
+  def f(x, w, t, where=None):
+    if norms:
+      cos, x_norm, _ = jaxloss.cosine_logits(x, w, return_norms=True)
+      return loss(cos, t, x_norm, where)
+    return loss(jaxloss.cosine_logits(x, w), t, None, where)
+  return f
+
+
+_SHARED = {
+    "large_margin_softmax": lambda x, w, t, where=None: jaxloss.large_margin_softmax(
+        x, w, t, m=3, where=where),
+    "large_margin_softmax_dc_lambda": lambda x, w, t, where=None: jaxloss.large_margin_softmax(
+        x, w.T, t, weight_layout="dc", lambda_=2.0, label_smoothing=0.1, where=where),
+    "cosface": _through_cosine_logits(lambda c, t, _, where: jaxloss.cosface(
+        c, t, 16.0, where=where)),
+    "arcface": _through_cosine_logits(lambda c, t, _, where: jaxloss.arcface(
+        c, t, 16.0, where=where)),
+    "sphereface_feature_norm_scale": _through_cosine_logits(
+        lambda c, t, xn, where: jaxloss.sphereface(c, t, xn, where=where), norms=True),
+    "combined_margin": _through_cosine_logits(lambda c, t, _, where: jaxloss.combined_margin(
+        c, t, 16.0, weight=jnp.arange(1.0, C + 1.0), where=where)),
+    "amlfs_loss": _through_cosine_logits(lambda c, t, _, where: jaxloss.amlfs_loss(
+        c, t, _THETA, scale=8.0, where=where)),
+    "cross_entropy_of_cosines": _through_cosine_logits(lambda c, t, _, where: (
+        jaxloss.cross_entropy(8.0 * c, t, where=where))),
+    "softmax_focal_of_cosines": _through_cosine_logits(lambda c, t, _, where: (
+        jaxloss.softmax_focal_loss(8.0 * c, t, where=where))),
+}
+
+
+class SharedWeightMaskTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(*_SHARED.items())
+  def test_masked_and_ignored_rows_do_not_reach_the_weight(self, loss):
+    grad = jax.jit(jax.value_and_grad(lambda x, w, t, m: loss(x, w, t, where=m), (0, 1)))
+    # The same loss on the kept rows only: the gradient must be exactly this.
+    ref_value, (ref_gx, ref_gw) = grad(_FEATURES[_KEPT], _WEIGHT, _TARGET[_KEPT],
+                                       jnp.ones(len(_KEPT), bool))
+    for poison in (jnp.nan, jnp.inf, -jnp.inf):
+      x = _FEATURES.at[2].set(poison).at[3].set(poison)
+      value, (gx, gw) = grad(x, _WEIGHT, _TARGET, _WHERE)
+      np.testing.assert_allclose(value, ref_value, rtol=1e-6)
+      np.testing.assert_allclose(gw, ref_gw, rtol=1e-5, atol=1e-7)
+      np.testing.assert_allclose(gx[_KEPT], ref_gx, rtol=1e-5, atol=1e-7)
+      np.testing.assert_array_equal(np.asarray(gx[2:]), 0.0)
+
+  def test_cosine_logits_gradient_unchanged_for_finite_rows(self):
+    def f(x, w):
+      cos, xn, wn = jaxloss.cosine_logits(x, w, return_norms=True)
+      return jnp.sum(jnp.sin(cos) * xn + wn)
+
+    def plain(x, w):  # the same formula, plain autodiff
+      xn = jnp.linalg.norm(x, axis=1, keepdims=True)
+      wn = jnp.linalg.norm(w, axis=1, keepdims=True)
+      cos = (x / xn) @ (w / wn).T
+      return jnp.sum(jnp.sin(cos) * xn + wn.T)
+    got = jax.grad(f, (0, 1))(_FEATURES, _WEIGHT)
+    want = jax.grad(plain, (0, 1))(_FEATURES, _WEIGHT)
+    for g, r in zip(got, want, strict=True):
+      np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
+
+
+if __name__ == "__main__":
+  absltest.main()
