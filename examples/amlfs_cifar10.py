@@ -1,14 +1,22 @@
 """AM-LFS on CIFAR-10 with ResNet-20: the paper's table 2 (Li et al., ICCV 2019).
 
-    python examples/amlfs_cifar10.py                         # AM-LFS, B=32, M=6, 182 epochs
-    python examples/amlfs_cifar10.py --mode baseline         # cross-entropy, same recipe
-    python examples/amlfs_cifar10.py --label-noise 0.2       # 20% symmetric label noise
-    python examples/amlfs_cifar10.py --resume                # continue a killed run
-    python examples/amlfs_cifar10.py --smoke                 # tiny run of the same code (CPU)
+    python examples/amlfs_cifar10.py --data-dir DIR                 # AM-LFS, B=32, M=6, 182 epochs
+    python examples/amlfs_cifar10.py --data-dir DIR --mode baseline # cross-entropy, same recipe
+    python examples/amlfs_cifar10.py --data-dir DIR --modes amlfs baseline --seeds 0 1 2 \\
+        --label-noise 0.2                                           # several runs, one process
+    python examples/amlfs_cifar10.py --data-dir DIR --resume        # continue a killed run
+    python examples/amlfs_cifar10.py --data-dir DIR --smoke         # tiny run of the same code
+    python examples/amlfs_cifar10.py --table                        # table 2 from the runs
+    python examples/amlfs_cifar10.py --prepare                      # tfds preparation (needs TF)
 
-Everything is written to ``<workdir>/<mode>-noise<percent>/`` (records, test error per epoch,
-checkpoints, summary.json, plots); the test-error comparison of the runs that share a noise
-level goes to ``<workdir>/test_error_noise<percent>.png``. See docs/cifar10.md.
+DIR holds ``cifar-10-batches-py/`` (what torchvision and Keras download), ``cifar-10-python.tar.gz``
+or ``cifar-10-binary.tar.gz``, read with numpy; or it is a tfds data_dir with cifar10 prepared in
+array_record. Every field of ``cifar10.configs.Config`` is a flag (``--help``).
+
+Everything is written to ``<workdir>/<mode>-noise<percent>[-seed<k>]/`` (records, test error
+per epoch, checkpoints, summary.json, figures as PDF and PNG); the test-error comparison of the
+runs that share a noise level goes to ``<workdir>/test_error_noise<percent>.{pdf,png}``. See
+docs/cifar10.md.
 
 The model, data, training and plots live in ``examples/cifar10/``; this file is the CLI.
 """
@@ -16,98 +24,124 @@ The model, data, training and plots live in ``examples/cifar10/``; this file is 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cifar10 import configs, input_pipeline  # noqa: E402
+import flags  # noqa: E402
+from cifar10 import configs, input_pipeline, report  # noqa: E402
 
-
-def _scale(value: str):
-  return value if value == 'norms' else float(value)
+log = logging.getLogger('amlfs_cifar10')
+OWN_LOGGERS = ('amlfs_cifar10', 'cifar10')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-
-  def flag(name, **kwargs):
-    # --label-noise, also spelt --label_noise.
-    names = [f'--{name}'] + ([f'--{name.replace("-", "_")}'] if '-' in name else [])
-    parser.add_argument(*names, dest=name.replace('-', '_'), **kwargs)
-
-  flag('mode', choices=configs.MODES, default='amlfs',
-       help='amlfs: the search; random: sample around mu_0 without updating it; baseline: one '
-            'model with softmax cross-entropy.')
-  flag('smoke', action='store_true',
-       help='tiny configuration (64 training images, width-4 ResNet-20, B=2, 2 epochs) of the '
-            'same code path, for CI and CPUs.')
-  flag('population', type=int, default=None, help='B (default 32; smoke 2).')
-  flag('num-intervals', type=int, default=None, help='M (default 6): theta has 4M numbers.')
-  flag('epochs', type=int, default=None, help='default 182 (= 64k steps of 128).')
-  flag('label-noise', type=float, default=None,
-       help='symmetric label noise ratio on the training split, e.g. 0.1 or 0.2.')
-  flag('dtype', default=None,
-       help="compute dtype: 'auto' (bfloat16 on GPU, float32 on CPU), 'bfloat16' or 'float32'; "
-            'parameters are always float32.')
-  flag('conv-impl', choices=('xla', 'patches'), default=None,
-       help="3x3 convolutions as flax's nn.Conv ('xla', default) or as patches times one "
-            "batched matmul per layer ('patches'); same parameters and results.")
-  flag('logit-scale', type=_scale, default=None,
-       help="'norms' (|W_j| |x|: the identity theta is softmax CE; default) or a fixed float s.")
-  flag('seed', type=int, default=None, help='initialisation, samples, data order (default 0).')
-  flag('workdir', default=None, help='default runs/cifar10 (smoke: runs/cifar10_smoke).')
-  flag('data-dir', default=None, help='tfds data_dir (default ~/tensorflow_datasets).')
-  flag('per-copy-augmentation', action='store_true',
-       help='every copy gets its own data order and augmentation (default: common random '
-            'numbers).')
-  flag('resume', action='store_true', help='continue from the latest checkpoint of this run.')
-  flag('stop-after', type=int, default=None,
-       help='stop once this many epochs are done (a checkpoint is written); continue with '
-            '--resume (time-limited jobs).')
-  flag('no-progress', action='store_true', help='no progress bar.')
+  parser = argparse.ArgumentParser(
+      description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog='\n\n'.join(__doc__.split('\n\n')[1:3]))
+  what = parser.add_argument_group('what to do (default: train)')
+  what.add_argument('--smoke', action='store_true',
+                    help='start from the tiny configuration (64 training images, width-4 '
+                         'ResNet-20, B=2, 2 epochs) instead of the paper\'s; other flags still '
+                         'apply. For CI and CPUs.')
+  what.add_argument('--table', action='store_true',
+                    help="print the paper's table 2 (test error mean +- std per mode and noise "
+                         'level, beside the paper) from the finished runs in --workdir, as '
+                         'markdown; also written to <workdir>/table2.md.')
+  what.add_argument('--prepare', action='store_true',
+                    help='download and prepare tfds cifar10 in array_record in --data-dir '
+                         '(default: tfds\'s data_dir); needs TensorFlow: pip install -e '
+                         '".[prepare]". Not needed with the official archive.')
+  what.add_argument('--stop-after', type=int, default=None,
+                    help='stop once this many epochs are done (a checkpoint is written); '
+                         'continue with --resume (time-limited jobs).')
+  what.add_argument('--per-copy-augmentation', action='store_true',
+                    help='the same as --no-common-random-numbers.')
+  flags.add_config_flags(parser, configs.Config)
+  flags.add_run_flags(parser)
   return parser.parse_args(argv)
 
 
-def config_from_args(args: argparse.Namespace) -> configs.Config:
-  overrides = {
-      'mode': args.mode, 'population': args.population, 'num_intervals': args.num_intervals,
-      'epochs': args.epochs, 'label_noise': args.label_noise, 'dtype': args.dtype,
-      'conv_impl': args.conv_impl,
-      'logit_scale': args.logit_scale, 'seed': args.seed, 'workdir': args.workdir,
-      'data_dir': args.data_dir}
-  overrides = {k: v for k, v in overrides.items() if v is not None}
+def configs_from_args(args: argparse.Namespace) -> list[configs.Config]:
+  """One configuration per (seed, mode) given, from the preset plus the flags."""
+  values = flags.overrides(args, configs.Config)
   if args.per_copy_augmentation:
-    overrides['common_random_numbers'] = False
-  return (configs.smoke if args.smoke else configs.default)(**overrides)
+    values['common_random_numbers'] = False
+  preset = configs.smoke if args.smoke else configs.default
+  return [preset(**one) for one in flags.expand(values)]
 
 
-def main(argv=None) -> dict:
+def config_from_args(args: argparse.Namespace) -> configs.Config:
+  """The first configuration (one run)."""
+  return configs_from_args(args)[0]
+
+
+def _fail(error: Exception) -> None:
+  print(f'\n{error}', file=sys.stderr)
+  raise SystemExit(2) from None
+
+
+def main(argv=None):
+  """Runs every configuration asked for; returns the summary (a list for several runs)."""
   args = parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format='%(message)s')
-  config = config_from_args(args)
-  from cifar10 import train  # jax and the library: after the arguments are checked
-  print(f'CIFAR-10 / ResNet-{config.depth} ({config.mode}, B={config.effective_population}, '
-        f'label noise {config.label_noise:.0%}, {config.epochs} epochs) -> '
-        f'{os.path.join(config.workdir, config.run_name)}', flush=True)
+  flags.setup_logging(OWN_LOGGERS, args.verbose)
+  if args.table:
+    workdir = getattr(args, 'workdir', None) or (
+        configs.smoke() if args.smoke else configs.default()).workdir
+    table = report.table2(workdir)
+    print(table)
+    if os.path.isdir(workdir):
+      with open(os.path.join(workdir, 'table2.md'), 'w') as f:
+        f.write(table + '\n')
+    return table
   try:
-    summary = train.run(config, resume=args.resume, stop_after=args.stop_after,
-                        progress=not args.no_progress)
-  except (input_pipeline.MissingDependencyError, FileExistsError,
-          train.ConfigMismatchError) as error:
-    print(f'\n{error}', file=sys.stderr)
-    raise SystemExit(2) from None
-  run_dir = os.path.join(config.workdir, config.run_name)
-  if summary['finished']:
-    print(f"{config.run_name}: test error {summary['final_test_error']:.2f}% (final model), "
-          f"validation accuracy {summary['final_val_accuracy']:.4f} (best "
-          f"{summary['best_val_accuracy']:.4f}), {summary['epochs_time_s'] / 60:.1f} min of "
-          f'epochs. Summary, records and plots in {run_dir}/')
-  else:
-    print(f"{config.run_name}: stopped after {summary['epochs_completed']} epochs; continue with "
-          f'--resume. Records and plots so far in {run_dir}/')
-  return summary
+    runs = configs_from_args(args)
+  except ValueError as error:
+    _fail(error)
+  first = runs[0]
+  try:
+    if args.prepare:
+      source = input_pipeline.prepare_tfds(first.data_dir, first.dataset)
+      log.info('Prepared: %s. Train with --data-dir %s.', source.describe(),
+               first.data_dir or '(none needed: the default)')
+      return source
+    # Before anything starts: where the images are, or exactly what to run.
+    source = input_pipeline.locate(first.data_dir, first.dataset)
+  except input_pipeline.DataNotFoundError as error:
+    _fail(error)
+  from cifar10 import train  # jax and the library: after the arguments and the data are checked
+
+  cache = {}
+  summaries = []
+  for config in runs:
+    log.info('CIFAR-10 / ResNet-%d (%s, B=%d, label noise %.0f%%, %d epochs, seed %d) -> %s',
+             config.depth, config.mode, config.effective_population, 100 * config.label_noise,
+             config.epochs, config.seed, os.path.join(config.workdir, config.run_name))
+    # Clean data read once per split; each run adds its own label noise.
+    key = (config.data_dir, config.dataset, config.num_train, config.num_val, config.num_test,
+           config.split_seed)
+    if key not in cache:
+      cache[key] = input_pipeline.prepare_data(
+          dataclasses.replace(config, label_noise=0.0), source=source)
+    try:
+      summary = train.run(config, resume=args.resume, stop_after=args.stop_after,
+                          data=cache[key], progress=not args.no_progress)
+    except (FileExistsError, train.ConfigMismatchError) as error:
+      _fail(error)
+    run_dir = os.path.join(config.workdir, config.run_name)
+    if summary['finished']:
+      log.info('%s: test error %.2f%% (final model), validation accuracy %.4f (best %.4f), '
+               '%.1f min of epochs. Summary, records and figures in %s/', config.run_name,
+               summary['final_test_error'], summary['final_val_accuracy'],
+               summary['best_val_accuracy'], summary['epochs_time_s'] / 60, run_dir)
+    else:
+      log.info('%s: stopped after %d epochs; continue with --resume. Records and figures so far '
+               'in %s/', config.run_name, summary['epochs_completed'], run_dir)
+    summaries.append(summary)
+  return summaries[0] if len(summaries) == 1 else summaries
 
 
 if __name__ == '__main__':

@@ -21,14 +21,24 @@ three modes and all seeds):
 The test split is used only for the final table. ``--output-dir`` keeps, per mode and
 seed, the per-epoch records (``records.jsonl``: mu, thetas, rewards, losses, timings) and
 the checkpoints (rerun the same command with ``--resume`` after an interruption).
+
+Every field of :class:`Config` is a flag, with the vocabulary of ``amlfs_cifar10.py``
+(``examples/flags.py``): ``--population``, ``--num-intervals``, ``--sigma``,
+``--policy-learning-rate``, ``--learning-rate``, ``--batch-size``, ``--epochs``,
+``--label-noise``, ``--logit-scale``, ``--workdir``, ``--no-progress``, ``--resume``,
+``--verbose``. The first spellings (``--intervals``, ``--scale``, ``--output-dir``,
+``--val-size``, ``--quiet``) still work.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import sys
 import time
+from typing import Optional, Union
 
 import flax.linen as nn
 import jax
@@ -38,8 +48,46 @@ import optax
 
 import jaxloss
 from jaxloss import search
+from jaxloss.search import MODES
 
-MODES = ("amlfs", "random", "baseline")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import flags  # noqa: E402  (the flag vocabulary shared with amlfs_cifar10.py)
+
+
+def _field(default, help: str, **metadata):
+  return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclasses.dataclass
+class Config:
+  """Every setting of the MNIST-1D runs; each field is a flag (``examples/flags.py``), with the
+  names the CIFAR-10 example uses for the same things."""
+  mode: str = _field("amlfs", "modes to run.", choices=MODES, shown_default="all three")
+  seed: int = _field(0, "seeds to run: initialisation, samples, data order.", shown_default="0")
+  population: int = _field(16, "B, the number of copies.")
+  num_intervals: int = _field(6, "M: theta has 4M numbers.")
+  sigma: float = _field(0.2, "policy standard deviation (not a variance).")
+  policy_learning_rate: float = _field(0.05, "Adam learning rate on mu.")
+  learning_rate: float = _field(1e-2, "Adam learning rate of the CNN (cosine decay).")
+  batch_size: int = _field(64, "training batch size per copy.")
+  eval_batch_size: int = _field(1000, "validation and test batch size.")
+  epochs: int = _field(20, "epochs (one outer step each).")
+  logit_scale: Union[str, float] = _field(
+      "norms", "'norms' (or 0): the norms |x||W_j| of the paper's eq. 4, so that the identity "
+      "theta is plain cross-entropy; a float: fixed logit scale s.")
+  label_noise: float = _field(0.0, "ratio of training labels moved to another class "
+                              "(validation and test stay clean).")
+  noise_seed: int = _field(0, "fixes which training labels are corrupted.")
+  num_samples: int = _field(6000, "MNIST-1D size (80% train).")
+  num_val: int = _field(1000, "validation examples carved from the training split (the reward).")
+  data_seed: int = _field(42, "MNIST-1D generation seed.")
+  workdir: Optional[str] = _field(None, "per mode and seed: records.jsonl and checkpoints; "
+                                  "summary.json (none: nothing written).")
+
+  @property
+  def scale(self) -> Optional[float]:
+    """None for the norms of eq. 4, else the fixed scale."""
+    return None if self.logit_scale in ("norms", 0, 0.0) else float(self.logit_scale)
 
 
 def load_mnist1d(num_samples: int = 6000, val_size: int = 1000, data_seed: int = 42):
@@ -150,27 +198,30 @@ def make_task(*, learning_rate: float, total_steps: int, scale: float | None,
   return search.optax_task(init=init, loss=loss, optimizer=optimizer, evaluate=evaluate)
 
 
-def run_mode(task, mode, seed, splits, args) -> dict:
+def run_mode(task, mode, seed, splits, config: Config, *, mu_optimizer=None, resume=False,
+             progress=True) -> dict:
   """One search; returns test accuracies, final mu and timings."""
   train, val, test = splits
-  output_dir = (os.path.join(args.output_dir, f"{mode}_seed{seed}") if args.output_dir else None)
-  config = search.SearchConfig(
-      initial_mu=jaxloss.identity_theta(args.intervals), mode=mode,
-      population_size=args.population, epochs=args.epochs, batch_size=args.batch_size,
-      eval_batch_size=1000, sigma=args.sigma, seed=seed, output_dir=output_dir,
-      progress=not args.quiet)
-  engine = search.Engine(task, config)
+  output_dir = (os.path.join(config.workdir, f"{mode}_seed{seed}") if config.workdir else None)
+  search_config = search.SearchConfig(
+      initial_mu=jaxloss.identity_theta(config.num_intervals), mode=mode,
+      population_size=config.population, epochs=config.epochs, batch_size=config.batch_size,
+      eval_batch_size=config.eval_batch_size, sigma=config.sigma,
+      mu_optimizer=mu_optimizer or optax.adam(config.policy_learning_rate), seed=seed,
+      output_dir=output_dir, progress=progress)
+  engine = search.Engine(task, search_config)
   start = time.perf_counter()
-  result = engine.run(train, val, resume=args.resume)
+  result = engine.run(train, val, resume=resume)
   seconds = time.perf_counter() - start
-  test_acc = search.evaluate_dataset(task, result.state, test, batch_size=1000)["accuracy"]
+  ebs = config.eval_batch_size
+  test_acc = search.evaluate_dataset(task, result.state, test, batch_size=ebs)["accuracy"]
   out = {"mode": mode, "seed": seed, "test_accuracy": test_acc,
          "val_accuracy": result.best_reward, "mu": result.mu.tolist(), "seconds": seconds,
          "compile_seconds": result.records[0]["time"].get("compile_s") if result.records else None}
   if mode == "baseline":  # every copy is an independent cross-entropy run
     copies = [search.evaluate_dataset(task, engine.select(result.search_state, i), test,
-                                      batch_size=1000)["accuracy"]
-              for i in range(args.population)]
+                                      batch_size=ebs)["accuracy"]
+              for i in range(config.population)]
     out["copies_test_accuracy"] = copies
   return out
 
@@ -194,55 +245,52 @@ def summarize(results: list[dict]) -> str:
   return "\n".join(lines)
 
 
-def parse_args(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-  p.add_argument("--seeds", nargs="+", type=int, default=[0])
-  p.add_argument("--epochs", type=int, default=20)
-  p.add_argument("--population", type=int, default=16, help="B, the number of copies")
-  p.add_argument("--batch-size", type=int, default=64)
-  p.add_argument("--learning-rate", type=float, default=1e-2)
-  p.add_argument("--scale", type=float, default=0.0,
-                 help="0 (default): the norms |x||W_j| of the paper's eq. 4, so that the "
-                      "identity theta is plain cross-entropy; a float: fixed logit scale s")
-  p.add_argument("--sigma", type=float, default=0.2, help="policy standard deviation")
-  p.add_argument("--intervals", type=int, default=6, help="M: theta has 4M numbers")
-  p.add_argument("--num-samples", type=int, default=6000, help="MNIST-1D size (80%% train)")
-  p.add_argument("--val-size", type=int, default=1000,
-                 help="validation examples carved from the training split (the reward)")
-  p.add_argument("--label-noise", type=float, default=0.0,
-                 help="ratio of training labels moved to another class (val/test stay clean)")
-  p.add_argument("--output-dir", default=None)
-  p.add_argument("--resume", action="store_true", help="continue runs in --output-dir")
-  p.add_argument("--quiet", action="store_true", help="no progress bars")
+  flags.add_config_flags(p, Config)
+  flags.add_run_flags(p)
   return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[Config, list, list]:
+  """``(config, modes, seeds)`` from the flags (modes default to all three)."""
+  values = flags.overrides(args, Config)
+  modes = values.pop("mode", list(MODES))
+  seeds = values.pop("seed", [0])
+  return Config(**values), list(modes), list(seeds)
 
 
 def main(argv=None) -> list[dict]:
   args = parse_args(argv)
-  splits = load_mnist1d(args.num_samples, args.val_size)
-  if args.label_noise:
+  flags.setup_logging(("amlfs_mnist1d",), args.verbose)
+  config, modes, seeds = config_from_args(args)
+  if not 0.0 <= config.label_noise < 1.0:
+    raise SystemExit(f"--label-noise must lie in [0, 1), got {config.label_noise}.")
+  splits = load_mnist1d(config.num_samples, config.num_val, config.data_seed)
+  if config.label_noise:
     (x, y), val, test = splits
-    splits = ((x, add_label_noise(y, args.label_noise)), val, test)
-  steps = len(splits[0][1]) // args.batch_size * args.epochs
-  task = make_task(learning_rate=args.learning_rate, total_steps=steps,
-                   scale=args.scale or None)
+    splits = ((x, add_label_noise(y, config.label_noise, seed=config.noise_seed)), val, test)
+  steps = len(splits[0][1]) // config.batch_size * config.epochs
+  task = make_task(learning_rate=config.learning_rate, total_steps=steps, scale=config.scale)
+  mu_optimizer = optax.adam(config.policy_learning_rate)  # one object: one compiled program
   print(f"MNIST-1D: {len(splits[0][1])} train / {len(splits[1][1])} val / "
-        f"{len(splits[2][1])} test; label noise {args.label_noise:.0%}; "
-        f"B={args.population}, {args.epochs} epochs, "
+        f"{len(splits[2][1])} test; label noise {config.label_noise:.0%}; "
+        f"B={config.population}, {config.epochs} epochs, "
         f"{jax.device_count()} {jax.default_backend()} device(s)")
   results = []
-  for seed in args.seeds:
-    for mode in args.modes:
-      r = run_mode(task, mode, seed, splits, args)
+  for seed in seeds:
+    for mode in modes:
+      r = run_mode(task, mode, seed, splits, config, mu_optimizer=mu_optimizer,
+                   resume=args.resume, progress=not args.no_progress)
       print(f"{mode:<9} seed {seed}: test {r['test_accuracy']:.4f}  val {r['val_accuracy']:.4f}"
             f"  ({r['seconds']:.1f} s)", flush=True)
       results.append(r)
   print(summarize(results))
-  if args.output_dir:
-    os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
-      json.dump({"args": vars(args), "results": results}, f, indent=1)
+  if config.workdir:
+    os.makedirs(config.workdir, exist_ok=True)
+    with open(os.path.join(config.workdir, "summary.json"), "w") as f:
+      json.dump({"config": dataclasses.asdict(config), "modes": modes, "seeds": seeds,
+                 "results": results}, f, indent=1)
   return results
 
 

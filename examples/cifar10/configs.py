@@ -1,4 +1,4 @@
-"""Configurations of the CIFAR-10 AM-LFS example: plain dataclasses, no extra dependency.
+"""Configurations of the CIFAR-10 AM-LFS example: a plain dataclass, one field per flag.
 
 ``default()`` is the paper's experiment (Li et al., ICCV 2019, table 2) on He et al.'s ResNet-20
 recipe (CVPR 2016, section 4.2):
@@ -26,85 +26,109 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Union
 
-MODES = ('amlfs', 'random', 'baseline')
+from jaxloss.search import MODES  # 'amlfs', 'random', 'baseline'
+
+CONV_IMPLS = ('xla', 'patches')
+
+
+def _field(default, help: str, **metadata):
+  """A config field with its command-line help (``examples/flags.py`` builds the flags)."""
+  return dataclasses.field(default=default, metadata={'help': help, **metadata})
 
 
 @dataclasses.dataclass
 class Config:
-  """Every setting of one run. See the module docstring for where the defaults come from."""
+  """Every setting of one run. See the module docstring for where the defaults come from.
+
+  Every field is a command-line flag of ``examples/amlfs_cifar10.py`` (``--num-intervals``,
+  ``--policy-learning-rate``, ...), built from this class by ``examples/flags.py``.
+  """
 
   # --- What to run -------------------------------------------------------------------------
-  # 'amlfs': the search (REINFORCE on mu with Adam, best copy broadcast every epoch).
-  # 'random': the same population and broadcast, but mu stays at mu_0 (random search around the
-  #   identity loss; isolates what the REINFORCE update adds).
-  # 'baseline': one model trained with plain softmax cross-entropy under the same recipe.
-  mode: str = 'amlfs'
-  seed: int = 0
+  mode: str = _field('amlfs', "'amlfs': the search (REINFORCE on mu with Adam, best copy "
+                     "broadcast every epoch); 'random': the same population and broadcast, mu "
+                     "stays at mu_0 (random search around cross-entropy); 'baseline': one model "
+                     "trained with softmax cross-entropy under the same recipe.",
+                     choices=MODES)
+  seed: int = _field(0, 'initialisation, sampled thetas, data order and augmentation.')
 
   # --- AM-LFS (paper section 3.4 and 4.2) ----------------------------------------------------
-  population: int = 32           # B
-  num_intervals: int = 6         # M; theta has 4 * M numbers
-  sigma: float = 0.2             # standard deviation of the sampling Gaussian (fixed)
-  policy_learning_rate: float = 0.05   # Adam on mu
-  # Common random numbers: every copy sees the same batches and the same augmentation in an
-  # epoch, so the reward differences come from the losses. False gives every copy its own
-  # augmentation key.
-  common_random_numbers: bool = True
+  population: int = _field(32, 'B, the number of copies (amlfs, random).')
+  num_intervals: int = _field(6, 'M; theta has 4 M numbers.')
+  sigma: float = _field(0.2, 'standard deviation of the sampling Gaussian (fixed).')
+  policy_learning_rate: float = _field(0.05, 'Adam learning rate on mu.')
+  common_random_numbers: bool = _field(
+      True, 'every copy sees the same batches and the same augmentation in an epoch, so the '
+      'reward differences come from the losses; --no-common-random-numbers gives every copy its '
+      'own data order and augmentation.')
 
   # --- Logit scale of the AM-LFS head ----------------------------------------------------------
-  # 'norms': logits are |W_j| |x| cos(theta_j) = W_j . x (paper eq. 4), so the identity theta is
-  # exactly softmax cross-entropy of a bias-free linear head. A float s: logits s * cos(theta_j)
-  # (normalised features and weights, as in CosFace/ArcFace). The unscaled cosine softmax
-  # (s = 1) is nearly flat over 10 classes and stalls; do not use it.
-  logit_scale: Union[str, float] = 'norms'
+  logit_scale: Union[str, float] = _field(
+      'norms', "'norms': logits |W_j| |x| cos(theta_j) = W_j . x (paper eq. 4), so the identity "
+      "theta is exactly softmax cross-entropy of a bias-free linear head; a float s: logits "
+      "s cos(theta_j) of normalised features and weights (CosFace/ArcFace). s = 1 is nearly flat "
+      "over 10 classes and stalls.")
 
-  # --- ResNet-20 and its optimiser (He et al. 2016) ------------------------------------------
-  depth: int = 20                # 6n + 2 with n = 3
-  width: int = 16                # channels of the first stage (16, 32, 64)
-  batch_size: int = 128
-  learning_rate: float = 0.1
-  momentum: float = 0.9
-  weight_decay: float = 1e-4
-  epochs: int = 182
-  lr_drop_fractions: tuple = (0.5, 0.75)   # of the total number of steps
-  lr_drop_factor: float = 0.1
-  # 'auto': bfloat16 compute with float32 parameters on GPU/TPU, float32 on CPU.
-  dtype: str = 'auto'
-  # How the 3x3 convolutions are computed (same parameters, same function): 'xla' is flax's
-  # nn.Conv (under the population vmap, a grouped convolution with B groups); 'patches' gathers
-  # image patches and does one batched matmul per layer (models.PatchConv). See bench/NOTES.md.
-  conv_impl: str = 'xla'
-  # Unrolling of the epoch's scan over steps. 'auto': the whole epoch on a CPU when it has at
-  # most 32 steps (XLA:CPU runs convolution gradients several times slower inside a loop,
-  # jax-ml/jax#12868), else a loop. An int or True/False is passed to lax.scan as is.
-  scan_unroll: Union[str, int, bool] = 'auto'
+  # --- ResNet and its optimiser (He et al. 2016) ---------------------------------------------
+  depth: int = _field(20, 'ResNet depth, 6n + 2 (20, 32, 44, 56, 110).')
+  width: int = _field(16, 'channels of the first stage (then 2x, 4x).')
+  batch_size: int = _field(128, 'training batch size per copy.')
+  learning_rate: float = _field(0.1, 'SGD learning rate before the drops.')
+  momentum: float = _field(0.9, 'SGD momentum (not Nesterov).')
+  weight_decay: float = _field(1e-4, 'L2 weight decay added to the gradient.')
+  epochs: int = _field(182, '182 epochs of 351 steps = 64k iterations (He et al.).')
+  lr_drop_fractions: tuple = _field((0.5, 0.75), 'learning-rate drops, as fractions of all '
+                                    'steps.')
+  lr_drop_factor: float = _field(0.1, 'factor of each learning-rate drop.')
+  dtype: str = _field('auto', "compute dtype: 'auto' (bfloat16 on GPU/TPU, float32 on CPU), "
+                      "'bfloat16', 'float32' or 'float64'; parameters are always float32.")
+  conv_impl: str = _field(
+      'xla', "3x3 convolutions as flax's nn.Conv ('xla'; under the population vmap a grouped "
+      "convolution) or as image patches times one batched matmul per layer ('patches', "
+      "models.PatchConv); same parameters, same function.", choices=CONV_IMPLS)
+  scan_unroll: Union[str, int, bool] = _field(
+      'auto', "unrolling of the epoch's lax.scan over steps: 'auto' (measured per conv_impl on "
+      "a CPU, docs/cifar10.md: unrolled for 'xla' epochs of at most 32 steps, a loop for "
+      "'patches'; a loop on accelerators), an int, true or false.")
 
   # --- Data ---------------------------------------------------------------------------------
-  dataset: str = 'cifar10'
-  data_dir: Optional[str] = None  # tfds data_dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)
-  num_train: int = 45000          # of the 50k training images; the rest ...
-  num_val: int = 5000             # ... are the validation split (the reward)
-  num_test: Optional[int] = None  # None: the whole 10k test split
-  split_seed: int = 0             # fixes the 45k/5k split
-  label_noise: float = 0.0        # symmetric noise ratio on the training split only
-  noise_seed: int = 0             # fixes which labels are corrupted and to what
-  eval_batch_size: int = 1000
+  dataset: str = _field('cifar10', 'tfds dataset name (the tfds route only).')
+  data_dir: Optional[str] = _field(
+      None, 'a folder holding cifar-10-batches-py/, cifar-10-python.tar.gz or '
+      'cifar-10-binary.tar.gz (read with numpy), or a tfds data_dir with cifar10 prepared in '
+      'array_record. Default: the tfds default data_dir, then ./data and ~/.keras/datasets.')
+  num_train: int = _field(45000, 'training images, of the 50k (the rest: validation).')
+  num_val: int = _field(5000, 'validation images (the reward).')
+  num_test: Optional[int] = _field(None, 'test images (none: the whole 10k test split).')
+  split_seed: int = _field(0, 'fixes the train/validation split.')
+  label_noise: float = _field(0.0, 'symmetric label noise ratio on the training split only, '
+                              'e.g. 0.1 or 0.2.')
+  noise_seed: int = _field(0, 'fixes which training labels are corrupted and to what.')
+  eval_batch_size: int = _field(1000, 'batch size of validation and test evaluation.')
 
   # --- Output -------------------------------------------------------------------------------
-  workdir: str = 'runs/cifar10'
-  keep_checkpoints: int = 2       # a checkpoint is written after every epoch
+  workdir: str = _field('runs/cifar10', 'where the run directories go.')
+  keep_checkpoints: int = _field(2, 'checkpoints kept (one is written after every epoch).')
 
   def validate(self) -> 'Config':
     if self.mode not in MODES:
       raise ValueError(f'mode must be one of {MODES}, got {self.mode!r}.')
     if (self.depth - 2) % 6:
       raise ValueError(f'depth must be 6n + 2 (20, 32, 44, 56, 110), got {self.depth}.')
-    if self.conv_impl not in ('xla', 'patches'):
+    if self.conv_impl not in CONV_IMPLS:
       raise ValueError(f"conv_impl must be 'xla' or 'patches', got {self.conv_impl!r}.")
     if not 0.0 <= self.label_noise < 1.0:
       raise ValueError(f'label_noise must be in [0, 1), got {self.label_noise}.')
-    if isinstance(self.logit_scale, str) and self.logit_scale != 'norms':
-      raise ValueError(f"logit_scale must be 'norms' or a float, got {self.logit_scale!r}.")
+    if (isinstance(self.logit_scale, str) and self.logit_scale != 'norms') or (
+        not isinstance(self.logit_scale, str) and not self.logit_scale > 0):
+      raise ValueError(f"logit_scale must be 'norms' or a positive float, got "
+                       f"{self.logit_scale!r}.")
+    if self.dtype not in ('auto', 'bfloat16', 'float32', 'float64'):
+      raise ValueError(f"dtype must be 'auto', 'bfloat16', 'float32' or 'float64', got "
+                       f"{self.dtype!r}.")
+    if not (self.scan_unroll == 'auto' or isinstance(self.scan_unroll, (bool, int))):
+      raise ValueError(f"scan_unroll must be 'auto', an int or a bool, got "
+                       f"{self.scan_unroll!r}.")
     if self.num_train < self.batch_size:
       raise ValueError(
           f'num_train ({self.num_train}) must be at least batch_size ({self.batch_size}).')

@@ -1,20 +1,28 @@
-"""The example's figures (matplotlib, Agg backend: no display needed).
+"""The example's figures, as PDF and PNG (matplotlib, Agg backend: no display needed).
 
 * :func:`plot_mu`: the mean ``mu`` of the search distribution over epochs, one panel per
-  parameter group (``a_t``, ``b_t``, ``a_tau``, ``b_tau``), one line per interval: the paper's
-  figure 3 ("convergency analysis").
-* :func:`plot_transforms`: the transforms ``t`` (on the cosine) and ``tau`` (on the target
-  probability) of ``mu`` at the start and at the end, and the loss ``-log tau(p)`` they give
-  against plain cross-entropy ``-log p``: the paper's figure 1.
-* :func:`plot_test_error`: test error over epochs of every run found for one noise level
-  (AM-LFS, random search, cross-entropy baseline). The test error is measured after every
+  parameter group (:math:`a_t, b_t, a_\\tau, b_\\tau`), one line per interval with its own line
+  style: the paper's figure 3. In ``random`` mode ``mu`` never moves, so the figure shows the
+  ``theta`` of the copy kept after each epoch instead (``theta.pdf``).
+* :func:`plot_transforms`: :math:`t` (on the target cosine), :math:`\\tau` (on the target
+  probability) at the start and at the end, and the loss that is actually trained, the guarded
+  :math:`-\\log\\max(\\tau(p), 0.01\\,p)` of ``jaxloss.amlfs_loss``, against cross-entropy
+  :math:`-\\log p`, on a symlog axis (a sampled :math:`\\tau > 1` gives negative losses): the
+  paper's figure 1.
+* :func:`plot_test_error`: test error over epochs per mode (AM-LFS, random search,
+  cross-entropy), seeds aggregated (mean, and the range over seeds), the learning-rate drops
+  marked, the paper's final numbers as reference lines. The test error is measured after every
   epoch for this plot only; the search never sees it.
+
+:func:`make_plots` draws all of them for a run directory; titles and labels come from the run's
+``config.json``.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import matplotlib
 
@@ -22,80 +30,230 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cifar10 import configs, report  # noqa: E402
+
+FORMATS = ('pdf', 'png')
 GROUPS = ('a_t', 'b_t', 'a_tau', 'b_tau')
 _GROUP_TITLES = {
-    'a_t': 'slopes of t (cosine)', 'b_t': 'intercepts of t (cosine)',
-    'a_tau': 'slopes of tau (probability)', 'b_tau': 'intercepts of tau (probability)'}
+    'a_t': r'slopes $a_t$ of $t$ (cosine)', 'b_t': r'intercepts $b_t$ of $t$ (cosine)',
+    'a_tau': r'slopes $a_\tau$ of $\tau$ (probability)',
+    'b_tau': r'intercepts $b_\tau$ of $\tau$ (probability)'}
+LINE_STYLES = ('-', '--', '-.', ':', (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)),
+               (0, (3, 1, 1, 1)), (0, (5, 3)), (0, (2, 2, 6, 2)))
+MODE_STYLES = {'amlfs': dict(color='C0', linestyle='-', marker='o'),
+               'random': dict(color='C2', linestyle='-.', marker='^'),
+               'baseline': dict(color='C3', linestyle='--', marker='s')}
+STYLE = {'font.size': 8, 'axes.titlesize': 8, 'axes.labelsize': 8, 'legend.fontsize': 7,
+         'xtick.labelsize': 7, 'ytick.labelsize': 7, 'mathtext.fontset': 'cm',
+         'font.family': 'serif', 'axes.grid': True, 'grid.alpha': 0.3, 'lines.linewidth': 1.2,
+         'savefig.bbox': 'tight', 'savefig.dpi': 300, 'pdf.fonttype': 42}
+GUARD = 0.01  # tau_min_ratio of jaxloss.amlfs_loss
 
 
-def _save(fig, path: str) -> str:
+def _save(fig, path: str) -> list:
+  """``path`` without extension -> ``path.pdf`` and ``path.png``."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=120, bbox_inches='tight')
+  written = []
+  for ext in FORMATS:
+    fig.savefig(f'{path}.{ext}')
+    written.append(f'{path}.{ext}')
   plt.close(fig)
-  return path
+  return written
 
 
-def plot_mu(epochs: Sequence[int], mus: np.ndarray, path: str, title: str = '') -> str:
-  """``mus``: ``(T, 4M)`` means after each epoch (row 0 may be ``mu_0`` at epoch 0)."""
+def model_name(config: configs.Config) -> str:
+  """'ResNet-20', or 'ResNet-8 (width 8)' for a narrower one."""
+  name = f'ResNet-{config.depth}'
+  return name if config.width == 16 else f'{name} (width {config.width})'
+
+
+def lr_drop_epochs(config: configs.Config) -> list:
+  """The epochs (fractional) at which the learning rate drops."""
+  return [b / config.steps_per_epoch for b in config.lr_boundaries
+          if 0 < b < config.epochs * config.steps_per_epoch]
+
+
+def _mark_drops(ax, drops, label=True):
+  for i, epoch in enumerate(drops):
+    ax.axvline(epoch, color='0.5', linewidth=0.8, linestyle=(0, (1, 2)),
+               label=r'lr $\div 10$' if label and i == 0 else None)
+
+
+def plot_mu(epochs: Sequence[int], mus: np.ndarray, path: str, *, title: str = '',
+            lr_drops: Sequence[float] = (), what: str = r'\mu') -> list:
+  """``mus``: ``(T, 4M)`` values after each epoch (row 0 may be ``mu_0`` at epoch 0)."""
   mus = np.asarray(mus, np.float64)
   m = mus.shape[1] // 4
-  fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
-  colors = plt.cm.viridis(np.linspace(0, 0.9, m))
-  for g, (name, ax) in enumerate(zip(GROUPS, axes.ravel())):
-    for i in range(m):
-      ax.plot(epochs, mus[:, g * m + i], color=colors[i], label=f'interval {i + 1}')
-    ax.set_title(_GROUP_TITLES[name])
-    ax.grid(alpha=0.3)
-  for ax in axes[1]:
-    ax.set_xlabel('epoch')
-  axes[0, 0].legend(fontsize=7, ncol=2)
-  fig.suptitle(title or 'AM-LFS: mean of the loss distribution over epochs (cf. paper fig. 3)')
-  return _save(fig, path)
+  with plt.rc_context(STYLE):
+    fig, axes = plt.subplots(2, 2, figsize=(6.8, 4.6), sharex=True)
+    colors = plt.cm.viridis(np.linspace(0, 0.85, m))
+    for g, (name, ax) in enumerate(zip(GROUPS, axes.ravel())):
+      for i in range(m):
+        ax.plot(epochs, mus[:, g * m + i], color=colors[i],
+                linestyle=LINE_STYLES[i % len(LINE_STYLES)], label=f'interval {i + 1}')
+      _mark_drops(ax, lr_drops, label=g == 0)
+      ax.set_title(_GROUP_TITLES[name])
+    for ax in axes[1]:
+      ax.set_xlabel('epoch')
+    for ax in axes[:, 0]:
+      ax.set_ylabel(f'${what}$')
+    axes[0, 0].legend(ncol=2, handlelength=3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
 
 
-def plot_transforms(curves: Mapping[str, Mapping[str, np.ndarray]], path: str,
-                    title: str = '') -> str:
-  """``curves``: label -> ``{'x', 't', 'p', 'tau'}`` arrays (e.g. from ``jaxloss.amlfs_curves``).
+def guarded_loss(p: np.ndarray, tau: np.ndarray, guard: float = GUARD) -> np.ndarray:
+  """The loss ``jaxloss.amlfs_loss`` trains, ``-log max(tau(p), guard p)`` (p > 0)."""
+  p, tau = np.asarray(p, np.float64), np.asarray(tau, np.float64)
+  return -np.log(np.maximum(tau, guard * p))
 
-  Three panels: ``t(x)`` on ``[-1, 1]``, ``tau(p)`` on ``[0, 1]``, and the loss
-  ``-log tau(p)`` (log scale, non-positive ``tau`` left out) with cross-entropy for reference.
+
+def plot_transforms(curves: Mapping[str, Mapping[str, np.ndarray]], path: str, *,
+                    title: str = '') -> list:
+  """``curves``: label -> ``{'x', 't', 'p', 'tau'}`` arrays (``jaxloss.amlfs_curves``).
+
+  Three panels: :math:`t(x)` on ``[-1, 1]``, :math:`\\tau(p)` on ``[0, 1]``, and the guarded
+  loss with cross-entropy for reference (symlog: negative where :math:`\\tau > 1`).
   """
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-  x = next(iter(curves.values()))['x']
-  p = next(iter(curves.values()))['p']
-  axes[0].plot(x, x, 'k:', label='identity')
-  axes[1].plot(p, p, 'k:', label='identity')
-  axes[2].plot(p[p > 0], -np.log(p[p > 0]), 'k:', label='cross-entropy  -log p')
-  for label, c in curves.items():
-    axes[0].plot(c['x'], c['t'], label=label)
-    axes[1].plot(c['p'], c['tau'], label=label)
-    tau = np.asarray(c['tau'], np.float64)
-    ok = tau > 0
-    axes[2].plot(np.asarray(c['p'])[ok], -np.log(tau[ok]), label=label)
-  axes[0].set(xlabel='cosine to the target class x', ylabel='t(x)', title='t: target cosine')
-  axes[1].set(xlabel='target probability p', ylabel='tau(p)', title='tau: target probability')
-  axes[2].set(xlabel='target probability p', ylabel='-log tau(p)', yscale='log',
-              title='loss of the target probability')
-  for ax in axes:
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-  fig.suptitle(title or 'AM-LFS: learned transforms at the start and the end (cf. paper fig. 1)')
-  return _save(fig, path)
+  with plt.rc_context(STYLE):
+    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.4))
+    first = next(iter(curves.values()))
+    x, p = np.asarray(first['x']), np.asarray(first['p'])
+    axes[0].plot(x, x, color='k', linestyle=':', label='identity')
+    axes[1].plot(p, p, color='k', linestyle=':', label='identity')
+    ok = p > 0
+    axes[2].plot(p[ok], -np.log(p[ok]), color='k', linestyle=':', label=r'cross-entropy $-\log p$')
+    for i, (label, c) in enumerate(curves.items()):
+      style = dict(color=f'C{i}', linestyle=LINE_STYLES[i % len(LINE_STYLES)], label=label)
+      axes[0].plot(c['x'], c['t'], **style)
+      axes[1].plot(c['p'], c['tau'], **style)
+      cp = np.asarray(c['p'])
+      axes[2].plot(cp[cp > 0], guarded_loss(cp[cp > 0], np.asarray(c['tau'])[cp > 0]), **style)
+    axes[0].set(xlabel=r'target cosine $x$', ylabel=r'$t(x)$', title=r'$t$: target cosine')
+    axes[1].set(xlabel=r'target probability $p$', ylabel=r'$\tau(p)$',
+                title=r'$\tau$: target probability')
+    axes[2].set(xlabel=r'target probability $p$',
+                ylabel=r'$-\log\max(\tau(p),\,0.01\,p)$', title='loss trained (guarded)')
+    axes[2].set_yscale('symlog', linthresh=1.0)
+    axes[2].axhline(0.0, color='0.6', linewidth=0.6)
+    for ax in axes:
+      ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
 
 
-def plot_test_error(runs: Mapping[str, tuple], path: str, title: str = '') -> str:
-  """``runs``: label -> ``(epochs, test_error_percent)``; one line per run."""
-  fig, ax = plt.subplots(figsize=(8, 5))
-  for label, (epochs, errors) in sorted(runs.items()):
-    errors = np.asarray(errors, np.float64)
-    final = errors[-1] if len(errors) else float('nan')
-    ax.plot(epochs, errors, marker='o' if len(errors) <= 30 else None, markersize=3,
-            label=f'{label} (final {final:.2f}%)')
-  ax.set(xlabel='epoch', ylabel='test error (%)', title=title or 'CIFAR-10 test error')
-  finite = [np.asarray(e, np.float64) for _, e in runs.values() if len(e)]
-  if finite:
-    low = min(float(np.nanmin(e)) for e in finite)
-    ax.set_ylim(max(0.0, low - 2), min(100.0, max(low + 25, 30)))
-  ax.grid(alpha=0.3)
-  ax.legend()
-  return _save(fig, path)
+def plot_test_error(runs: Mapping[str, Sequence[tuple]], path: str, *, title: str = '',
+                    lr_drops: Sequence[float] = (),
+                    paper: Optional[Mapping[str, float]] = None) -> list:
+  """``runs``: mode -> list of ``(epochs, test_error_percent)``, one per seed.
+
+  One line per mode (the mean over its seeds at the epochs they all reached), a band for the
+  range over seeds, the final mean in the legend, and the paper's numbers as reference lines.
+  """
+  with plt.rc_context(STYLE):
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    lows, highs = [], []
+    for mode, curves in runs.items():
+      length = min(len(e) for e, _ in curves)
+      epochs = np.asarray(curves[0][0][:length], np.float64)
+      errors = np.stack([np.asarray(err[:length], np.float64) for _, err in curves])
+      mean = errors.mean(0)
+      style = dict(MODE_STYLES.get(mode, {}))
+      if length > 30:
+        style.pop('marker', None)
+      n = len(curves)
+      label = (f'{report.MODE_LABELS.get(mode, mode)}: {mean[-1]:.2f}%'
+               + (f' (mean of {n} seeds)' if n > 1 else ''))
+      ax.plot(epochs, mean, markersize=3, label=label, **style)
+      if n > 1:
+        ax.fill_between(epochs, errors.min(0), errors.max(0), color=style.get('color'),
+                        alpha=0.15, linewidth=0)
+      lows.append(float(np.nanmin(errors)))
+      highs.append(float(np.nanmax(errors)))
+    for mode, value in (paper or {}).items():
+      ax.axhline(value, color=MODE_STYLES.get(mode, {}).get('color', 'k'), linewidth=0.8,
+                 linestyle=(0, (6, 3)), alpha=0.7,
+                 label=f'paper (ResNet-20), {report.MODE_LABELS.get(mode, mode)}: {value:.2f}%')
+      lows.append(value)
+      highs.append(value)
+    _mark_drops(ax, lr_drops)
+    ax.set(xlabel='epoch', ylabel='test error (%)', title=title)
+    if lows:
+      ax.set_ylim(max(0.0, min(lows) - 2), min(100.0, max(highs) + 2))
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------------
+# From a run directory
+# ------------------------------------------------------------------------------------------------
+
+
+def curves_of(theta, num_points: int = 601) -> dict:
+  """``{'x', 't', 'p', 'tau'}`` numpy arrays of theta's transforms (``jaxloss.amlfs_curves``)."""
+  import jax.numpy as jnp
+  import jaxloss
+  curves = jaxloss.amlfs_curves(jnp.asarray(theta, jnp.float32), num_points=num_points)
+  return {k: np.asarray(v) for k, v in curves.items()}
+
+
+def _load_config(run_dir: str) -> configs.Config:
+  with open(os.path.join(run_dir, report.CONFIG)) as f:
+    return configs.from_dict(json.load(f))
+
+
+def _noise_text(config) -> str:
+  return f'{config.label_noise:.0%} label noise'
+
+
+def make_plots(workdir: str, run_dir: str) -> list:
+  """The figures of one run (``mu``/``theta``, transforms) and the test-error comparison of its
+  noise level in ``workdir``. Returns the paths written."""
+  written = []
+  records = report.read_records(run_dir)
+  config = _load_config(run_dir)
+  where = f'CIFAR-10, {model_name(config)}, {_noise_text(config)}'
+  seed = f', seed {config.seed}'
+  drops = lr_drop_epochs(config)
+  if records and config.mode == 'amlfs':
+    mus = np.asarray([records[0]['mu']] + [r['mu_next'] for r in records], np.float64)
+    written += plot_mu(np.arange(len(mus)), mus, os.path.join(run_dir, 'mu'),
+                       title=rf'AM-LFS: mean $\mu$ of the loss distribution ({where}{seed})',
+                       lr_drops=drops)
+    curves = {r'$\mu_0$ (cross-entropy)': curves_of(mus[0]),
+              rf'$\mu$ after epoch {len(records)}': curves_of(mus[-1])}
+    written += plot_transforms(curves, os.path.join(run_dir, 'transforms'),
+                               title=f'AM-LFS: the loss at the start and the end ({where}{seed})')
+  elif records and config.mode == 'random':
+    kept = np.asarray([r['thetas'][r['best_index']] for r in records], np.float64)
+    written += plot_mu(np.arange(1, len(kept) + 1), kept, os.path.join(run_dir, 'theta'),
+                       title=(r'random search: $\theta$ of the copy kept after each epoch '
+                              rf'($\mu = \mu_0$ throughout; {where}{seed})'),
+                       lr_drops=drops, what=r'\theta')
+    curves = {r'$\mu_0$ (cross-entropy)': curves_of(records[0]['mu']),
+              rf'$\theta$ kept after epoch {len(records)}': curves_of(kept[-1])}
+    written += plot_transforms(curves, os.path.join(run_dir, 'transforms'),
+                               title=f'random search: the loss kept last ({where}{seed})')
+  written += plot_comparison(workdir, config)
+  return written
+
+
+def plot_comparison(workdir: str, config: configs.Config) -> list:
+  """Test error over epochs of every run in ``workdir`` with this run's label noise."""
+  groups = report.by_mode(report.collect_runs(workdir), config.label_noise)
+  runs = {mode: [([t['epoch'] + 1 for t in r.test_log], [t['test_error'] for t in r.test_log])
+                 for r in chosen if r.test_log]
+          for mode, chosen in groups.items()}
+  runs = {mode: curves for mode, curves in runs.items() if curves}
+  if not runs:
+    return []
+  percent = int(round(100 * config.label_noise))
+  paper = {m: v for m in ('baseline', 'amlfs')
+           if (v := report.paper_error(config.label_noise, m)) is not None}
+  return plot_test_error(
+      runs, os.path.join(workdir, f'test_error_noise{percent}'),
+      title=f'CIFAR-10, {model_name(config)}, {_noise_text(config)}',
+      lr_drops=lr_drop_epochs(config), paper=paper)

@@ -1,33 +1,44 @@
 """One run of the CIFAR-10 experiment on the AM-LFS search engine (``jaxloss.search``).
 
-The user side of the engine's contract (``docs/search_api.md``):
+The user side of the engine's contract (``docs/search_api.md``), as module-level functions
+bound to a model and an optimiser with ``functools.partial`` (:func:`make_program`), so that a
+test can call them as the engine does:
 
-* ``init(key)``: ResNet-20 parameters, BatchNorm statistics and SGD-momentum state of ONE copy;
-* ``train_step(state, batch, theta, key)``: pad-4 crop + flip of the uint8 batch from ``key``
-  (the engine passes the same key to every copy: common random numbers), normalisation, the
-  forward pass, the loss ``jaxloss.amlfs_loss(cosine, labels, theta, scale=...)`` (plain
-  softmax cross-entropy of the same logits in ``baseline`` mode), one SGD step;
-* ``evaluate(state, batch)``: correct / count on a clean batch (the reward on the validation
-  split, and the test error).
+* :func:`init` ``(key)``: ResNet parameters, BatchNorm statistics and SGD-momentum state of ONE
+  copy;
+* :func:`train_step` ``(state, batch, theta, key)``: pad-4 crop + flip of the uint8 batch from
+  ``key`` (the engine passes the same key to every copy: common random numbers),
+  normalisation, the forward pass, the loss ``jaxloss.amlfs_loss(cosine, labels, theta,
+  scale=...)``, one SGD step. In ``baseline`` mode ``theta`` is the identity, for which this
+  loss is softmax cross-entropy of the same logits (to float32 rounding; tested), so the three
+  modes train through one function and share one compiled program;
+* :func:`evaluate` ``(state, batch)``: correct / count on a clean batch (the reward on the
+  validation split, and the test error).
 
-Around the engine this module adds what the experiment needs: the data (tfds, fixed split,
-label noise), the test error of the best copy after every epoch (``test.jsonl``; measured for
-the plots only, never seen by the search), the final summary (``summary.json``) and the plots.
+Around the engine this module adds what the experiment needs: the data (any reader of
+``input_pipeline``, fixed split, label noise), the test error of the best copy after every
+epoch (``test.jsonl``; a monitored split, never seen by the search), the final summary
+(``summary.json``, with package versions, the device and a fingerprint of the data) and the
+plots (``plots.py``).
 
 Files in ``<workdir>/<run_name>/`` (run_name = ``<mode>-noise<percent>[-seed<k>]``):
 ``config.json``, ``records.jsonl`` (the engine's per-epoch records: mu, thetas, rewards, ...),
 ``test.jsonl`` (per-epoch test error), ``checkpoints/`` (orbax, for ``--resume``),
-``summary.json``, ``mu.png``, ``transforms.png``. In ``<workdir>/``: ``test_error_noise<p>.png``
-(every run of that noise level found in the working directory, e.g. AM-LFS against baseline).
+``summary.json``, ``mu.{pdf,png}`` (``theta.{pdf,png}`` in random mode),
+``transforms.{pdf,png}``. In ``<workdir>/``: ``test_error_noise<p>.{pdf,png}`` (every run of
+that noise level in the working directory, seeds aggregated).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
+import platform
 import time
+from importlib import metadata
 from typing import Any, Optional
 
 import jax
@@ -37,13 +48,14 @@ import optax
 
 import jaxloss
 from jaxloss import search
-from jaxloss.search.records import RecordLog
 
-from cifar10 import configs, input_pipeline, models, plots
+from cifar10 import configs, input_pipeline, models, plots, report
 
-SUMMARY = 'summary.json'
-TEST_LOG = 'test.jsonl'
-CONFIG = 'config.json'
+SUMMARY = report.SUMMARY
+TEST_LOG = report.TEST_LOG
+CONFIG = report.CONFIG
+
+log = logging.getLogger(__name__)
 
 
 class ConfigMismatchError(ValueError):
@@ -78,13 +90,59 @@ def make_optimizer(config: configs.Config) -> optax.GradientTransformation:
                      optax.sgd(schedule, momentum=config.momentum))
 
 
+def init(key, *, model: models.CifarResNet, optimizer: optax.GradientTransformation):
+  """The training state of one copy: parameters, BatchNorm statistics, optimiser state."""
+  variables = model.init(key, jnp.zeros((1,) + input_pipeline.IMAGE_SHAPE, model.dtype),
+                         train=False)
+  params = variables['params']
+  return search.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                           model_state={'batch_stats': variables['batch_stats']},
+                           opt_state=optimizer.init(params))
+
+
+def loss_fn(params, model_state, images, labels, theta, *, model, logit_scale):
+  """The AM-LFS loss of one batch: ``(loss, (new model_state, logits))``."""
+  (features, kernel), new_model_state = model.apply(
+      {'params': params, **model_state}, images, train=True, mutable=['batch_stats'])
+  cosine, scale, logits = models.head_outputs(features, kernel, logit_scale)
+  loss = jaxloss.amlfs_loss(cosine, labels, theta, scale=scale)
+  return loss, (new_model_state, logits)
+
+
+def train_step(state, batch, theta, key, *, model, optimizer, logit_scale):
+  """One SGD step of one copy on an augmented uint8 batch, with the loss ``theta``."""
+  images, labels = batch
+  images = input_pipeline.normalize(input_pipeline.augment(key, images), model.dtype)
+  grad_fn = jax.value_and_grad(
+      functools.partial(loss_fn, model=model, logit_scale=logit_scale), has_aux=True)
+  (loss, (model_state, logits)), grads = grad_fn(
+      state.params, state.model_state, images, labels, theta)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new_state = search.TrainState(step=state.step + 1, params=params, model_state=model_state,
+                                opt_state=opt_state)
+  accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+  return new_state, {'loss': loss, 'accuracy': accuracy}
+
+
+def evaluate(state, batch, *, model, logit_scale):
+  """``{'correct', 'count'}`` of one copy on a clean batch."""
+  images, labels = batch
+  features, kernel = model.apply({'params': state.params, **state.model_state},
+                                 input_pipeline.normalize(images, model.dtype), train=False)
+  _, _, logits = models.head_outputs(features, kernel, logit_scale)
+  return search.classification_metrics(logits, labels)
+
+
 # The parts of the configuration that change the compiled program. Runs that share them share
-# one Task object, so the engine reuses its compiled outer step (a resumed run in the same
-# process, or the tests' repeated runs); see jaxloss.search.Engine.compile.
-_PROGRAM_FIELDS = ('mode', 'depth', 'width', 'dtype', 'conv_impl', 'logit_scale', 'learning_rate', 'momentum',
-                   'weight_decay', 'epochs', 'batch_size', 'num_train', 'lr_drop_fractions',
-                   'lr_drop_factor', 'num_intervals', 'policy_learning_rate',
-                   'eval_batch_size')
+# one Task object, so the engine reuses its compiled outer step (the engine's program key is
+# the Task, B, the batch sizes, sigma, the optimiser of mu, the mesh and the unrolling; the
+# mode is a traced flag). `mode` is not here: amlfs and random runs of one configuration
+# compile once per process (a baseline too when it has the same B).
+_PROGRAM_FIELDS = ('depth', 'width', 'dtype', 'conv_impl', 'logit_scale', 'learning_rate',
+                   'momentum', 'weight_decay', 'epochs', 'batch_size', 'num_train',
+                   'lr_drop_fractions', 'lr_drop_factor', 'num_intervals',
+                   'policy_learning_rate', 'eval_batch_size')
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -108,48 +166,10 @@ def make_program(config: configs.Config) -> Program:
 def _build_program(config: configs.Config) -> Program:
   model = make_model(config)
   optimizer = make_optimizer(config)
-  dtype = model.dtype
-  baseline = config.mode == 'baseline'
-  logit_scale = config.logit_scale
-
-  def init(key):
-    variables = model.init(key, jnp.zeros((1,) + input_pipeline.IMAGE_SHAPE, dtype), train=False)
-    params = variables['params']
-    return search.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                             model_state={'batch_stats': variables['batch_stats']},
-                             opt_state=optimizer.init(params))
-
-  def loss_fn(params, model_state, images, labels, theta):
-    (features, kernel), new_model_state = model.apply(
-        {'params': params, **model_state}, images, train=True, mutable=['batch_stats'])
-    cosine, scale, logits = models.head_outputs(features, kernel, logit_scale)
-    if baseline:  # cross-entropy of the same logits: the identity theta of the search space
-      loss = jaxloss.cross_entropy(logits, labels)
-    else:
-      loss = jaxloss.amlfs_loss(cosine, labels, theta, scale=scale)
-    return loss, (new_model_state, logits)
-
-  def train_step(state, batch, theta, key):
-    images, labels = batch
-    images = input_pipeline.normalize(input_pipeline.augment(key, images), dtype)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, (model_state, logits)), grads = grad_fn(
-        state.params, state.model_state, images, labels, theta)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    new_state = search.TrainState(step=state.step + 1, params=params, model_state=model_state,
-                                  opt_state=opt_state)
-    accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
-    return new_state, {'loss': loss, 'accuracy': accuracy}
-
-  def evaluate(state, batch):
-    images, labels = batch
-    features, kernel = model.apply({'params': state.params, **state.model_state},
-                                   input_pipeline.normalize(images, dtype), train=False)
-    _, _, logits = models.head_outputs(features, kernel, logit_scale)
-    return search.classification_metrics(logits, labels)
-
-  task = search.Task(init=init, train_step=train_step, evaluate=evaluate)
+  bound = dict(model=model, logit_scale=config.logit_scale)
+  task = search.Task(init=functools.partial(init, model=model, optimizer=optimizer),
+                     train_step=functools.partial(train_step, optimizer=optimizer, **bound),
+                     evaluate=functools.partial(evaluate, **bound))
   return Program(task=task, mu_optimizer=optax.adam(config.policy_learning_rate), model=model)
 
 
@@ -170,20 +190,28 @@ def search_config(config: configs.Config, run_dir: str, program: Program) -> sea
       scan_unroll=scan_unroll(config))
 
 
-def scan_unroll(config: configs.Config):
+# scan_unroll='auto' on a CPU, from examples/cifar10/time_unroll.py (docs/cifar10.md): XLA:CPU
+# runs nn.Conv's gradients several times slower inside a loop (jax-ml/jax#12868), so short
+# 'xla' epochs are unrolled; PatchConv's matmuls run as fast in a loop, which compiles in a
+# fraction of the time, so 'patches' loops.
+CPU_UNROLL = {'xla': True, 'patches': False}
+MAX_UNROLLED_STEPS = 32
+
+
+def scan_unroll(config: configs.Config, backend: Optional[str] = None):
   """The ``lax.scan`` unrolling of an epoch: see ``configs.Config.scan_unroll``."""
   if config.scan_unroll != 'auto':
     return config.scan_unroll
-  return True if jax.default_backend() == 'cpu' and config.steps_per_epoch <= 32 else 1
+  backend = backend or jax.default_backend()
+  if backend == 'cpu' and CPU_UNROLL[config.conv_impl] and (
+      config.steps_per_epoch <= MAX_UNROLLED_STEPS):
+    return True
+  return 1
 
 
 # ------------------------------------------------------------------------------------------------
 # A run
 # ------------------------------------------------------------------------------------------------
-
-
-def _read_jsonl(path: str) -> list:
-  return RecordLog(path, enabled=False).read()  # the engine's reader: stops at a cut line
 
 
 def _write_json(path: str, value: Any) -> None:
@@ -195,7 +223,7 @@ def _write_json(path: str, value: Any) -> None:
 
 
 # Options that may change between a run and its resumption (where the files are, what is kept).
-_RESUMABLE_CHANGES = ('workdir', 'data_dir', 'keep_checkpoints', 'conv_impl')
+_RESUMABLE_CHANGES = ('workdir', 'data_dir', 'keep_checkpoints', 'conv_impl', 'scan_unroll')
 
 
 def _check_same_config(run_dir: str, config: configs.Config, resume: bool) -> None:
@@ -218,6 +246,21 @@ def _error_percent(totals: dict) -> float:
   return 100.0 * (1.0 - float(totals['correct']) / float(totals['count']))
 
 
+def environment() -> dict:
+  """Package versions and the device, for ``summary.json``."""
+  versions = {}
+  for package in ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'jaxloss',
+                  'tensorflow-datasets', 'matplotlib'):
+    try:
+      versions[package] = metadata.version(package)
+    except metadata.PackageNotFoundError:
+      pass
+  devices = jax.devices()
+  return {'python': platform.python_version(), 'packages': versions,
+          'backend': jax.default_backend(), 'device_count': len(devices),
+          'device_kind': devices[0].device_kind, 'platform': platform.platform()}
+
+
 def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[int] = None,
         data: Optional[input_pipeline.Data] = None, progress: bool = True) -> dict:
   """Runs (or resumes) one experiment; returns the summary (also ``summary.json``).
@@ -227,10 +270,15 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
     resume: continue from the latest checkpoint of this run's directory.
     stop_after: stop once this many epochs are complete (checkpoint written); continue
       later with ``resume=True``. The summary then has ``"finished": false``.
-    data: the prepared data (default: :func:`input_pipeline.prepare_data` from tfds).
+    data: the prepared data (default: :func:`input_pipeline.prepare_data`). Clean data get
+      ``config.label_noise`` on their training labels; data with another noise raise
+      ``ValueError`` (:func:`input_pipeline.with_label_noise`).
     progress: show the engine's progress bar.
   """
   config.validate()
+  if data is None:
+    data = input_pipeline.prepare_data(config)
+  data = input_pipeline.with_label_noise(data, config)
   run_dir = os.path.abspath(os.path.join(config.workdir, config.run_name))
   os.makedirs(run_dir, exist_ok=True)
   if not resume and os.path.isdir(os.path.join(run_dir, 'checkpoints')) and os.listdir(
@@ -241,20 +289,16 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
   _check_same_config(run_dir, config, resume)
   _write_json(os.path.join(run_dir, CONFIG), configs.to_dict(config))
   start = time.perf_counter()
-  if data is None:
-    data = input_pipeline.prepare_data(config)
-  logging.info('Data: %s', data.summary())
+  log.info('Data: %d train (%d noisy labels), %d validation, %d test images from %s.',
+           len(data.train), int(data.flipped.sum()), len(data.val), len(data.test), data.source)
 
   program = make_program(config)
   engine = search.Engine(program.task, dataclasses.replace(
       search_config(config, run_dir, program), progress=progress))
   test = engine.put_data((data.test.images, data.test.labels))
 
-  def evaluate_test(state):  # the engine's (cached, jitted) evaluation of one copy
-    return search.evaluate_dataset(program.task, state, test, batch_size=config.eval_batch_size)
-
-  test_log_file = RecordLog(os.path.join(run_dir, TEST_LOG))
-  test_log = test_log_file.read() if resume else []
+  test_log_path = os.path.join(run_dir, TEST_LOG)
+  test_log = report.read_jsonl(test_log_path) if resume else []
 
   def after_epoch(record, state):
     nonlocal test_log
@@ -268,7 +312,7 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
              'test_error': _error_percent(totals), 'test_correct': int(totals['correct']),
              'test_count': int(totals['count'])}
     test_log = [t for t in test_log if t['epoch'] < epoch] + [entry]
-    test_log_file.rewrite(test_log)
+    report.write_jsonl(test_log_path, test_log)
     if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < config.epochs:
       raise StopRequested(epoch + 1)
 
@@ -278,18 +322,19 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
     result = engine.run(train, val, monitor={'test': test}, resume=resume,
                         callback=after_epoch)
   except StopRequested as stop:
-    logging.info('Stopped after epoch %d; continue with --resume.', stop.args[0])
-    records = _read_jsonl(os.path.join(run_dir, 'records.jsonl'))
+    log.info('Stopped after epoch %d; continue with --resume.', stop.args[0])
+    records = report.read_records(run_dir)
     summary = _summary(config, records, test_log, None, None, data, start, finished=False)
     _write_json(os.path.join(run_dir, SUMMARY), summary)
-    make_plots(config.workdir, run_dir)
+    plots.make_plots(config.workdir, run_dir)
     return summary
 
-  final_test = evaluate_test(result.state)
+  final_test = search.evaluate_dataset(program.task, result.state, test,
+                                       batch_size=config.eval_batch_size)
   summary = _summary(config, result.records, test_log, result, final_test, data, start,
                      finished=True)
   _write_json(os.path.join(run_dir, SUMMARY), summary)
-  make_plots(config.workdir, run_dir)
+  plots.make_plots(config.workdir, run_dir)
   return summary
 
 
@@ -299,7 +344,8 @@ def _summary(config, records, test_log, result, final_test, data, start, *, fini
       'run': config.run_name, 'mode': config.mode, 'finished': finished,
       'epochs_completed': len(records), 'epochs': config.epochs,
       'population': config.effective_population, 'label_noise': config.label_noise,
-      'seed': config.seed, 'data': data.summary(),
+      'seed': config.seed, 'depth': config.depth, 'width': config.width,
+      'data': data.summary(), 'data_sha256': data.fingerprint(),
       'best_val_accuracy': max(val) if val else None,
       'best_val_epoch': int(np.argmax(val)) if val else None,
       'final_val_accuracy': val[-1] if val else None,
@@ -310,68 +356,11 @@ def _summary(config, records, test_log, result, final_test, data, start, *, fini
       'epochs_time_s': sum(r.get('time', {}).get('wall_s', 0.0) for r in records),
       # ... and the compilations of the outer step.
       'compile_time_s': sum(r.get('time', {}).get('compile_s', 0.0) for r in records),
+      'scan_unroll': scan_unroll(config),
+      'environment': environment(),
   }
   if final_test is not None:
     summary['final_test_error'] = _error_percent(final_test)
     summary['final_test_accuracy'] = float(final_test['correct']) / float(final_test['count'])
     summary['final_best_index'] = result.best_index
   return summary
-
-
-# ------------------------------------------------------------------------------------------------
-# Plots
-# ------------------------------------------------------------------------------------------------
-
-
-def curves_of(theta, num_points: int = 201) -> dict:
-  """``{'x', 't', 'p', 'tau'}`` numpy arrays of theta's transforms (``jaxloss.amlfs_curves``)."""
-  curves = jaxloss.amlfs_curves(jnp.asarray(theta, jnp.float32), num_points=num_points)
-  return {k: np.asarray(v) for k, v in curves.items()}
-
-
-def make_plots(workdir: str, run_dir: str) -> list:
-  """mu over epochs and the start/end transforms of this run; the test-error comparison."""
-  written = []
-  records = _read_jsonl(os.path.join(run_dir, 'records.jsonl'))
-  with open(os.path.join(run_dir, CONFIG)) as f:
-    config = configs.from_dict(json.load(f))
-  if records and config.mode != 'baseline':
-    mus = np.asarray([records[0]['mu']] + [r['mu_next'] for r in records], np.float64)
-    epochs = np.arange(len(mus))
-    written.append(plots.plot_mu(epochs, mus, os.path.join(run_dir, 'mu.png'),
-                                 title=f'{config.run_name}: mean of the loss distribution'))
-    curves = {'start (epoch 0)': curves_of(mus[0]),
-              f'end (epoch {len(records)})': curves_of(mus[-1])}
-    written.append(plots.plot_transforms(curves, os.path.join(run_dir, 'transforms.png'),
-                                         title=f'{config.run_name}: transforms of mu'))
-  written.append(plot_comparison(workdir, config.label_noise))
-  return [w for w in written if w]
-
-
-def collect_test_errors(workdir: str, label_noise: float) -> dict:
-  """run name -> ``(epochs, test errors %)`` for every run in ``workdir`` with this noise."""
-  runs = {}
-  for name in sorted(os.listdir(workdir)):
-    run_dir = os.path.join(workdir, name)
-    config_path = os.path.join(run_dir, CONFIG)
-    if not os.path.exists(config_path):
-      continue
-    with open(config_path) as f:
-      run_config = json.load(f)
-    if abs(run_config.get('label_noise', -1) - label_noise) > 1e-9:
-      continue
-    log = _read_jsonl(os.path.join(run_dir, TEST_LOG))
-    if log:
-      runs[name] = ([t['epoch'] + 1 for t in log], [t['test_error'] for t in log])
-  return runs
-
-
-def plot_comparison(workdir: str, label_noise: float) -> Optional[str]:
-  """Test error over epochs of every run in ``workdir`` with this label noise."""
-  runs = collect_test_errors(workdir, label_noise)
-  if not runs:
-    return None
-  percent = int(round(100 * label_noise))
-  return plots.plot_test_error(
-      runs, os.path.join(workdir, f'test_error_noise{percent}.png'),
-      title=f'CIFAR-10 ResNet-20 test error, {percent}% label noise')

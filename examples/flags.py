@@ -1,0 +1,178 @@
+"""Command-line flags derived from a configuration dataclass, shared by the examples.
+
+Every field of the dataclass becomes a flag: ``num_intervals`` -> ``--num-intervals`` (also
+spelt ``--num_intervals``), typed from the field's annotation, with the field's
+``metadata['help']`` and its default in the help text. Both examples
+(``amlfs_cifar10.py``, ``amlfs_mnist1d.py``) use this one vocabulary: the same name means the
+same thing in both (``--population``, ``--num-intervals``, ``--sigma``,
+``--policy-learning-rate``, ``--learning-rate``, ``--batch-size``, ``--epochs``,
+``--label-noise``, ``--logit-scale``, ``--workdir``, ...), plus the run flags of
+:func:`add_run_flags` (``--resume``, ``--no-progress``, ``--verbose``).
+
+Types: ``bool`` -> ``--x`` / ``--no-x``; ``int``/``float``/``str``; ``Optional[T]`` also takes
+``none``; ``Union[str, float]`` (e.g. ``logit_scale``) a float or the string;
+``Union[str, int, bool]`` (``scan_unroll``) ``true``/``false``, an int or the string;
+``tuple`` one or more floats. ``mode`` and ``seed`` take one or more values (``--mode amlfs
+baseline``, ``--seeds 0 1 2``): the example runs every combination.
+
+Flags that are not given are absent from :func:`overrides`, so a preset (the paper's default,
+``--smoke``) supplies them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import typing
+from typing import Any, Iterable
+
+# Fields that take several values (the example runs each), and their plural spelling.
+MULTIPLE = {'mode': '--modes', 'seed': '--seeds'}
+# Older spellings kept working (the MNIST-1D example's first flags).
+ALIASES = {'num_intervals': ('--intervals',), 'workdir': ('--output-dir',),
+           'num_val': ('--val-size',), 'logit_scale': ('--scale',)}
+
+
+def _optional(tp) -> tuple[Any, bool]:
+  args = typing.get_args(tp)
+  if typing.get_origin(tp) is typing.Union and type(None) in args:
+    rest = tuple(a for a in args if a is not type(None))
+    return (rest[0] if len(rest) == 1 else typing.Union[rest]), True
+  return tp, False
+
+
+def _bool(text: str) -> bool:
+  lowered = text.lower()
+  if lowered in ('true', 'yes', '1'):
+    return True
+  if lowered in ('false', 'no', '0'):
+    return False
+  raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
+
+
+def _parser_for(tp):
+  """A function str -> value for the annotation ``tp`` (bool handled by the caller)."""
+  tp, optional = _optional(tp)
+  members = set(typing.get_args(tp)) if typing.get_origin(tp) is typing.Union else {tp}
+
+  def parse(text: str):
+    if optional and text.lower() == 'none':
+      return None
+    if bool in members and text.lower() in ('true', 'false'):
+      return _bool(text)
+    for kind in (int, float):
+      if kind in members:
+        try:
+          return kind(text)
+        except ValueError:
+          pass
+    if str in members:
+      return text
+    raise argparse.ArgumentTypeError(f'cannot read {text!r} as {tp}')
+
+  parse.__name__ = getattr(tp, '__name__', str(tp))  # argparse's error messages
+  return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_cls, *,
+                     skip: Iterable[str] = (), title: str | None = None) -> None:
+  """One flag per field of ``config_cls`` (see the module docstring)."""
+  hints = typing.get_type_hints(config_cls)
+  defaults = config_cls()
+  group = parser.add_argument_group(
+      title or f'configuration (every field of {config_cls.__module__}.{config_cls.__name__})')
+  for field in dataclasses.fields(config_cls):
+    if field.name in skip:
+      continue
+    tp = hints[field.name]
+    names = [f'--{field.name.replace("_", "-")}']
+    if '_' in field.name and tp is not bool:
+      names.append(f'--{field.name}')
+    if field.name in MULTIPLE:
+      names.append(MULTIPLE[field.name])
+    names += [a for a in ALIASES.get(field.name, ()) if a not in names]
+    default = getattr(defaults, field.name)
+    help_text = field.metadata.get('help', '')
+    shown = field.metadata.get('shown_default', repr(default))
+    kwargs = dict(dest=field.name, default=argparse.SUPPRESS,
+                  help=f'{help_text} (default: {shown})'.replace('%', '%%'))
+    if tp is bool:
+      kwargs['action'] = argparse.BooleanOptionalAction
+    elif typing.get_origin(tp) is tuple or tp is tuple:
+      kwargs.update(nargs='+', type=float, metavar='X')
+    else:
+      kwargs['type'] = _parser_for(tp)
+      if 'choices' in field.metadata:
+        kwargs['choices'] = field.metadata['choices']
+      kwargs['metavar'] = (field.name.upper() if 'choices' not in field.metadata
+                           else '{' + ','.join(field.metadata['choices']) + '}')
+      if field.name in MULTIPLE:
+        kwargs['nargs'] = '+'
+    group.add_argument(*names, **kwargs)
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+  """Flags about running rather than about the experiment."""
+  group = parser.add_argument_group('running')
+  group.add_argument('--resume', action='store_true',
+                     help='continue the runs from their latest checkpoints.')
+  group.add_argument('--no-progress', '--quiet', dest='no_progress', action='store_true',
+                     help='no progress bar.')
+  group.add_argument('--verbose', action='store_true',
+                     help="library log messages (orbax, absl, jax) at INFO; default: WARNING.")
+
+
+def overrides(args: argparse.Namespace, config_cls) -> dict:
+  """The fields given on the command line, ``{name: value}`` (lists for ``mode``/``seed``)."""
+  values = {}
+  for field in dataclasses.fields(config_cls):
+    if hasattr(args, field.name):
+      value = getattr(args, field.name)
+      if isinstance(value, list) and field.name not in MULTIPLE:
+        value = tuple(value)
+      values[field.name] = value
+  return values
+
+
+def expand(values: dict) -> list[dict]:
+  """``{'mode': [a, b], 'seed': [0, 1], ...}`` -> one dict per (seed, mode), seeds outermost."""
+  modes = values.get('mode')
+  seeds = values.get('seed')
+  modes = modes if isinstance(modes, list) else [modes]
+  seeds = seeds if isinstance(seeds, list) else [seeds]
+  out = []
+  for seed in seeds:
+    for mode in modes:
+      one = {k: v for k, v in values.items() if k not in MULTIPLE}
+      if mode is not None:
+        one['mode'] = mode
+      if seed is not None:
+        one['seed'] = seed
+      out.append(one)
+  return out
+
+
+# fontTools: matplotlib's PDF font subsetting warns about font timestamps.
+LIBRARY_LOGGERS = ('absl', 'orbax', 'jax', 'tensorflow_datasets', 'etils', 'matplotlib')
+QUIET_LOGGERS = ('fontTools',)
+
+
+def setup_logging(own: Iterable[str], verbose: bool = False) -> None:
+  """A quiet console: the example's own loggers at INFO on stdout (bare messages), the
+  libraries' (orbax and tfds log through absl) at WARNING unless ``verbose``."""
+  handler = logging.StreamHandler(sys.stdout)
+  handler.setFormatter(logging.Formatter('%(message)s'))
+  for name in own:
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+  level = logging.INFO if verbose else logging.WARNING
+  for name in LIBRARY_LOGGERS:
+    logging.getLogger(name).setLevel(level)
+  for name in QUIET_LOGGERS:
+    logging.getLogger(name).setLevel(logging.ERROR)
+  if verbose:
+    logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s')
