@@ -42,9 +42,13 @@ PART_NAMES = st.PARTS + ("all",)
 
 
 def part_mask(part: str, m: int) -> np.ndarray:
+  """A part of theta (:data:`PART_NAMES`), or one coordinate: ``'tau_biases[0]'``."""
   mask = np.zeros(4 * m, np.float32)
   if part == "all":
     mask[:] = 1
+  elif "[" in part:
+    name, index = part.rstrip("]").split("[")
+    mask[st.PARTS.index(name) * m + int(index)] = 1
   else:
     i = st.PARTS.index(part)
     mask[i * m:(i + 1) * m] = 1
@@ -79,8 +83,9 @@ def run(args):
   mu = np.asarray(jaxloss.identity_theta(m))
   rng = np.random.default_rng(args.seed)
   thetas, labels = [mu], [("mu", 0.0)]
+  parts = tuple(args.parts or PART_NAMES)
   for sigma in args.sigmas:
-    for part in PART_NAMES:
+    for part in parts:
       mask = part_mask(part, m)
       for _ in range(args.samples):
         thetas.append(mu + sigma * mask * rng.standard_normal(4 * m).astype(np.float32))
@@ -128,7 +133,7 @@ def run(args):
     effects = jax.jit(jax.vmap(lambda th: theta_effects(cos, s, y, th)))(thetas)
     effects = {k: np.asarray(v) for k, v in effects.items()}
     rows = []
-    for part in PART_NAMES + ("noise floor",):
+    for part in parts + ("noise floor",):
       for sigma in (args.sigmas if part != "noise floor" else [0.001]):
         idx = [i for i, lab in enumerate(labels) if lab == (part, sigma)]
         d = val[idx] - val[0]
@@ -137,7 +142,8 @@ def run(args):
             "mean_delta": float(d.mean()), "median_delta": float(np.median(d)),
             "best_delta": float(d.max()), "worst_delta": float(d.min()),
             "frac_better": float(np.mean(d > 0)),
-            "mean_test_delta": float((test[idx] - test[0]).mean()),
+            "mean_test_delta": float(np.nanmean(test[idx] - test[0])) if np.any(
+                np.isfinite(test[idx])) else float("nan"),
             "guard": float(effects["guard"][idx].mean()),
             "slope_ratio_abs_log": float(effects["slope_ratio_abs_log"][idx].mean()),
             "logit_shift": float(effects["logit_shift"][idx].mean())})
@@ -184,6 +190,11 @@ def parse_args(argv=None):
   p.add_argument("--depth", type=int, default=8)
   p.add_argument("--width", type=int, default=8)
   p.add_argument("--population", type=int, default=8)
+  p.add_argument("--num-train", type=int, default=0)
+  p.add_argument("--num-val", type=int, default=0)
+  p.add_argument("--parts", nargs="+", default=None,
+                 help="parts to perturb (default: the four parts and all); one coordinate: "
+                      "'tau_biases[0]'")
   p.add_argument("--chunk", type=int, default=0, help="copies per program (0: all at once)")
   p.add_argument("--json", default=None)
   return p.parse_args(argv)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import pickle
@@ -82,7 +83,7 @@ def add_label_noise(labels: np.ndarray, ratio: float, num_classes: int = 10, see
   return noise(labels, ratio, num_classes, seed) if ratio else labels
 
 
-def load_cifar_subset(path: str = CIFAR_SUBSET, num_val: int = 1000):
+def load_cifar_subset(path: str = CIFAR_SUBSET, num_val: int = 1000, num_train=None):
   """The shared real CIFAR-10 subset (official pickle layout): train / val / test uint8 NHWC.
 
   ``data_batch_1..5`` (4,136 images) give the last ``num_val`` as validation, the rest as
@@ -98,7 +99,8 @@ def load_cifar_subset(path: str = CIFAR_SUBSET, num_val: int = 1000):
   x = np.concatenate([p[0] for p in parts])
   y = np.concatenate([p[1] for p in parts])
   xt, yt = read("test_batch")
-  return (x[:-num_val], y[:-num_val]), (x[-num_val:], y[-num_val:]), (xt, yt)
+  n = len(y) - num_val if num_train is None else num_train
+  return (x[:n], y[:n]), (x[-num_val:], y[-num_val:]), (xt, yt)
 
 
 def mnist1d_problem(args) -> Problem:
@@ -167,7 +169,8 @@ def digits_problem(args) -> Problem:
 def cifar_problem(args) -> Problem:
   from cifar10 import configs, input_pipeline, models  # pylint: disable=import-outside-toplevel
   from cifar10 import train as cifar_train  # pylint: disable=import-outside-toplevel
-  train, val, test = load_cifar_subset()
+  train, val, test = load_cifar_subset(num_val=args.num_val or 1000,
+                                       num_train=args.num_train or None)
   train = (train[0], add_label_noise(train[1], args.label_noise))
   bs = args.batch_size or 128
   config = configs.default(
@@ -175,7 +178,6 @@ def cifar_problem(args) -> Problem:
       batch_size=bs, epochs=args.epochs, num_train=len(train[1]), num_val=len(val[1]),
       eval_batch_size=500, population=args.population)
   program = cifar_train.make_program(config)
-  steps = len(train[1]) // bs
 
   def head(state, x):
     features, kernel = program.model.apply({"params": state.params, **state.model_state},
@@ -184,7 +186,7 @@ def cifar_problem(args) -> Problem:
     return cos, scale
 
   return Problem("cifar10-subset", program.task, train, val, test, bs, 500,
-                 unroll=True if steps <= 32 else 1, head=head,
+                 unroll="python", head=head,
                  info={"model": f"ResNet-{args.depth} width {args.width} (patches convs), "
                                 f"SGD 0.1 momentum 0.9 wd 1e-4, lr /10 at 50%/75%, "
                                 f"crop+flip, eq. 4 scale ('norms'), float32"})
@@ -240,9 +242,52 @@ def epoch_program(problem: Problem):
     finite = jnp.all(jnp.isfinite(losses), axis=0) & jax.vmap(tree_finite)(population)
     return population, score(val), score(test), finite, jnp.mean(losses, axis=0)
 
-  fn = jax.jit(epoch, donate_argnums=(0,))
-  _EPOCHS[key_] = fn
-  return fn
+  if problem.unroll != "python":
+    fn = jax.jit(epoch, donate_argnums=(0,))
+    _EPOCHS[key_] = fn
+    return fn
+
+  # One jitted step called from Python: compiles in seconds where a scan unrolled over an
+  # epoch of conv-net steps takes many minutes on a loaded CPU (the same arithmetic).
+  @functools.partial(jax.jit, donate_argnums=(0,))
+  def step(pop, perm, i, key, thetas, train):
+    idx = jax.lax.dynamic_slice_in_dim(perm, i * bs, bs)
+    batch = jax.tree.map(lambda a: a[idx], train)
+    pop, metrics = jax.vmap(task.train_step, in_axes=(0, None, 0, None))(
+        pop, batch, thetas, jax.random.fold_in(key, i))
+    return pop, metrics["loss"]
+
+  def accuracy(state, data):
+    totals = sum_over_batches(task.evaluate, state, data, ebs)
+    return totals["correct"].astype(jnp.float32) / totals["count"].astype(jnp.float32)
+
+  @jax.jit
+  def scores(pop, val):
+    return jax.vmap(lambda s: accuracy(s, val))(pop), jax.vmap(tree_finite)(pop)
+
+  @jax.jit
+  def test_of(pop, index, test):
+    return accuracy(jax.tree.map(lambda a: a[index], pop), test)
+
+  def python_epoch(population, thetas, perm, key, train, val, test):
+    losses = []
+    for i in range(perm.shape[0] // bs):
+      population, loss = step(population, perm, jnp.asarray(i, jnp.int32), key, thetas, train)
+      losses.append(loss)
+    losses = jnp.stack(losses)
+    v, finite = scores(population, val)
+    finite = finite & jnp.all(jnp.isfinite(losses), axis=0)
+    # The test split only for copy 0 and the best copy (what the reports use): the CPU time
+    # of a conv net's evaluation is not negligible. The other entries are NaN.
+    vh, fh = np.asarray(v), np.asarray(finite)
+    best = int(np.argmax(np.where(fh, vh, -np.inf)))
+    t = np.full(vh.shape, np.nan, np.float32)
+    for i in {0, best}:
+      t[i] = float(test_of(population, jnp.asarray(i, jnp.int32), test))
+    return population, v, jnp.asarray(t), finite, jnp.mean(losses, axis=0)
+
+  _EPOCHS[key_] = python_epoch
+  return python_epoch
 
 
 @jax.jit
@@ -355,6 +400,17 @@ def make_mode(name: str, num: int, m: int = 6):
   }
   if name in ablations:
     return dataclasses.replace(st.PAPER, **ablations[name]), num, "best"
+  leave_one_out = {
+      "default-no_mean_copy": dict(mean_copy=False),
+      "default-no_antithetic": dict(antithetic=False),
+      "default-no_rank": dict(fitness="zscore"),
+      "default-no_guard": dict(drift_guard=0.0),
+      "default-no_parts": dict(sigma=0.2, whiten=False, learning_rate=0.05),
+  }
+  if name in leave_one_out:
+    return dataclasses.replace(st.DEFAULT, **leave_one_out[name]), num, "best"
+  if name == "random_parts":
+    return dataclasses.replace(st.DEFAULT, update_mean=False), num, "best"
   if name == "evosax":
     return st.EvosaxStrategy("Open_ES", population_size=num, sigma=0.2, learning_rate=0.05), \
         num, "best"
@@ -363,7 +419,9 @@ def make_mode(name: str, num: int, m: int = 6):
 
 MODES = ("paper", "default", "random", "grid", "ce")
 ALL_MODES = MODES + ("grid_indep", "mean_copy", "antithetic", "rank", "parts", "guard",
-                     "small_lr", "small_sigma", "mean_copy_parts", "parts_whiten", "evosax")
+                     "small_lr", "small_sigma", "mean_copy_parts", "parts_whiten", "evosax",
+                         "default-no_mean_copy", "default-no_antithetic", "default-no_rank",
+                         "default-no_guard", "default-no_parts", "random_parts")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -448,6 +506,12 @@ def parse_args(argv=None):
   p.add_argument("--label-noise", type=float, default=0.0, help="training split only")
   p.add_argument("--depth", type=int, default=8, help="CIFAR ResNet depth (6n+2)")
   p.add_argument("--width", type=int, default=8, help="CIFAR ResNet width")
+  p.add_argument("--num-train", type=int, default=0,
+                 help="CIFAR subset: training images (0: all 3,136 not in the validation split)")
+  p.add_argument("--num-val", type=int, default=0, help="CIFAR subset: validation images "
+                 "(0: 1,000), the last ones of data_batch_5")
+  p.add_argument("--from-json", nargs="+", default=None,
+                 help="no training: merge the results of earlier --json files into the table")
   p.add_argument("--output", default=None, help="markdown table (default: print only)")
   p.add_argument("--figure", default=None, help="figure path (png)")
   p.add_argument("--json", default=None, help="all records (json)")
@@ -457,6 +521,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> list[dict]:
   args = parse_args(argv)
+  if args.from_json:
+    return merge(args)
   problem = PROBLEMS[args.dataset](args)
   header = (f"{args.dataset}: {len(problem.train[1])} train / {len(problem.val[1])} val / "
             f"{len(problem.test[1])} test; label noise {args.label_noise:.0%}; "
@@ -490,6 +556,23 @@ def main(argv=None) -> list[dict]:
     figure(results, args.figure, header[:120])
   if args.json:
     _dump(args, header, results)
+  return results
+
+
+def merge(args) -> list[dict]:
+  results, header = [], None
+  for path in args.from_json:
+    with open(path) as f:
+      data = json.load(f)
+    header = header or data["header"]
+    results += data["results"]
+  text = f"{header}\n\n{table(results)}\n"
+  print(text)
+  if args.output:
+    with open(args.output, "w") as f:
+      f.write(text)
+  if args.figure:
+    figure(results, args.figure, header[:120])
   return results
 
 
