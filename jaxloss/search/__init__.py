@@ -16,13 +16,16 @@ Quick start::
 """
 
 from jaxloss.search.checkpoint import CheckpointDamagedError, CheckpointStore
-from jaxloss.search.engine import (MODES, Engine, PopulationDivergedError, SearchConfig,
-                                   SearchResult, SearchState, run, tree_all_finite)
-from jaxloss.search.policy import (GaussianPolicy, PolicyState, default_mu_optimizer, log_prob,
-                                   normalize_rewards, reinforce_ascent, sample, score)
+from jaxloss.search.config import MODES, Flags, SearchConfig, StepSpec
+from jaxloss.search.engine import Engine, run
+from jaxloss.search.loop import PopulationDivergedError, SearchResult, read_records
+from jaxloss.search.outer_step import SearchState, tree_all_finite
+from jaxloss.search.policy import (GaussianPolicy, PolicyState, default_mu_optimizer,
+                                   grad_log_prob, log_prob, normalize_rewards, reinforce_ascent,
+                                   sample, score)
 from jaxloss.search.sharding import POPULATION_AXIS, population_mesh
-from jaxloss.search.task import (Task, TrainState, accuracy, classification_metrics,
-                                 evaluate_dataset, optax_task)
+from jaxloss.search.task import (OptaxTaskState, Task, TrainState, accuracy,
+                                 classification_metrics, evaluate_dataset, optax_task)
 
 __all__ = [
     "MODES",
@@ -30,22 +33,27 @@ __all__ = [
     "CheckpointDamagedError",
     "CheckpointStore",
     "Engine",
+    "Flags",
     "GaussianPolicy",
+    "OptaxTaskState",
     "PolicyState",
     "PopulationDivergedError",
     "SearchConfig",
     "SearchResult",
     "SearchState",
+    "StepSpec",
     "Task",
     "TrainState",
     "accuracy",
     "classification_metrics",
     "default_mu_optimizer",
     "evaluate_dataset",
+    "grad_log_prob",
     "log_prob",
     "normalize_rewards",
     "optax_task",
     "population_mesh",
+    "read_records",
     "reinforce_ascent",
     "run",
     "sample",

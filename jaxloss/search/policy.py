@@ -81,9 +81,17 @@ def log_prob(theta: Array, mu: Array, sigma: float) -> Array:
           - 0.5 * dim * math.log(2 * math.pi))
 
 
-def score(theta: Array, mu: Array, sigma: float) -> Array:
-  """``grad_mu log N(theta; mu, sigma^2 I) = (theta - mu) / sigma^2`` (per sample)."""
+def grad_log_prob(theta: Array, mu: Array, sigma: float) -> Array:
+  """``grad_mu log N(theta; mu, sigma^2 I) = (theta - mu) / sigma^2`` (per sample).
+
+  Statistics calls this the *score function*; it is named for what it computes so that it
+  is not confused with a reward's ``'score'`` (``evaluate_dataset``, monitored splits).
+  """
   return (theta - mu) / (sigma * sigma)
+
+
+#: The older name of :func:`grad_log_prob` (kept: it is public).
+score = grad_log_prob
 
 
 def normalize_rewards(rewards: Array, valid: Array | None = None) -> Array:
@@ -128,7 +136,7 @@ def reinforce_ascent(thetas: Array, mu: Array, rewards: Array, sigma: float) -> 
   it with normalised rewards (:func:`normalize_rewards`).
   """
   rewards = jnp.asarray(rewards, dtype=thetas.dtype)
-  s = score(thetas, mu, sigma)
+  s = grad_log_prob(thetas, mu, sigma)
   weights = rewards.reshape(rewards.shape + (1,) * (s.ndim - 1))
   return jnp.mean(weights * s, axis=0)
 

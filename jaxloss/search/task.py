@@ -40,8 +40,12 @@ class Task:
   evaluate: Callable[[PyTree, PyTree], dict]
 
 
-class TrainState(NamedTuple):
+class OptaxTaskState(NamedTuple):
   """The training state built by :func:`optax_task` (one model copy).
+
+  Not flax's ``flax.training.train_state.TrainState`` (which holds ``apply_fn`` and ``tx``):
+  this one is plain arrays only, so that it can be vmapped, broadcast and checkpointed.
+  ``search.TrainState`` is its older name, kept as an alias.
 
   ``step`` counts optimisation steps (use it for schedules of your own; optax schedules
   count in ``opt_state``). ``model_state`` holds non-trained variables such as Flax
@@ -52,6 +56,10 @@ class TrainState(NamedTuple):
   params: PyTree
   model_state: PyTree
   opt_state: PyTree
+
+
+#: The older name of :class:`OptaxTaskState` (kept: examples and user code use it).
+TrainState = OptaxTaskState
 
 
 def optax_task(*, init: Callable[[Array], tuple[PyTree, PyTree]],
@@ -70,21 +78,21 @@ def optax_task(*, init: Callable[[Array], tuple[PyTree, PyTree]],
       the optimiser state, which is part of the broadcast training state).
     evaluate: ``evaluate(params, model_state, batch) -> dict`` of summable scalars.
   Returns:
-    a :class:`Task` whose state is a :class:`TrainState`.
+    a :class:`Task` whose state is an :class:`OptaxTaskState`.
   """
 
   def task_init(key):
     params, model_state = init(key)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
-                      opt_state=optimizer.init(params))
+    return OptaxTaskState(step=jnp.zeros((), jnp.int32), params=params,
+                          model_state=model_state, opt_state=optimizer.init(params))
 
   def train_step(state, batch, theta, key):
     grad_fn = jax.value_and_grad(loss, has_aux=True)
     (value, model_state), grads = grad_fn(state.params, state.model_state, batch, theta, key)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    new = TrainState(step=state.step + 1, params=params, model_state=model_state,
-                     opt_state=opt_state)
+    new = OptaxTaskState(step=state.step + 1, params=params, model_state=model_state,
+                         opt_state=opt_state)
     return new, {"loss": value}
 
   def task_evaluate(state, batch):

@@ -1,0 +1,265 @@
+"""The search loop: run, resume, records, checkpoints, callback, ``stop_after``, metadata.
+
+:func:`run_search` runs the engine's compiled outer step epoch after epoch. Each epoch's
+record is built ONCE, complete (timings included), and then checkpointed (every checkpoint
+holds every record so far), appended to ``records.jsonl`` and handed to the callback: the
+three copies are the same. A resume continues the same run or refuses (the fingerprint,
+:func:`jaxloss.search.config.run_fingerprint`), falls back from a damaged checkpoint to the
+newest intact one, and rewrites the log from the checkpoint's records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+import jax
+import numpy as np
+
+from jaxloss.search import sharding as sh
+from jaxloss.search.checkpoint import CheckpointStore
+from jaxloss.search.config import check_metadata, check_resume
+from jaxloss.search.outer_step import SearchState
+from jaxloss.search.records import Progress, RecordLog, to_json
+from jaxloss.search.task import check_split
+
+if TYPE_CHECKING:
+  from jaxloss.search.engine import Engine
+
+PyTree = Any
+
+RECORDS_FILE = "records.jsonl"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+class PopulationDivergedError(RuntimeError):
+  """Every copy of the population produced a non-finite loss, state or reward.
+
+  Attributes:
+    epoch: the (0-based) epoch at which it happened.
+    record: that epoch's record (never written to the log).
+    last_checkpoint: the last good checkpoint's step (completed epochs), or ``None``.
+  """
+
+  def __init__(self, epoch: int, record: dict, last_checkpoint: int | None):
+    self.epoch, self.record, self.last_checkpoint = epoch, record, last_checkpoint
+    where = ("no checkpoint was written" if last_checkpoint is None else
+             f"the last good checkpoint (after epoch {last_checkpoint - 1}) is kept")
+    super().__init__(
+        f"search: every copy of the population diverged (non-finite loss, training state or "
+        f"reward) in epoch {epoch}; {where}. Lower the learning rate or sigma, or check the "
+        f"loss for the sampled thetas: {record.get('thetas')!r:.200}")
+
+
+@dataclasses.dataclass
+class SearchResult:
+  """What :meth:`Engine.run` returns.
+
+  Attributes:
+    state: the final model (the best copy's training state, without the population axis).
+    best_index: its index in the final population.
+    best_reward: its validation reward in the last epoch.
+    mu: the final mean of the strategy (numpy).
+    records: one dict per epoch (also in ``<output_dir>/records.jsonl``).
+    search_state: the final :class:`SearchState` (population, strategy state, epoch counter).
+    finished: all ``config.epochs`` are done (False after ``stop_after``; resume continues).
+    metadata: the user's ``metadata`` of the run.
+  """
+  state: PyTree
+  best_index: int
+  best_reward: float
+  mu: np.ndarray
+  records: list[dict]
+  search_state: SearchState
+  finished: bool = True
+  metadata: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def epochs_completed(self) -> int:
+    return len(self.records)
+
+
+def read_records(output_dir: str) -> list[dict]:
+  """The records of the run in ``output_dir`` (``records.jsonl``; a line cut by a kill ends
+  the list). The log is rewritten from the checkpoints on every resume."""
+  return RecordLog(os.path.join(output_dir, RECORDS_FILE), enabled=False).read()
+
+
+def run_search(engine: "Engine", train: PyTree, val: PyTree, *,
+               monitor: dict[str, PyTree] | None = None, resume: bool = False,
+               callback: Callable[[dict, SearchState], None] | None = None,
+               stop_after: int | None = None, metadata: dict | None = None) -> SearchResult:
+  """Runs ``config.epochs`` outer steps (continuing from the latest checkpoint if ``resume``).
+
+  Args:
+    engine: the :class:`~jaxloss.search.engine.Engine` (task, config, mesh).
+    train: the training split, a pytree of arrays with a leading example axis (numpy or
+      device arrays; placed on every device of the mesh).
+    val: the validation split (the reward); never pass the test split here.
+    monitor: extra splits to watch, ``{name: data}`` (e.g. ``{'test': (x, y)}``): after
+      every epoch the best copy is evaluated on each inside the same jitted program and
+      the totals and score go to ``record['monitor'][name]``. They never influence the
+      search (rewards, ``mu``, selection); they are for curves such as test error.
+    resume: continue from the latest intact checkpoint in ``output_dir`` (a fresh start
+      when there is none). The checkpoint's fingerprint must equal this run's (else a
+      ``ValueError`` naming what differs). Without it, a directory that already holds
+      checkpoints is an error.
+    callback: ``callback(record, search_state)`` after every epoch, once the checkpoint and
+      the record are written; raising from it stops the run (the checkpoint is kept).
+      ``search_state`` is donated by the next step: do not keep references to it.
+    stop_after: stop cleanly after this many epochs of THIS invocation (the checkpoint is
+      written; ``resume=True`` continues); ``result.finished`` tells whether the run is done.
+    metadata: a dict of JSON values about the run (e.g. the example's own options); part of
+      the fingerprint, so a resume with other metadata refuses, naming the key.
+  Returns:
+    a :class:`SearchResult`.
+  Raises:
+    PopulationDivergedError: every copy diverged in some epoch.
+  """
+  cfg = engine.config
+  if stop_after is not None and (isinstance(stop_after, bool) or
+                                 not isinstance(stop_after, (int, np.integer)) or stop_after < 0):
+    raise ValueError(f"search: `stop_after` must be a non-negative int or None, got "
+                     f"{stop_after!r}.")
+  metadata = check_metadata(metadata)
+  n_train = check_split("search", "train", train)
+  if n_train < cfg.batch_size:
+    raise ValueError(f"search: the training split ({n_train} examples) is smaller than "
+                     f"`batch_size` ({cfg.batch_size}).")
+  check_split("search", "val", val)
+  for name, data in (monitor or {}).items():
+    check_split("search", f"monitor[{name!r}]", data)
+  session = _Session(engine, callback=callback, metadata=metadata)
+  if cfg.output_dir is not None:
+    session.fingerprint = engine.fingerprint(train, val, monitor, metadata)
+  data = (engine.put_data(train), engine.put_data(val),
+          {name: engine.put_data(d) for name, d in (monitor or {}).items()})
+  try:
+    state, records = session.start(resume)
+    return session.loop(state, records, *data, stop_after=stop_after)
+  finally:
+    session.close()
+
+
+class _Session:
+  """One invocation of a run: its output files and what every epoch needs."""
+
+  def __init__(self, engine, *, callback, metadata):
+    cfg = engine.config
+    self.engine, self.config, self.callback, self.metadata = engine, cfg, callback, metadata
+    self.fingerprint = None
+    self.is_main = jax.process_index() == 0
+    self.store = self.log = None
+    if cfg.output_dir is not None:
+      self.log = RecordLog(os.path.join(cfg.output_dir, RECORDS_FILE), enabled=self.is_main)
+      if cfg.checkpoint:
+        self.store = CheckpointStore(os.path.join(cfg.output_dir, CHECKPOINTS_DIR),
+                                     max_to_keep=cfg.max_to_keep,
+                                     async_save=cfg.async_checkpointing)
+
+  def close(self):
+    if self.store is not None:
+      self.store.wait()
+      self.store.close()
+
+  def start(self, resume: bool) -> tuple[SearchState, list[dict]]:
+    store, log = self.store, self.log
+    latest = store.latest_step() if store is not None else None
+    if latest is None:
+      if log is not None:
+        log.rewrite([])
+      return self.engine.init(), []
+    if not resume:
+      raise FileExistsError(
+          f"search: {store.directory} already holds checkpoints (latest after epoch "
+          f"{latest - 1}); pass resume=True to continue that run, or use a new `output_dir`.")
+    _, state, meta = store.restore_latest_intact(
+        self.engine.abstract_state(),
+        check_meta=lambda meta: check_resume(meta, self.fingerprint, self.config),
+        required_meta=("config",))
+    done = int(state.epoch)
+    if meta.get("records") is not None:  # every record so far is in the checkpoint
+      records = list(meta["records"])
+    else:  # a checkpoint of an older version: the log, plus the checkpoint's last record
+      records = [r for r in (log.read() if log is not None else []) if r["epoch"] < done]
+      if meta.get("record") is not None and (not records or records[-1]["epoch"] < done - 1):
+        records.append(meta["record"])
+    if log is not None:
+      log.rewrite(records)  # repairs a missing, short, cut or longer log
+    return state, records
+
+  def loop(self, state, records, train, val, monitor, *, stop_after) -> SearchResult:
+    cfg, engine, store = self.config, self.engine, self.store
+    start = int(state.epoch)
+    end = cfg.epochs if stop_after is None else min(cfg.epochs, start + stop_after)
+    if start < end:
+      t = time.perf_counter()
+      compiled = engine.compile(state, train, val, monitor)
+      compile_s = time.perf_counter() - t
+      progress = Progress(cfg.epochs, start, enabled=cfg.progress and self.is_main,
+                          desc=cfg.mode)
+      checkpoint_s = None  # the previous epoch's checkpoint write, in this invocation
+      try:
+        for epoch in range(start, end):
+          t_epoch = time.perf_counter()
+          state, outputs = compiled(state, train, val, monitor)
+          jax.block_until_ready((state, outputs))
+          step_s = time.perf_counter() - t_epoch
+          t = time.perf_counter()
+          host = sh.to_host(outputs)
+          timing = {"compile_s": compile_s} if epoch == start else {}
+          record = _record(cfg.mode, host, timing)
+          if bool(host["all_diverged"]):
+            raise PopulationDivergedError(epoch, record,
+                                          store.latest_step() if store is not None else None)
+          progress.update(epoch, _best_reward(record))
+          timing.update(step_s=step_s, log_s=time.perf_counter() - t)
+          if checkpoint_s is not None:
+            timing["checkpoint_s"] = checkpoint_s
+          timing["wall_s"] = step_s + timing["log_s"] + (checkpoint_s or 0.0)
+          record["time"] = timing  # complete: from here on the record never changes
+          records.append(record)
+          if store is not None:
+            t = time.perf_counter()
+            store.save(epoch + 1, state, {"config": cfg.fingerprint(),
+                                          "fingerprint": self.fingerprint, "record": record,
+                                          "records": list(records)})
+            checkpoint_s = time.perf_counter() - t
+          if self.log is not None:
+            self.log.append(record)
+          if self.callback is not None:
+            self.callback(record, state)
+      finally:
+        progress.close()
+    best = records[-1]["best_index"] if records else 0
+    best_reward = records[-1]["best_reward"] if records else float("nan")
+    return SearchResult(state=engine.select(state, best), best_index=best,
+                        best_reward=math.nan if best_reward is None else best_reward,
+                        mu=np.asarray(jax.device_get(engine.strategy.mean(state.policy))),
+                        records=records, search_state=state,
+                        finished=int(state.epoch) >= cfg.epochs, metadata=self.metadata)
+
+
+def _record(mode: str, host: dict, timing: dict) -> dict:
+  """The epoch's record (JSON types) from the step's outputs on the host."""
+  record = {
+      "epoch": int(host["epoch"]), "mode": mode,
+      "mu": host["mu"], "mu_next": host["mu_next"], "thetas": host["thetas"],
+      "rewards": host["rewards"], "normalized_rewards": host["normalized_rewards"],
+      "finite": host["finite"], "best_index": int(host["best_index"]),
+      "best_reward": host["best_reward"], "train_loss": host["train"]["loss"],
+      "train_metrics": {k: v for k, v in host["train"].items() if k != "loss"},
+      "val": host["val"]}
+  if host["monitor"]:
+    record["monitor"] = host["monitor"]
+  record = to_json(record)
+  record["time"] = timing
+  return record
+
+
+def _best_reward(record: dict) -> float:
+  rewards = [r for r, ok in zip(record["rewards"], record["finite"]) if ok and r is not None]
+  return max(rewards) if rewards else math.nan
