@@ -140,3 +140,25 @@ def test_policy_validation():
     search.GaussianPolicy(sigma=-0.2)
   with pytest.raises(ValueError, match="optax"):
     search.GaussianPolicy(optimizer=0.05)
+
+
+def test_ask_tell_is_the_sample_update_pair_and_normalises_once():
+  policy = search.GaussianPolicy(sigma=0.2, optimizer=optax.adam(0.05))
+  state = policy.init(jnp.array([0.3, -0.2, 0.0, 1.0], jnp.float32))
+  key = jax.random.key(4)
+  # Two compiled programs each time: equal up to float32 rounding (not asserted bitwise).
+  close = lambda a, b: jax.tree.map(
+      lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
+  thetas = jax.jit(policy.ask, static_argnums=2)(key, state, 8)
+  close(thetas, jax.jit(policy.sample, static_argnums=2)(key, state.mu, 8))
+  rewards = jnp.array([0.1, 0.5, jnp.nan, 0.9, 0.4, 0.4, 0.2, 0.8], jnp.float32)
+  valid = jnp.isfinite(rewards).at[5].set(False)
+  told, info = jax.jit(policy.tell)(state, thetas, rewards, valid)
+  updated = jax.jit(policy.update)(state, thetas, rewards, valid)
+  close(told, updated)
+  close(info["normalized_rewards"], normalize(rewards, valid))
+  assert np.all(np.asarray(info["normalized_rewards"])[[2, 5]] <= -1)  # the worst
+  np.testing.assert_array_equal(policy.mean(told), told.mu)
+  assert isinstance(told, search.PolicyState) and told.mu.dtype == jnp.float32
+  assert "sigma=0.2" in policy.spec() and "0x" not in policy.spec()
+  assert hash(policy) == hash(search.GaussianPolicy(0.2, policy.optimizer))  # a cache key
