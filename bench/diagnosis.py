@@ -78,6 +78,7 @@ def theta_effects(cos, s, y, theta, delta=0.01):
 
 
 def run(args):
+  args.test_copy0 = True
   problem = study.PROBLEMS[args.dataset](args)
   m = problem.num_intervals
   mu = np.asarray(jaxloss.identity_theta(m))
