@@ -153,6 +153,25 @@ def broadcast_pair(fn: str, name_a: str, a: Array, name_b: str, b: Array,
   return jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
 
 
+def warn_if_broadcast(fn: str, name_a: str, a: Any, name_b: str, b: Any) -> None:
+  """:func:`broadcast_pair`'s shape check and ``UserWarning``, without computing anything.
+
+  For the Python side of a loss whose jitted kernel broadcasts (so that the
+  warning comes on every call, as torch's, not only when the kernel is traced).
+  """
+  shape_a, shape_b = tuple(jnp.shape(a)), tuple(jnp.shape(b))
+  if shape_a == shape_b:
+    return
+  broadcast_shape(fn, **{name_a: a, name_b: b})
+  warnings.warn(
+      f"{fn}: using a `{name_b}` size {shape_b} that is different to "
+      f"the `{name_a}` size {shape_a}. This will likely lead to "
+      "incorrect results due to broadcasting. Please ensure they have the "
+      "same size.",
+      stacklevel=3,
+  )
+
+
 def prepare_where(fn: str, where: ArrayLike | None, shape: Sequence[int],
                   what: str = "the unreduced loss") -> Array | None:
   """Validates ``where`` and broadcasts it to ``shape`` as a bool array."""
@@ -185,6 +204,8 @@ def check_index_range(fn: str, name: str, index: Array, num_classes: int,
   """Checks ``0 <= index < num_classes`` where ``valid`` (e.g. not ignored)."""
   if index.size == 0:
     return
+  if index.dtype.itemsize < 4:  # a narrow dtype would wrap num_classes
+    index = index.astype(jnp.int32)
   ok = (index >= 0) & (index < num_classes)
   if valid is not None:
     ok = ok | ~valid

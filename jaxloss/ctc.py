@@ -260,8 +260,14 @@ def _lengths(name: str, x: ArrayLike, batch: int, batched: bool) -> Array:
   return x.reshape(batch)
 
 
+def _widen(x: Array) -> Array:
+  """Narrow integers as int32, so that comparisons with C, T or blank cannot wrap."""
+  return x.astype(jnp.int32) if x.dtype.itemsize < 4 else x
+
+
 def _check_range(name: str, x: Array, high: int, what: str, counted: Array) -> Array:
   """Checks ``0 <= x <= high`` for the counted samples; returns the samples that fail."""
+  x = _widen(x)
   ok = ((x >= 0) & (x <= high)) | ~counted
   C.value_check(
       jnp.all(ok),
@@ -302,6 +308,7 @@ def _check_labels(labels: Array, target_lengths: Array, num_classes: int, blank:
   """Checks the labels within each counted target; returns the samples that fail."""
   if labels.size == 0:
     return jnp.zeros(labels.shape[:1], bool)
+  labels = _widen(labels)
   valid = (jnp.arange(labels.shape[1])[None, :] < target_lengths[:, None]) & counted[:, None]
   ok = ((labels >= 0) & (labels < num_classes) & (labels != blank)) | ~valid
   C.value_check(

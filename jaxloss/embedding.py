@@ -285,12 +285,32 @@ def _triplet_prepare(fn, anchor, positive, negative, margin, reduction, where):
   _check_same_ndim(fn, names, arrays)
   shape = C.broadcast_shape(fn, **dict(zip(names, arrays)))
   where = C.prepare_where(fn, where, shape[:-1], "the per-sample loss")
-  return arrays, shape, where, C.compute_dtype(*arrays), C.output_dtype(*arrays)
+  # A traced margin is checked when the data arrives (torch raises for margin <= 0).
+  check = fn if concrete_margin is None else None
+  return arrays, shape, where, C.compute_dtype(*arrays), C.output_dtype(*arrays), check
 
 
 def _triplet_inputs(arrays, shape, where, dtype):
   arrays = [C.upcast(jnp.broadcast_to(a, shape), dtype) for a in arrays]
   return _mask_rows(where, *arrays)
+
+
+def _invalid_margin(fn: str | None, margin) -> Array | None:
+  """For a traced margin: checks ``margin > 0`` under checkify; ``True`` where it fails."""
+  if fn is None:
+    return None
+  margin = jnp.asarray(margin)
+  ok = margin > 0
+  C.value_check(jnp.all(ok), f"{fn}: `margin` must be greater than 0, got {{m}}.",
+                m=jnp.min(margin))
+  return ~ok
+
+
+def _poison_triplet(bad, a, pos, neg):
+  """Inputs whose gradients are nan where ``bad`` (a traced margin <= 0); see _common."""
+  if bad is None:
+    return a, pos, neg
+  return C.nan_gradient_rows(bad, a, pos, neg)
 
 
 def _triplet_hinge(distance, a, pos, neg, margin, swap):
@@ -318,7 +338,8 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
   Args:
     anchor, positive, negative: ``(N, D)`` (or unbatched ``(D,)``, or
       ``(..., D)``), same rank, broadcastable.
-    margin: the margin, ``> 0``.
+    margin: the margin, ``> 0`` (``ValueError`` otherwise; a traced margin is
+      checked under ``checkify`` and gives ``nan`` when it is not positive).
     p: the norm's order (any real, ``inf``), static.
     eps: added to the differences (torch's ``pairwise_distance``).
     swap: use the distance swap.
@@ -332,20 +353,23 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
   fn = "triplet_margin_loss"
   C.reject_legacy_args(fn, size_average, reduce)
   p = C.static_float(fn, "p", p)
-  arrays, shape, where, dtype, out_dtype = _triplet_prepare(
+  arrays, shape, where, dtype, out_dtype, check = _triplet_prepare(
       fn, anchor, positive, negative, margin, reduction, where)
   return _triplet_pairwise(*arrays, margin, eps, where, p=p, swap=bool(swap), shape=shape,
-                           reduction=reduction, dtype=dtype, out_dtype=out_dtype)
+                           reduction=reduction, dtype=dtype, out_dtype=out_dtype,
+                           check_margin=check)
 
 
 @functools.partial(jax.jit, static_argnames=("p", "swap", "shape", "reduction", "dtype",
-                                             "out_dtype"))
+                                             "out_dtype", "check_margin"))
 def _triplet_pairwise(anchor, positive, negative, margin, eps, where, *, p, swap, shape,
-                      reduction, dtype, out_dtype):
+                      reduction, dtype, out_dtype, check_margin):
   a, pos, neg = _triplet_inputs((anchor, positive, negative), shape, where, dtype)
+  bad = _invalid_margin(check_margin, margin)
+  a, pos, neg = _poison_triplet(bad, a, pos, neg)
   distance = functools.partial(_pairwise, p=p, eps=eps)
   loss = _triplet_hinge(distance, a, pos, neg, margin, swap)
-  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype, bad=bad)
 
 
 def triplet_margin_with_distance_loss(
@@ -365,7 +389,7 @@ def triplet_margin_with_distance_loss(
       distances (``(N,)`` for ``(N, D)`` inputs); default
       :func:`pairwise_distance` (``p = 2``, ``eps = 1e-6``). It receives the
       inputs in the compute dtype (float32 for half precision).
-    margin: the margin, ``> 0``.
+    margin: the margin, ``> 0`` (as for :func:`triplet_margin_loss`).
     swap: use the distance swap ``d(a, n) -> min(d(a, n), d(p, n))``.
     reduction: ``'none' | 'mean' | 'sum'``.
     where: optional bool mask of the per-sample loss, ``(N,)`` or ``()``; the
@@ -373,14 +397,16 @@ def triplet_margin_with_distance_loss(
       replaced by fixed finite vectors before ``distance_function`` sees them.
   """
   fn = "triplet_margin_with_distance_loss"
-  arrays, shape, where, dtype, out_dtype = _triplet_prepare(
+  arrays, shape, where, dtype, out_dtype, check = _triplet_prepare(
       fn, anchor, positive, negative, margin, reduction, where)
   if distance_function is None:  # torch's default, torch.pairwise_distance
     return _triplet_pairwise(*arrays, margin, 1e-6, where, p=2.0, swap=bool(swap),
                              shape=shape, reduction=reduction, dtype=dtype,
-                             out_dtype=out_dtype)
+                             out_dtype=out_dtype, check_margin=check)
   # A user's callable is not jitted here: a fresh lambda per call would recompile.
   a, pos, neg = _triplet_inputs(arrays, shape, where, dtype)
+  bad = _invalid_margin(check, margin)
+  a, pos, neg = _poison_triplet(bad, a, pos, neg)
   loss = _triplet_hinge(distance_function, a, pos, neg, margin, swap)
   batch = shape[:-1]
   if where is not None and tuple(loss.shape) != tuple(batch):
@@ -388,4 +414,4 @@ def triplet_margin_with_distance_loss(
         f"{fn}: with `where`, `distance_function` must return the per-sample shape "
         f"{batch}, got {tuple(loss.shape)}."
     )
-  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype, bad=bad)

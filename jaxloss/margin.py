@@ -73,6 +73,11 @@ def _float_dtypes(*xs: Array) -> list[Array]:
   return [x for x in xs if x is not None and jnp.issubdtype(x.dtype, jnp.floating)]
 
 
+def _widen(x: Array) -> Array:
+  """Narrow integers as int32, so that comparisons with ``C`` cannot wrap."""
+  return x.astype(jnp.int32) if x.dtype.itemsize < 4 else x
+
+
 def _positive_part(x: Array) -> Array:
   """``x if x > 0 else 0`` with gradient ``0`` at ``x == 0``, as torch's hand-written kernels."""
   return jnp.where(x > 0, x, jnp.zeros((), x.dtype))
@@ -357,7 +362,7 @@ def _multilabel_margin(input, target, where, *, reduction, dtype, out_dtype):
   fn = "multilabel_margin_loss"
   nframe, num_classes = _check_class_input(fn, input)
   out_shape = (nframe,) if input.ndim == 2 else ()
-  t = jnp.reshape(target, (nframe, num_classes))
+  t = _widen(jnp.reshape(target, (nframe, num_classes)))
   # torch checks the whole row, also after the first -1; masked rows are not checked.
   ok = (t >= -1) & (t < num_classes)
   if where is not None:
@@ -448,7 +453,7 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
 def _multi_margin(input, target, margin, weight, where, *, reduction, p, dtype, out_dtype):
   nframe, num_classes = _check_class_input("multi_margin_loss", input)
   out_shape = (nframe,) if target.ndim == 1 else ()
-  t = jnp.reshape(target, (nframe,))
+  t = _widen(jnp.reshape(target, (nframe,)))
   counted = None if where is None else jnp.reshape(where, (nframe,))
   if nframe:  # _common.check_index_range takes an argmax, undefined for empty arrays
     C.check_index_range("multi_margin_loss", "target", t, num_classes, valid=counted)

@@ -164,6 +164,16 @@ _CASES = {
         (_COS, _GOOD_T), (_COS.at[0, 2].set(1.5), _GOOD_T), _ROW0, _rows(_ROW0),
         r"amlfs_loss: every element of `cosine` must be a cosine"),
 }
+_ALL = np.ones(N, bool)
+_CASES["triplet_margin_loss_traced_margin"] = Case(
+    lambda a, p, n, m, **kw: jaxloss.triplet_margin_loss(a, p, n, margin=m, **kw),
+    (_X, _P, _COS, jnp.array(1.0)), (_X, _P, _COS, jnp.array(-1.0)), _ALL,
+    np.ones((N, C), bool), r"triplet_margin_loss: `margin` must be greater than 0, got -1")
+_CASES["triplet_margin_with_distance_loss_traced_margin"] = Case(
+    lambda a, p, n, m, **kw: jaxloss.triplet_margin_with_distance_loss(
+        a, p, n, distance_function=lambda x, y: jnp.sum((x - y) ** 2, -1), margin=m, **kw),
+    (_X, _P, _COS, jnp.array(0.5)), (_X, _P, _COS, jnp.array(0.0)), _ALL,
+    np.ones((N, C), bool), r"triplet_margin_with_distance_loss: `margin` must be greater than 0")
 _CASES["ctc_concatenated_length_mismatch"] = Case(
     lambda lp, t, il, tl, **kw: jaxloss.ctc_loss(lp, t, il, tl, **kw),
     _ctc([1, 2, 3, 4]), _ctc([1, 2, 3, 4], tl=[2, 1]), np.array([True, True]),
