@@ -10,6 +10,9 @@ shape. Mind torch's reductions under ``weight``, mirrored exactly:
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 
 from jaxloss import _common as C
@@ -25,7 +28,7 @@ def _prepare(fn, input, target, weight, where):
   out_dtype = C.output_dtype(input, target)
   dtype = C.compute_dtype(input, target)
   input_shape = input.shape
-  input, target = C.broadcast_pair(fn, "input", input, "target", target)
+  input, target = C.broadcast_pair(fn, "input", input, "target", target, warn=False)
   if weight is not None:
     weight = C.as_float_array(fn, "weight", weight)
     C.check_shape(fn, "weight", weight, input_shape, "the shape of `input`")
@@ -44,6 +47,26 @@ def _reduce_weighted(loss, weight, reduction, where, out_dtype, weight_sum_mean)
       denominator = jnp.sum(weight if where is None else jnp.where(where, weight, 0))
   return C.reduce_loss(loss, reduction, where, denominator=denominator,
                        out_dtype=out_dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "reduction", "param"))
+def _kernel(input, target, weight, where, *, fn, reduction, param):
+  """The four losses, one jitted kernel; ``param`` is Huber's delta or smooth L1's beta."""
+  input, target, weight, where, out_dtype = _prepare(fn, input, target, weight, where)
+  diff = input - target
+  if fn == "l1_loss":
+    return _reduce_weighted(C.torch_abs(diff), weight, reduction, where, out_dtype, True)
+  if fn == "mse_loss":
+    return _reduce_weighted(jnp.square(diff), weight, reduction, where, out_dtype, True)
+  diff = C.torch_abs(diff)
+  if fn == "huber_loss":
+    loss = jnp.where(diff < param, 0.5 * diff * diff, param * (diff - 0.5 * param))
+    return _reduce_weighted(loss, weight, reduction, where, out_dtype, False)
+  if param == 0.0:  # smooth_l1_loss
+    loss = diff
+  else:
+    loss = jnp.where(diff < param, 0.5 * diff * diff / param, diff - 0.5 * param)
+  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
 
 
 def l1_loss(input: ArrayLike, target: ArrayLike, size_average=None, reduce=None,
@@ -71,9 +94,8 @@ def l1_loss(input: ArrayLike, target: ArrayLike, size_average=None, reduce=None,
   fn = "l1_loss"
   C.reject_legacy_args(fn, size_average, reduce)
   C.check_reduction(fn, reduction)
-  input, target, weight, where, out_dtype = _prepare(fn, input, target, weight, where)
-  loss = C.torch_abs(input - target)
-  return _reduce_weighted(loss, weight, reduction, where, out_dtype, True)
+  C.warn_if_broadcast(fn, "input", input, "target", target)
+  return _kernel(input, target, weight, where, fn=fn, reduction=reduction, param=None)
 
 
 def mse_loss(input: ArrayLike, target: ArrayLike, size_average=None, reduce=None,
@@ -89,9 +111,8 @@ def mse_loss(input: ArrayLike, target: ArrayLike, size_average=None, reduce=None
   fn = "mse_loss"
   C.reject_legacy_args(fn, size_average, reduce)
   C.check_reduction(fn, reduction)
-  input, target, weight, where, out_dtype = _prepare(fn, input, target, weight, where)
-  loss = jnp.square(input - target)
-  return _reduce_weighted(loss, weight, reduction, where, out_dtype, True)
+  C.warn_if_broadcast(fn, "input", input, "target", target)
+  return _kernel(input, target, weight, where, fn=fn, reduction=reduction, param=None)
 
 
 def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean",
@@ -114,12 +135,11 @@ def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean",
   """
   fn = "huber_loss"
   C.check_reduction(fn, reduction)
+  delta = C.static_float(fn, "delta", delta)  # torch raises for delta <= 0: a static option
   if not delta > 0:
     raise ValueError(f"{fn}: `delta` must be positive, got {delta}.")
-  input, target, weight, where, out_dtype = _prepare(fn, input, target, weight, where)
-  diff = C.torch_abs(input - target)
-  loss = jnp.where(diff < delta, 0.5 * diff * diff, delta * (diff - 0.5 * delta))
-  return _reduce_weighted(loss, weight, reduction, where, out_dtype, False)
+  C.warn_if_broadcast(fn, "input", input, "target", target)
+  return _kernel(input, target, weight, where, fn=fn, reduction=reduction, param=delta)
 
 
 def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average=None,
@@ -141,12 +161,8 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average=None,
   fn = "smooth_l1_loss"
   C.reject_legacy_args(fn, size_average, reduce)
   C.check_reduction(fn, reduction)
+  beta = C.static_float(fn, "beta", beta)  # torch raises for beta < 0: a static option
   if not beta >= 0:
     raise ValueError(f"{fn}: `beta` must be non-negative, got {beta}.")
-  input, target, _, where, out_dtype = _prepare(fn, input, target, None, where)
-  diff = C.torch_abs(input - target)
-  if beta == 0.0:
-    loss = diff
-  else:
-    loss = jnp.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
-  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+  C.warn_if_broadcast(fn, "input", input, "target", target)
+  return _kernel(input, target, None, where, fn=fn, reduction=reduction, param=beta)
