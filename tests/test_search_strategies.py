@@ -283,3 +283,36 @@ def test_replace_keeps_hashable():
   g = dataclasses.replace(st.PAPER, sigma=[0.1, 0.1, 0.2, 0.2])
   hash(g)
   assert g.sigma == (0.1, 0.1, 0.2, 0.2)
+
+
+# ------------------------------------------------------------------------------ engine
+
+
+def _engine_takes_strategies() -> bool:
+  from jaxloss import search  # pylint: disable=import-outside-toplevel
+  return "strategy" in {f.name for f in dataclasses.fields(search.SearchConfig)}
+
+
+@pytest.mark.skipif(not _engine_takes_strategies(),
+                    reason="this engine has no SearchConfig(strategy=...) yet")
+def test_engine_runs_the_strategies():
+  """Through the engine: grid copies keep their thetas; the mean copy trains with mu."""
+  from jaxloss import search  # pylint: disable=import-outside-toplevel
+  from tests.test_search_common import MLP_TASK, config, dataset, identity_theta
+  train, val, _ = dataset()
+  mu0 = np.asarray(identity_theta())
+  m = mu0.size // 4
+  grid = st.Grid([np.asarray(t).tolist() for t in (
+      jaxloss.identity_theta(m), jaxloss.cosface_theta(0.1, m), jaxloss.cosface_theta(0.2, m),
+      jaxloss.cosface_theta(0.3, m))])
+  result = search.run(MLP_TASK, config(strategy=grid, epochs=2), train, val)
+  for record in result.records:
+    np.testing.assert_allclose(record["thetas"], np.asarray(grid.thetas), rtol=0, atol=1e-7)
+  np.testing.assert_allclose(result.mu, np.mean(np.asarray(grid.thetas), 0), atol=1e-6)
+  strategy = st.Gaussian(sigma=(0.1, 0.05, 0.05, 0.01), mean_copy=True, antithetic=True,
+                         fitness="rank", whiten=True, learning_rate=0.25, drift_guard=0.5)
+  result = search.run(MLP_TASK, config(strategy=strategy, epochs=3), train, val)
+  for record in result.records:
+    thetas, mu = np.asarray(record["thetas"], np.float32), np.asarray(record["mu"], np.float32)
+    np.testing.assert_array_equal(thetas[0], mu)
+    np.testing.assert_allclose(thetas[1] - mu, -(thetas[2] - mu), atol=1e-6)
