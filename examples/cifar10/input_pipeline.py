@@ -299,7 +299,8 @@ def locate(data_dir: Optional[str] = None, name: str = 'cifar10') -> Source:
     if why == 'tensorflow-datasets is not installed':
       raise DataNotFoundError(_get_started(
           data_dir, f'{data_dir} holds no {PYTHON_FOLDER}/, {PYTHON_TARBALL} or '
-          f'{BINARY_TARBALL} (and tensorflow-datasets, for a tfds data_dir, is not installed)'))
+          f'{BINARY_TARBALL}; if it is a prepared tfds data_dir, install tensorflow-datasets to '
+          f'read it: pip install -e ".[tfds]"'))
     raise DataNotFoundError(why)
   source, why = _tfds_source(None, name)
   if source is not None:

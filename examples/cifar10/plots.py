@@ -7,8 +7,8 @@
 * :func:`plot_transforms`: :math:`t` (on the target cosine), :math:`\\tau` (on the target
   probability) at the start and at the end, and the loss that is actually trained, the guarded
   :math:`-\\log\\max(\\tau(p), 0.01\\,p)` of ``jaxloss.amlfs_loss``, against cross-entropy
-  :math:`-\\log p`, on a symlog axis (a sampled :math:`\\tau > 1` gives negative losses): the
-  paper's figure 1.
+  :math:`-\\log p`, on a linear axis that shows the negative losses a sampled
+  :math:`\\tau > 1` gives: the paper's figure 1.
 * :func:`plot_test_error`: test error over epochs per mode (AM-LFS, random search,
   cross-entropy), seeds aggregated (mean, and the range over seeds), the learning-rate drops
   marked, the paper's final numbers as reference lines. The test error is measured after every
@@ -46,7 +46,7 @@ MODE_STYLES = {'amlfs': dict(color='C0', linestyle='-', marker='o'),
 STYLE = {'font.size': 8, 'axes.titlesize': 8, 'axes.labelsize': 8, 'legend.fontsize': 7,
          'xtick.labelsize': 7, 'ytick.labelsize': 7, 'mathtext.fontset': 'cm',
          'font.family': 'serif', 'axes.grid': True, 'grid.alpha': 0.3, 'lines.linewidth': 1.2,
-         'savefig.bbox': 'tight', 'savefig.dpi': 300, 'pdf.fonttype': 42}
+         'savefig.bbox': 'tight', 'savefig.dpi': 200, 'pdf.fonttype': 42}
 GUARD = 0.01  # tau_min_ratio of jaxloss.amlfs_loss
 
 
@@ -97,9 +97,11 @@ def plot_mu(epochs: Sequence[int], mus: np.ndarray, path: str, *, title: str = '
       ax.set_xlabel('epoch')
     for ax in axes[:, 0]:
       ax.set_ylabel(f'${what}$')
-    axes[0, 0].legend(ncol=2, handlelength=3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc='lower center', ncol=len(labels), frameon=False,
+               handlelength=3)
     return _save(fig, path)
 
 
@@ -114,18 +116,21 @@ def plot_transforms(curves: Mapping[str, Mapping[str, np.ndarray]], path: str, *
   """``curves``: label -> ``{'x', 't', 'p', 'tau'}`` arrays (``jaxloss.amlfs_curves``).
 
   Three panels: :math:`t(x)` on ``[-1, 1]``, :math:`\\tau(p)` on ``[0, 1]``, and the guarded
-  loss with cross-entropy for reference (symlog: negative where :math:`\\tau > 1`).
+  loss that is trained, with cross-entropy :math:`-\\log p` for reference, on a linear axis
+  (negative where :math:`\\tau > 1`). One legend for the figure, below the panels.
   """
   with plt.rc_context(STYLE):
-    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.4))
+    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.5))
     first = next(iter(curves.values()))
     x, p = np.asarray(first['x']), np.asarray(first['p'])
-    axes[0].plot(x, x, color='k', linestyle=':', label='identity')
-    axes[1].plot(p, p, color='k', linestyle=':', label='identity')
     ok = p > 0
-    axes[2].plot(p[ok], -np.log(p[ok]), color='k', linestyle=':', label=r'cross-entropy $-\log p$')
+    reference = dict(color='k', linestyle=':', linewidth=1.0)
+    axes[0].plot(x, x, **reference)
+    axes[1].plot(p, p, **reference)
+    axes[2].plot(p[ok], -np.log(p[ok]), label=r'identity: cross-entropy, $-\log p$', **reference)
     for i, (label, c) in enumerate(curves.items()):
-      style = dict(color=f'C{i}', linestyle=LINE_STYLES[i % len(LINE_STYLES)], label=label)
+      style = dict(color=f'C{i}', linestyle=LINE_STYLES[i % len(LINE_STYLES)], label=label,
+                   linewidth=1.4 if i == 0 else 1.2, alpha=0.6 if i == 0 else 1.0)
       axes[0].plot(c['x'], c['t'], **style)
       axes[1].plot(c['p'], c['tau'], **style)
       cp = np.asarray(c['p'])
@@ -134,13 +139,12 @@ def plot_transforms(curves: Mapping[str, Mapping[str, np.ndarray]], path: str, *
     axes[1].set(xlabel=r'target probability $p$', ylabel=r'$\tau(p)$',
                 title=r'$\tau$: target probability')
     axes[2].set(xlabel=r'target probability $p$',
-                ylabel=r'$-\log\max(\tau(p),\,0.01\,p)$', title='loss trained (guarded)')
-    axes[2].set_yscale('symlog', linthresh=1.0)
+                ylabel=r'$-\log\max(\tau(p),\,0.01\,p)$', title='the loss trained (guarded)')
     axes[2].axhline(0.0, color='0.6', linewidth=0.6)
-    for ax in axes:
-      ax.legend()
+    handles, labels = axes[2].get_legend_handles_labels()
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, labels, loc='lower center', ncol=len(labels), frameon=False)
     return _save(fig, path)
 
 
