@@ -177,3 +177,26 @@ def test_a_checkpoint_record_is_the_logged_record(tmp_path):
   assert {"step_s", "log_s", "wall_s", "compile_s"} <= set(logged[0]["time"])
   assert "checkpoint_s" in logged[1]["time"]  # the write of the previous epoch's checkpoint
   assert jnp.isfinite(logged[1]["time"]["wall_s"])
+
+
+def test_a_checkpoint_of_the_older_format_resumes_on_its_options(tmp_path, reference):
+  """Checkpoints written before the full fingerprint (meta: options and the last record
+  only) still resume: the options are compared, with a warning, and the log is kept."""
+  train, val, _ = dataset()
+  out = str(tmp_path / "run")
+  cfg = config(mode="amlfs", epochs=3, output_dir=out)
+  search.run(MLP_TASK, cfg, train, val, stop_after=2)
+  path = os.path.join(out, "checkpoints", "2", "meta", "metadata")
+  with open(path) as f:
+    meta = json.load(f)
+  with open(path, "w") as f:
+    json.dump({"config": meta["config"], "record": meta["record"]}, f)
+  with pytest.warns(RuntimeWarning, match="predates the full resume fingerprint"):
+    resumed = search.run(MLP_TASK, cfg, train, val, resume=True)
+  assert strip_times(resumed.records) == strip_times(reference.records)
+  with open(path, "w") as f:
+    json.dump({"config": {**meta["config"], "sigma": 0.5}, "record": meta["record"]}, f)
+  os.remove(os.path.join(out, "checkpoints", "3", "meta", "metadata"))  # back to 2
+  with pytest.warns(RuntimeWarning):
+    with pytest.raises(ValueError, match=r"different options \(sigma\)"):
+      search.run(MLP_TASK, cfg, train, val, resume=True)

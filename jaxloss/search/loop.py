@@ -10,6 +10,7 @@ newest intact one, and rewrites the log from the checkpoint's records.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -230,8 +231,8 @@ class _Session:
             checkpoint_s = time.perf_counter() - t
           if self.log is not None:
             self.log.append(record)
-          if self.callback is not None:
-            self.callback(record, state)
+          if self.callback is not None:  # a copy: the callback cannot change the record
+            self.callback(copy.deepcopy(record), state)
       finally:
         progress.close()
     best = records[-1]["best_index"] if records else 0
