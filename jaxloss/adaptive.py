@@ -381,6 +381,7 @@ def _flax_module() -> type:
                               head_bias=self.head_bias_)
 
   AdaptiveLogSoftmaxWithLoss.__module__ = __name__
+  AdaptiveLogSoftmaxWithLoss.__qualname__ = "AdaptiveLogSoftmaxWithLoss"
   return AdaptiveLogSoftmaxWithLoss
 
 

@@ -10,6 +10,11 @@ order and defaults), holds them, and calls the functional loss::
 The objects are plain, immutable Python objects with no parameters: closing over
 one inside a jitted function is free, and array options (``weight``,
 ``pos_weight``) are treated as constants of the traced program.
+
+``TORCH_LOSSES`` holds the wrappers of torch 2.13's 22 loss classes except
+``AdaptiveLogSoftmaxWithLoss``, which has parameters: ``jaxloss.nn.
+AdaptiveLogSoftmaxWithLoss`` is the Flax module of :mod:`jaxloss.adaptive`
+(Flax is imported on first access to that name, never by ``import jaxloss``).
 """
 
 from __future__ import annotations
@@ -17,8 +22,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import jaxloss
+# The loss modules themselves, not the `jaxloss` package: `jaxloss/__init__.py`
+# imports this module, so `import jaxloss` here would be an import cycle.
 from jaxloss import _common as C
+from jaxloss.amlfs import amlfs_loss
+from jaxloss.angular import arcface, combined_margin, cosface, large_margin_softmax, sphereface
+from jaxloss.binary import binary_cross_entropy, binary_cross_entropy_with_logits
+from jaxloss.classification import cross_entropy, nll_loss
+from jaxloss.ctc import ctc_loss
+from jaxloss.embedding import (
+    cosine_embedding_loss, triplet_margin_loss, triplet_margin_with_distance_loss,
+)
+from jaxloss.focal import sigmoid_focal_loss, softmax_focal_loss
+from jaxloss.likelihood import gaussian_nll_loss, kl_div, poisson_nll_loss
+from jaxloss.linear import linear_cross_entropy
+from jaxloss.margin import (
+    hinge_embedding_loss, margin_ranking_loss, multi_margin_loss, multilabel_margin_loss,
+    multilabel_soft_margin_loss, soft_margin_loss,
+)
+from jaxloss.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
 
 ArrayLike = C.ArrayLike
 
@@ -63,7 +85,7 @@ def _reduction_only(name: str, size_average: Any, reduce: Any, reduction: str) -
 
 class L1Loss(_Loss):
   """``torch.nn.L1Loss``; see :func:`jaxloss.l1_loss`."""
-  _fn = staticmethod(jaxloss.l1_loss)
+  _fn = staticmethod(l1_loss)
 
   def __init__(self, size_average=None, reduce=None, reduction: str = "mean"):
     super().__init__(**_reduction_only("L1Loss", size_average, reduce, reduction))
@@ -71,7 +93,7 @@ class L1Loss(_Loss):
 
 class MSELoss(_Loss):
   """``torch.nn.MSELoss``; see :func:`jaxloss.mse_loss`."""
-  _fn = staticmethod(jaxloss.mse_loss)
+  _fn = staticmethod(mse_loss)
 
   def __init__(self, size_average=None, reduce=None, reduction: str = "mean"):
     super().__init__(**_reduction_only("MSELoss", size_average, reduce, reduction))
@@ -79,7 +101,7 @@ class MSELoss(_Loss):
 
 class HuberLoss(_Loss):
   """``torch.nn.HuberLoss``; see :func:`jaxloss.huber_loss`."""
-  _fn = staticmethod(jaxloss.huber_loss)
+  _fn = staticmethod(huber_loss)
 
   def __init__(self, reduction: str = "mean", delta: float = 1.0):
     super().__init__(reduction=reduction, delta=delta)
@@ -87,7 +109,7 @@ class HuberLoss(_Loss):
 
 class SmoothL1Loss(_Loss):
   """``torch.nn.SmoothL1Loss``; see :func:`jaxloss.smooth_l1_loss`."""
-  _fn = staticmethod(jaxloss.smooth_l1_loss)
+  _fn = staticmethod(smooth_l1_loss)
 
   def __init__(self, size_average=None, reduce=None, reduction: str = "mean",
                beta: float = 1.0):
@@ -97,7 +119,7 @@ class SmoothL1Loss(_Loss):
 
 class CrossEntropyLoss(_Loss):
   """``torch.nn.CrossEntropyLoss``; see :func:`jaxloss.cross_entropy`."""
-  _fn = staticmethod(jaxloss.cross_entropy)
+  _fn = staticmethod(cross_entropy)
 
   def __init__(self, weight: ArrayLike | None = None, size_average=None,
                ignore_index: int = -100, reduce=None, reduction: str = "mean",
@@ -109,7 +131,7 @@ class CrossEntropyLoss(_Loss):
 
 class NLLLoss(_Loss):
   """``torch.nn.NLLLoss``; see :func:`jaxloss.nll_loss`."""
-  _fn = staticmethod(jaxloss.nll_loss)
+  _fn = staticmethod(nll_loss)
 
   def __init__(self, weight: ArrayLike | None = None, size_average=None,
                ignore_index: int = -100, reduce=None, reduction: str = "mean"):
@@ -117,9 +139,33 @@ class NLLLoss(_Loss):
     super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction)
 
 
+class LinearCrossEntropyLoss(_Loss):
+  """``torch.nn.LinearCrossEntropyLoss``; call as ``loss(input, linear_weight, target)``.
+
+  See :func:`jaxloss.linear_cross_entropy`. torch's module owns its ``Linear``
+  (``in_features``, ``num_classes``, ``out_features``, ``bias``, ``device``,
+  ``dtype``); like every wrapper here this one holds no parameters, so the head's
+  weight (``(C, in_features)``, or ``(C, d1, ..., dK, in_features)`` for torch's
+  ``out_features``) and its bias (``linear_bias=``, keyword) are call arguments.
+  The loss options keep torch's names and defaults; ``chunk_size`` is jaxloss's.
+  """
+  _fn = staticmethod(linear_cross_entropy)
+
+  def __init__(self, *, reduction: str = "mean", weight: ArrayLike | None = None,
+               ignore_index: int | None = None, label_smoothing: float = 0.0, options=None,
+               chunk_size: int | None = None):
+    super().__init__(reduction=reduction, weight=weight, ignore_index=ignore_index,
+                     label_smoothing=label_smoothing, options=options, chunk_size=chunk_size)
+
+  def __call__(self, input: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
+               linear_bias: ArrayLike | None = None, where: ArrayLike | None = None):
+    return linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
+                                where=where, **self._options)
+
+
 class BCELoss(_Loss):
   """``torch.nn.BCELoss``; see :func:`jaxloss.binary_cross_entropy`."""
-  _fn = staticmethod(jaxloss.binary_cross_entropy)
+  _fn = staticmethod(binary_cross_entropy)
 
   def __init__(self, weight: ArrayLike | None = None, size_average=None, reduce=None,
                reduction: str = "mean"):
@@ -129,7 +175,7 @@ class BCELoss(_Loss):
 
 class BCEWithLogitsLoss(_Loss):
   """``torch.nn.BCEWithLogitsLoss``; see :func:`jaxloss.binary_cross_entropy_with_logits`."""
-  _fn = staticmethod(jaxloss.binary_cross_entropy_with_logits)
+  _fn = staticmethod(binary_cross_entropy_with_logits)
 
   def __init__(self, weight: ArrayLike | None = None, size_average=None, reduce=None,
                reduction: str = "mean", pos_weight: ArrayLike | None = None):
@@ -139,7 +185,7 @@ class BCEWithLogitsLoss(_Loss):
 
 class KLDivLoss(_Loss):
   """``torch.nn.KLDivLoss``; see :func:`jaxloss.kl_div`."""
-  _fn = staticmethod(jaxloss.kl_div)
+  _fn = staticmethod(kl_div)
 
   def __init__(self, size_average=None, reduce=None, reduction: str = "mean",
                log_target: bool = False):
@@ -149,7 +195,7 @@ class KLDivLoss(_Loss):
 
 class PoissonNLLLoss(_Loss):
   """``torch.nn.PoissonNLLLoss``; see :func:`jaxloss.poisson_nll_loss`."""
-  _fn = staticmethod(jaxloss.poisson_nll_loss)
+  _fn = staticmethod(poisson_nll_loss)
 
   def __init__(self, log_input: bool = True, full: bool = False, size_average=None,
                eps: float = 1e-8, reduce=None, reduction: str = "mean"):
@@ -159,7 +205,7 @@ class PoissonNLLLoss(_Loss):
 
 class GaussianNLLLoss(_Loss):
   """``torch.nn.GaussianNLLLoss``; call as ``loss(input, target, var)``."""
-  _fn = staticmethod(jaxloss.gaussian_nll_loss)
+  _fn = staticmethod(gaussian_nll_loss)
 
   def __init__(self, *, full: bool = False, eps: float = 1e-6, reduction: str = "mean"):
     super().__init__(full=full, eps=eps, reduction=reduction)
@@ -167,7 +213,7 @@ class GaussianNLLLoss(_Loss):
 
 class SoftMarginLoss(_Loss):
   """``torch.nn.SoftMarginLoss``; see :func:`jaxloss.soft_margin_loss`."""
-  _fn = staticmethod(jaxloss.soft_margin_loss)
+  _fn = staticmethod(soft_margin_loss)
 
   def __init__(self, size_average=None, reduce=None, reduction: str = "mean"):
     super().__init__(**_reduction_only("SoftMarginLoss", size_average, reduce, reduction))
@@ -175,7 +221,7 @@ class SoftMarginLoss(_Loss):
 
 class MultiLabelSoftMarginLoss(_Loss):
   """``torch.nn.MultiLabelSoftMarginLoss``; see :func:`jaxloss.multilabel_soft_margin_loss`."""
-  _fn = staticmethod(jaxloss.multilabel_soft_margin_loss)
+  _fn = staticmethod(multilabel_soft_margin_loss)
 
   def __init__(self, weight: ArrayLike | None = None, size_average=None, reduce=None,
                reduction: str = "mean"):
@@ -185,7 +231,7 @@ class MultiLabelSoftMarginLoss(_Loss):
 
 class MultiLabelMarginLoss(_Loss):
   """``torch.nn.MultiLabelMarginLoss``; see :func:`jaxloss.multilabel_margin_loss`."""
-  _fn = staticmethod(jaxloss.multilabel_margin_loss)
+  _fn = staticmethod(multilabel_margin_loss)
 
   def __init__(self, size_average=None, reduce=None, reduction: str = "mean"):
     super().__init__(
@@ -194,7 +240,7 @@ class MultiLabelMarginLoss(_Loss):
 
 class MultiMarginLoss(_Loss):
   """``torch.nn.MultiMarginLoss``; see :func:`jaxloss.multi_margin_loss`."""
-  _fn = staticmethod(jaxloss.multi_margin_loss)
+  _fn = staticmethod(multi_margin_loss)
 
   def __init__(self, p: int = 1, margin: float = 1.0, weight: ArrayLike | None = None,
                size_average=None, reduce=None, reduction: str = "mean"):
@@ -204,7 +250,7 @@ class MultiMarginLoss(_Loss):
 
 class MarginRankingLoss(_Loss):
   """``torch.nn.MarginRankingLoss``; call as ``loss(input1, input2, target)``."""
-  _fn = staticmethod(jaxloss.margin_ranking_loss)
+  _fn = staticmethod(margin_ranking_loss)
 
   def __init__(self, margin: float = 0.0, size_average=None, reduce=None,
                reduction: str = "mean"):
@@ -214,7 +260,7 @@ class MarginRankingLoss(_Loss):
 
 class HingeEmbeddingLoss(_Loss):
   """``torch.nn.HingeEmbeddingLoss``; see :func:`jaxloss.hinge_embedding_loss`."""
-  _fn = staticmethod(jaxloss.hinge_embedding_loss)
+  _fn = staticmethod(hinge_embedding_loss)
 
   def __init__(self, margin: float = 1.0, size_average=None, reduce=None,
                reduction: str = "mean"):
@@ -224,7 +270,7 @@ class HingeEmbeddingLoss(_Loss):
 
 class CosineEmbeddingLoss(_Loss):
   """``torch.nn.CosineEmbeddingLoss``; call as ``loss(input1, input2, target)``."""
-  _fn = staticmethod(jaxloss.cosine_embedding_loss)
+  _fn = staticmethod(cosine_embedding_loss)
 
   def __init__(self, margin: float = 0.0, size_average=None, reduce=None,
                reduction: str = "mean"):
@@ -234,7 +280,7 @@ class CosineEmbeddingLoss(_Loss):
 
 class TripletMarginLoss(_Loss):
   """``torch.nn.TripletMarginLoss``; call as ``loss(anchor, positive, negative)``."""
-  _fn = staticmethod(jaxloss.triplet_margin_loss)
+  _fn = staticmethod(triplet_margin_loss)
 
   def __init__(self, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6,
                swap: bool = False, size_average=None, reduce=None, reduction: str = "mean"):
@@ -244,7 +290,7 @@ class TripletMarginLoss(_Loss):
 
 class TripletMarginWithDistanceLoss(_Loss):
   """``torch.nn.TripletMarginWithDistanceLoss``; ``distance_function`` is a JAX callable."""
-  _fn = staticmethod(jaxloss.triplet_margin_with_distance_loss)
+  _fn = staticmethod(triplet_margin_with_distance_loss)
 
   def __init__(self, *, distance_function: Callable[[Any, Any], Any] | None = None,
                margin: float = 1.0, swap: bool = False, reduction: str = "mean"):
@@ -254,15 +300,15 @@ class TripletMarginWithDistanceLoss(_Loss):
 
 class CTCLoss(_Loss):
   """``torch.nn.CTCLoss``; call as ``loss(log_probs, targets, input_lengths, target_lengths)``."""
-  _fn = staticmethod(jaxloss.ctc_loss)
+  _fn = staticmethod(ctc_loss)
 
   def __init__(self, blank: int = 0, reduction: str = "mean", zero_infinity: bool = False):
     super().__init__(blank=blank, reduction=reduction, zero_infinity=zero_infinity)
 
 
 TORCH_LOSSES = (
-    L1Loss, MSELoss, CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss, KLDivLoss,
-    PoissonNLLLoss, GaussianNLLLoss, HuberLoss, SmoothL1Loss, SoftMarginLoss,
+    L1Loss, MSELoss, CrossEntropyLoss, LinearCrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss,
+    KLDivLoss, PoissonNLLLoss, GaussianNLLLoss, HuberLoss, SmoothL1Loss, SoftMarginLoss,
     MultiLabelSoftMarginLoss, MultiLabelMarginLoss, MultiMarginLoss, MarginRankingLoss,
     HingeEmbeddingLoss, CosineEmbeddingLoss, TripletMarginLoss, TripletMarginWithDistanceLoss,
     CTCLoss,
@@ -276,7 +322,7 @@ TORCH_LOSSES = (
 
 class CosFaceLoss(_Loss):
   """CosFace on cosine logits; call as ``loss(cosine, target)``. See :func:`jaxloss.cosface`."""
-  _fn = staticmethod(jaxloss.cosface)
+  _fn = staticmethod(cosface)
 
   def __init__(self, s: float = 64.0, m: float = 0.35, weight: ArrayLike | None = None,
                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
@@ -286,7 +332,7 @@ class CosFaceLoss(_Loss):
 
 class ArcFaceLoss(_Loss):
   """ArcFace on cosine logits; call as ``loss(cosine, target)``. See :func:`jaxloss.arcface`."""
-  _fn = staticmethod(jaxloss.arcface)
+  _fn = staticmethod(arcface)
 
   def __init__(self, s: float = 64.0, m: float = 0.5, weight: ArrayLike | None = None,
                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
@@ -302,7 +348,7 @@ class SphereFaceLoss(_Loss):
   object; for an annealed schedule call :func:`jaxloss.sphereface` with
   :func:`jaxloss.margin_lambda` of the step.
   """
-  _fn = staticmethod(jaxloss.sphereface)
+  _fn = staticmethod(sphereface)
 
   def __init__(self, s: ArrayLike, m: int = 4, weight: ArrayLike | None = None,
                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
@@ -313,7 +359,7 @@ class SphereFaceLoss(_Loss):
 
 class CombinedMarginLoss(_Loss):
   """``s * (cos(m1 theta + m2) - m3)`` on the target; see :func:`jaxloss.combined_margin`."""
-  _fn = staticmethod(jaxloss.combined_margin)
+  _fn = staticmethod(combined_margin)
 
   def __init__(self, s: float = 64.0, m1: float = 1.0, m2: float = 0.3, m3: float = 0.2,
                weight: ArrayLike | None = None, ignore_index: int = -100,
@@ -327,7 +373,7 @@ class LargeMarginSoftmaxLoss(_Loss):
 
   See :func:`jaxloss.large_margin_softmax`.
   """
-  _fn = staticmethod(jaxloss.large_margin_softmax)
+  _fn = staticmethod(large_margin_softmax)
 
   def __init__(self, m: int = 2, s: float = 1.0, weight: ArrayLike | None = None,
                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
@@ -339,7 +385,7 @@ class LargeMarginSoftmaxLoss(_Loss):
 
 class SoftmaxFocalLoss(_Loss):
   """Multi-class focal loss on logits; see :func:`jaxloss.softmax_focal_loss`."""
-  _fn = staticmethod(jaxloss.softmax_focal_loss)
+  _fn = staticmethod(softmax_focal_loss)
 
   def __init__(self, gamma: float = 2.0, alpha: ArrayLike | None = None,
                reduction: str = "mean", ignore_index: int = -100):
@@ -348,7 +394,7 @@ class SoftmaxFocalLoss(_Loss):
 
 class SigmoidFocalLoss(_Loss):
   """torchvision's ``sigmoid_focal_loss``; see :func:`jaxloss.sigmoid_focal_loss`."""
-  _fn = staticmethod(jaxloss.sigmoid_focal_loss)
+  _fn = staticmethod(sigmoid_focal_loss)
 
   def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none"):
     super().__init__(alpha=alpha, gamma=gamma, reduction=reduction)
@@ -359,9 +405,16 @@ class AMLFSLoss(_Loss):
 
   ``scale`` is required: a float ``s`` or per-logit norms (the paper's eq. 4).
   """
-  _fn = staticmethod(jaxloss.amlfs_loss)
+  _fn = staticmethod(amlfs_loss)
 
   def __init__(self, *, scale: ArrayLike, weight: ArrayLike | None = None,
                ignore_index: int = -100, reduction: str = "mean", tau_min_ratio: float = 0.01):
     super().__init__(scale=scale, weight=weight, ignore_index=ignore_index,
                      reduction=reduction, tau_min_ratio=tau_min_ratio)
+
+
+def __getattr__(name: str):
+  if name == "AdaptiveLogSoftmaxWithLoss":  # a Flax module: flax is imported only now
+    from jaxloss import adaptive  # noqa: PLC0415
+    return adaptive.AdaptiveLogSoftmaxWithLoss
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

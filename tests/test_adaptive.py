@@ -1,4 +1,4 @@
-"""Parity of jaxloss.adaptive (AdaptiveLogSoftmaxWithLoss) against torch 2.13, given the same weights."""
+"""Parity of jaxloss.adaptive (AdaptiveLogSoftmaxWithLoss) with torch 2.13, given the same weights."""
 
 import doctest
 import subprocess

@@ -263,7 +263,8 @@ class LinearCrossEntropyBehaviourTest(parameterized.TestCase):
         (dict(chunk_size=0), r"`chunk_size` must be a positive int"),
         (dict(label_smoothing=1.5), r"`label_smoothing` must lie in \[0, 1\]"),
         (dict(reduction="batchmean"), r"`reduction` must be one of"),
-        (dict(input=x[0], linear_weight=w[:, None]), r"a K-dimensional `linear_weight` .* requires batched `input`"),
+        (dict(input=x[0], linear_weight=w[:, None]),
+         r"a K-dimensional `linear_weight` .* requires batched `input`"),
     )
     for override, message in cases:
       kw = {"input": x, "linear_weight": w, "target": t, **override}

@@ -87,8 +87,33 @@ class TorchModuleParityTest(parameterized.TestCase):
 
   def test_every_torch_loss_has_a_wrapper(self):
     names = {c.__name__ for c in nn.TORCH_LOSSES}
-    self.assertLen(names, 21)
-    self.assertEqual(names, {case[0] for case in CASES})
+    self.assertLen(names, 22)  # torch 2.13's loss classes but AdaptiveLogSoftmaxWithLoss
+    self.assertEqual(names, {case[0] for case in CASES} | {"LinearCrossEntropyLoss"})
+    torch_names = {n for n in dir(torch.nn) if n.endswith("Loss") and n not in (
+        "AdaptiveLogSoftmaxWithLoss",)}
+    self.assertEqual(names, torch_names)
+
+  @parameterized.named_parameters(("plain", {}, False),
+                                  ("bias_weighted_smoothed", {"label_smoothing": 0.1}, True),
+                                  ("ignore_class_sum", {"ignore_index": 1, "reduction": "sum"},
+                                   True))
+  def test_linear_cross_entropy_loss_matches_torch_module(self, options, bias):
+    torch.manual_seed(0)
+    weight = _w if options.get("label_smoothing") else None
+    theirs = torch.nn.LinearCrossEntropyLoss(C, C, bias=bias, weight=_torch(weight),
+                                             dtype=torch.float64, **options)
+    ours = nn.LinearCrossEntropyLoss(weight=weight, chunk_size=3, **options)
+    x, y = _r(N, C), _labels_ign
+    lw, lb = theirs.linear.weight.detach().numpy(), theirs.linear.bias
+    lb = None if lb is None else lb.detach().numpy()
+    expected = theirs(_torch(x), _torch(y)).detach().numpy()
+    got = jax.jit(lambda *a: ours(a[0], a[1], a[2], linear_bias=a[3]))(x, lw, y, lb)
+    chex.assert_trees_all_close(got, expected, rtol=1e-10, atol=1e-12)
+    self.assertIsNone(ours.options)
+
+  def test_adaptive_log_softmax_is_the_flax_module(self):
+    from jaxloss import adaptive  # noqa: PLC0415
+    self.assertIs(nn.AdaptiveLogSoftmaxWithLoss, adaptive.AdaptiveLogSoftmaxWithLoss)
 
   @parameterized.named_parameters(*[(c[0],) + c[1:] for c in CASES])
   def test_matches_torch_module(self, ours_cls, torch_cls, options, inputs):
