@@ -23,6 +23,13 @@ Conventions every loss in jaxloss follows:
       err, loss = jax.jit(checkify.checkify(jaxloss.nll_loss))(logp, target)
       err.throw()   # raises JaxRuntimeError: nll_loss: `target` ...
 
+* **Kernels.** A public loss is a plain Python function that validates its
+  arguments and static options (``ValueError`` naming the argument, torch's
+  warnings on every call) and then calls one module-level ``jax.jit``-compiled
+  kernel with those options as static arguments: an eager call runs one compiled
+  program, and inside a caller's ``jit`` the kernel is simply inlined. A user's
+  callable (``triplet_margin_with_distance_loss``'s ``distance_function``) is
+  never jitted by the library.
 * **The nan contract.** Without ``checkify``, every input that a check reports
   gives ``nan``, never a finite wrong number: the offending elements of the
   unreduced loss are ``nan`` (:func:`nan_where`), so is any reduction of them
@@ -411,6 +418,18 @@ def static_float(fn: str, name: str, value: Any) -> float:
     raise ValueError(
         f"{fn}: `{name}` must be a static Python float, got a traced value {value!r}."
     ) from None
+
+
+def check_label_smoothing(fn: str, label_smoothing: Any) -> float:
+  """``label_smoothing`` as a static float in ``[0, 1]``.
+
+  torch silently treats a negative value as 0 and raises above 1; we raise for
+  both (and for nan), since a negative smoothing is always a bug.
+  """
+  eps = static_float(fn, "label_smoothing", label_smoothing)
+  if not 0.0 <= eps <= 1.0:
+    raise ValueError(f"{fn}: `label_smoothing` must lie in [0, 1], got {eps}.")
+  return eps
 
 
 def prepare_class_index(fn: str, target: ArrayLike, sample_shape: Sequence[int],

@@ -62,6 +62,7 @@ for probabilities that underflow; the CosFace theta gives exactly
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -70,9 +71,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _common as C
-from jaxloss.angular import (_batch_unbatched, _broadcast_scale, _check_cosine,
-                             _check_cosine_range, _check_ignore_index, _cosine_tolerance,
-                             _prepare_target, _take)
+from jaxloss import _cosine
 
 Array = C.Array
 ArrayLike = C.ArrayLike
@@ -105,7 +104,9 @@ def _check_intervals(fn: str, num_intervals) -> int:
 
 
 def identity_theta(num_intervals: int = DEFAULT_INTERVALS, dtype=jnp.float32) -> Array:
-  """The theta of plain softmax cross-entropy: ``t(x) = x``, ``tau(p) = p`` (all slopes 1, biases 0).
+  """The theta of plain softmax cross-entropy: ``t(x) = x``, ``tau(p) = p``.
+
+  All slopes 1, all biases 0.
 
   The natural initial mean :math:`\\mu_0` of the search. Layout
   ``[a_t, b_t, a_tau, b_tau]``, ``4 * num_intervals`` numbers.
@@ -120,7 +121,7 @@ def cosface_theta(margin: float, num_intervals: int = DEFAULT_INTERVALS,
   """The theta of CosFace: ``t(x) = x - margin``, ``tau(p) = p``.
 
   ``amlfs_loss(cos, y, cosface_theta(m), scale=s)`` equals
-  ``cosface(cos, y, s=s, m=m)``.
+  ``cosface(cos, y, scale=s, m=m)``.
   """
   m = _check_intervals("cosface_theta", num_intervals)
   ones, zeros = jnp.ones((m,), dtype), jnp.zeros((m,), dtype)
@@ -252,10 +253,11 @@ def _log_guarded_tau(log_p: Array, a: Array, b: Array, delta: float) -> Array:
   return jnp.where(use_tau, log_tau, log_p + math.log(delta))
 
 
-def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *, scale: ArrayLike,
-               weight: ArrayLike | None = None, ignore_index: int = -100,
-               reduction: str = "mean", where: ArrayLike | None = None,
-               tau_min_ratio: float = 0.01) -> Array:
+def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *,
+               scale: ArrayLike | None = None, weight: ArrayLike | None = None,
+               ignore_index: int = -100, reduction: str = "mean",
+               where: ArrayLike | None = None, tau_min_ratio: float = 0.01,
+               s: ArrayLike | None = None) -> Array:
   r"""The AM-LFS loss :math:`-\log\tau(p^t_y)` with both transforms given by ``theta``.
 
   See the module docstring for the formula, the ``theta`` layout, the scale and
@@ -268,7 +270,8 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *, scale:
     theta: ``(4 * M,)``: ``[a_t, b_t, a_tau, b_tau]`` (differentiable). vmap over
       a leading population axis for a population of losses.
     scale: **required**: a float ``s`` or an array broadcastable to ``(N, C)``
-      (e.g. ``|W_j| |x_i|``); may be traced.
+      (e.g. ``|W_j| |x_i|``); may be traced. ``s=`` is an equivalent alias
+      keyword (the margin losses' traditional name).
     weight: optional class weights ``(C,)``: ``l_i`` is multiplied by
       ``weight[y_i]`` and ``'mean'`` divides by the summed weights of the
       counted samples (as :func:`jaxloss.cross_entropy`).
@@ -285,25 +288,48 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *, scale:
     indices outside ``[0, C)`` and cosines beyond ``[-1, 1]`` (past a rounding
     tolerance) are reported under ``checkify`` and give ``nan`` without it (the
     sample's loss, any reduction over it, and the gradients).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> cos = jnp.array([[0.8, 0.1, -0.3], [0.2, 0.6, 0.0]])
+    >>> target = jnp.array([0, 1])
+    >>> theta = jaxloss.identity_theta(6)  # t(x) = x, tau(p) = p: cross-entropy
+    >>> loss = jaxloss.amlfs_loss(cos, target, theta, scale=10.0)
+    >>> ce = jaxloss.cross_entropy(10.0 * cos, target)
+    >>> print(f"{float(loss):.4f} {float(ce):.4f}")
+    0.0108 0.0108
+
+  References:
+    - Li et al., "AM-LFS: AutoML for Loss Function Search", ICCV 2019.
   """
   fn = "amlfs_loss"
   C.check_reduction(fn, reduction)
-  ignore_index = _check_ignore_index(fn, ignore_index)
+  scale = _cosine.resolve_scale(fn, scale, s, None)
+  ignore_index = C.static_int(fn, "ignore_index", ignore_index)
   delta = C.static_float(fn, "tau_min_ratio", tau_min_ratio)
   if not 0.0 < delta < 1.0:
     raise ValueError(f"{fn}: `tau_min_ratio` must lie in (0, 1), got {delta}.")
-  cosine = _check_cosine(fn, cosine)
+  return _amlfs_kernel(cosine, target, theta, scale, weight, where, ignore_index=ignore_index,
+                       reduction=reduction, delta=delta)
+
+
+@functools.partial(jax.jit, static_argnames=("ignore_index", "reduction", "delta"))
+def _amlfs_kernel(cosine, target, theta, scale, weight, where, *, ignore_index, reduction,
+                  delta):
+  fn = "amlfs_loss"
+  cosine = _cosine.check_cosine(fn, cosine)
   theta, m = _check_theta(fn, theta)
   unbatched = cosine.ndim == 1
-  cosine, target, where = _batch_unbatched(fn, cosine, target, where)
+  cosine, target, where = _cosine.batch_unbatched(fn, cosine, target, where)
   n, num_classes = cosine.shape
   out_dtype = C.output_dtype(cosine)
   dtype = C.compute_dtype(cosine, theta)
-  _, counted, index = _prepare_target(fn, target, (n,), num_classes, ignore_index, where)
-  bad = _check_cosine_range(fn, "cosine", cosine, _cosine_tolerance(cosine.dtype),
-                            counted[:, None])
+  counted, index = C.prepare_class_index(fn, target, (n,), num_classes, ignore_index, where)
+  bad = _cosine.check_cosine_range(fn, "cosine", cosine, _cosine.cosine_tolerance(cosine.dtype),
+                                   counted[:, None])
   bad = bad | C.invalid_class_index(index, num_classes)  # nan for these rows
-  s = _broadcast_scale(fn, scale, (n, num_classes), dtype, name="scale")
+  s = _cosine.broadcast_scale(fn, scale, (n, num_classes), dtype)
 
   zero = jnp.zeros((), dtype)
   cos = jnp.where(counted[:, None], C.upcast(cosine, dtype), zero)
@@ -312,7 +338,8 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *, scale:
   a_t, b_t, a_tau, b_tau = _split(C.upcast(theta, dtype), m)
 
   # Logits: s cos, with the target's replaced by s_y t(cos_y).
-  target_logit = _take(s, index) * _apply_t(_take(cos, index), a_t, b_t)
+  target_logit = (_cosine.take_target(s, index)
+                  * _apply_t(_cosine.take_target(cos, index), a_t, b_t))
   is_target = jnp.arange(num_classes)[None, :] == index[:, None]
   logits = jnp.where(is_target, target_logit[:, None], s * cos)
   # log p_y through the log-softmax (as cross_entropy computes it).

@@ -20,6 +20,17 @@ W_j^\top x` for L-Softmax). The modified logits then go through
 ``label_smoothing`` and ``where`` mean exactly what they mean there (torch's
 ``cross_entropy`` semantics).
 
+The logit scale :math:`s` is the argument ``scale`` of every loss here (and of
+:func:`jaxloss.amlfs_loss`); ``s=`` is accepted as an equivalent keyword alias.
+Passing both raises ``ValueError``.
+
+Invalid input gives ``nan``. A class index outside ``[0, C)`` (not
+``ignore_index``) or a cosine beyond ``[-1, 1]`` (past a rounding tolerance) is
+reported under ``checkify``; without it the sample's loss, any reduction over it
+and the gradients are ``nan``. Masked or ignored samples never reach a shared
+weight's gradient, whatever their values: :func:`cosine_logits` and
+:func:`large_margin_softmax` keep their rows out of it.
+
 Layouts. The cosine losses take the ``(N, C)`` cosine matrix (or ``(C,)`` with a
 scalar target); :func:`cosine_logits` computes it from features ``(N, D)`` and a
 weight matrix. Its default ``weight_layout='cd'`` is ``(C, D)``: torch's
@@ -49,101 +60,13 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _common as C
-from jaxloss import classification as _classification
+from jaxloss import _cosine
+from jaxloss.classification import cross_entropy
 
 Array = C.Array
 ArrayLike = C.ArrayLike
 
 WEIGHT_LAYOUTS = ("cd", "dc")
-
-
-# ----------------------------------------------------------------------------
-# Validation and target handling (shared with focal.py and amlfs.py)
-# ----------------------------------------------------------------------------
-
-
-def _maybe_concrete(value: Any) -> float | None:
-  """``float(value)`` if it is known at trace time, else ``None``."""
-  try:
-    return float(value)
-  except (TypeError, jax.errors.ConcretizationTypeError):
-    return None
-
-
-def _check_cosine(fn: str, cosine: ArrayLike, name: str = "cosine") -> Array:
-  cosine = C.as_float_array(fn, name, cosine)
-  if cosine.ndim not in (1, 2):
-    raise ValueError(
-        f"{fn}: `{name}` must have shape (C,) or (N, C), got {tuple(cosine.shape)}.")
-  if cosine.shape[-1] < 1:
-    raise ValueError(f"{fn}: `{name}` must have at least one class, got {tuple(cosine.shape)}.")
-  return cosine
-
-
-def _cosine_tolerance(dtype) -> float:
-  """How far beyond ``[-1, 1]`` a cosine may lie from rounding alone."""
-  return max(1e-4, 4.0 * float(jnp.finfo(dtype).eps))
-
-
-def _check_cosine_range(fn: str, name: str, cosine: Array, tol: float,
-                        valid: Array | None = None) -> Array:
-  """Checks the cosines (N, C) of the ``valid`` rows; returns the rows (N,) that fail."""
-  ok = jnp.abs(cosine) <= 1.0 + tol
-  if valid is not None:
-    ok = ok | ~valid
-  C.value_check(
-      jnp.all(ok),
-      f"{fn}: every element of `{name}` must be a cosine in [-1, 1] (up to rounding, "
-      f"{tol:g}); found {{bad}}.",
-      bad=jnp.where(jnp.any(~ok), cosine.ravel()[jnp.argmax(~ok.ravel())], 0),
-  )
-  return ~jnp.all(ok, axis=-1)
-
-
-def _check_ignore_index(fn: str, ignore_index: Any) -> int:
-  return C.static_int(fn, "ignore_index", ignore_index)
-
-
-def _prepare_target(fn: str, target: ArrayLike, sample_shape: tuple[int, ...],
-                    num_classes: int, ignore_index: int,
-                    where: ArrayLike | None) -> tuple[Array, Array, Array]:
-  """``(target, counted, index)``: see :func:`jaxloss._common.prepare_class_index`."""
-  counted, index = C.prepare_class_index(fn, target, sample_shape, num_classes, ignore_index,
-                                         where)
-  return jnp.asarray(target), counted, index
-
-
-def _batch_unbatched(fn: str, cosine: Array, target: ArrayLike, where: ArrayLike | None):
-  """Adds a batch axis of 1 to an unbatched ``(C,)`` cosine, its scalar target and mask."""
-  target = jnp.asarray(target)
-  if cosine.ndim != 1:
-    return cosine, target, where
-  if target.ndim != 0:
-    raise ValueError(
-        f"{fn}: `target` must be a scalar class index for an unbatched `cosine` of shape "
-        f"{tuple(cosine.shape)}, got shape {tuple(target.shape)}.")
-  where = None if where is None else jnp.reshape(jnp.asarray(where), (1,))
-  return cosine[None], target[None], where
-
-
-def _broadcast_scale(fn: str, s: ArrayLike, shape: tuple[int, ...], dtype,
-                     name: str = "s") -> Array:
-  """``s`` (a float or an array) broadcast to the logits' ``shape``."""
-  s = jnp.asarray(s)
-  if not (jnp.issubdtype(s.dtype, jnp.floating) or jnp.issubdtype(s.dtype, jnp.integer)):
-    raise ValueError(f"{fn}: `{name}` must be a real number or array, got dtype {s.dtype}.")
-  try:
-    return jnp.broadcast_to(C.upcast(s, dtype).astype(dtype), shape)
-  except ValueError:
-    raise ValueError(
-        f"{fn}: `{name}` of shape {tuple(s.shape)} must be broadcastable to the "
-        f"logits' shape {tuple(shape)} (a float, per-sample (N, 1), or (N, C))."
-    ) from None
-
-
-def _take(x: Array, index: Array) -> Array:
-  """``x[n, index[n]]`` for ``x`` of shape ``(N, C)``; ``nan`` out of bounds."""
-  return jnp.take_along_axis(x, index[:, None], axis=1, mode="fill")[:, 0]
 
 
 # ----------------------------------------------------------------------------
@@ -194,7 +117,7 @@ def _num_branches(m1: float, m2: float) -> int:
 
 
 def _branch(theta: Array, m1: float, m2: float) -> Array:
-  """``k = floor((m1 theta + m2) / pi)`` clipped to ``[0, K-1]`` (so theta = pi is in the last piece)."""
+  """``k = floor((m1 theta + m2) / pi)`` clipped to ``[0, K-1]`` (theta = pi: the last piece)."""
   kmax = _num_branches(m1, m2) - 1
   k = jnp.floor((m1 * lax.stop_gradient(theta) + m2) / jnp.pi)
   return jnp.clip(k, 0, kmax)
@@ -377,7 +300,7 @@ def cosine_logits(features: ArrayLike, weight: ArrayLike, *, weight_layout: str 
     weight_layout: ``'cd'`` or ``'dc'``, see ``weight``.
     eps: the norm clamp of ``torch.nn.functional.normalize``.
     return_norms: also return the feature norms ``(N, 1)`` and the class weight
-      norms ``(1, C)`` (e.g. ``s=`` the feature norms for :func:`sphereface`,
+      norms ``(1, C)`` (e.g. ``scale=`` the feature norms for :func:`sphereface`,
       or ``scale=`` their product for :func:`jaxloss.amlfs_loss`).
 
   Returns:
@@ -394,13 +317,35 @@ def cosine_logits(features: ArrayLike, weight: ArrayLike, *, weight_layout: str 
   returned norms (e.g. ``feature_norms * weight_norms`` as ``scale=``) is
   differentiated as usual: a ``nan`` feature norm there reaches the weight
   norms' gradient (``0 * nan``); zero such rows' features first.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> features = jnp.array([[3.0, 4.0], [1.0, 0.0]])
+    >>> weight = jnp.array([[1.0, 0.0], [0.0, 2.0], [-1.0, 0.0]])  # (C, D): 3 classes
+    >>> cos = jaxloss.cosine_logits(features, weight)
+    >>> print(cos.shape, [round(float(c), 2) for c in cos[0]])
+    (2, 3) [0.6, 0.8, -0.6]
+
+  References:
+    - Wang et al., "NormFace: L2 Hypersphere Embedding for Face Verification", ACM MM
+      2017.
   """
+  fn = "cosine_logits"
+  if weight_layout not in WEIGHT_LAYOUTS:
+    raise ValueError(
+        f"{fn}: `weight_layout` must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}.")
+  return _cosine_logits_kernel(features, weight, eps=C.static_float(fn, "eps", eps),
+                               weight_layout=weight_layout, return_norms=bool(return_norms))
+
+
+@functools.partial(jax.jit, static_argnames=("eps", "weight_layout", "return_norms"))
+def _cosine_logits_kernel(features, weight, *, eps, weight_layout, return_norms):
   fn = "cosine_logits"
   cos, x_norm, w_norm, _ = _normalized_cosines(fn, features, weight, weight_layout, eps,
                                                inert_rows=True)
-  out_dtype = C.output_dtype(jnp.asarray(features), jnp.asarray(weight))
-  unbatched = jnp.ndim(features) == 1
-  if unbatched:
+  out_dtype = C.output_dtype(features, weight)
+  if features.ndim == 1:
     cos, x_norm = cos[0], x_norm[0]
   cos = cos.astype(out_dtype)
   if return_norms:
@@ -413,46 +358,69 @@ def cosine_logits(features: ArrayLike, weight: ArrayLike, *, weight_layout: str 
 # ----------------------------------------------------------------------------
 
 
-def _margin_loss(fn: str, cosine: ArrayLike, target: ArrayLike, s: ArrayLike, transform,
-                 weight, ignore_index, reduction, label_smoothing, where,
-                 check_range: bool = True, extra_dtypes: tuple = ()) -> Array:
+def _transform(kind: tuple, c: Array, params: tuple) -> Array:
+  """The new (unscaled) target logit from the target cosines ``c`` (N,).
+
+  ``kind`` is static: ``('cosface',)``, ``('arcface', easy_margin)``,
+  ``('psi', m, lambda_is_zero)`` (SphereFace, L-Softmax) or
+  ``('combined', m1, m2)``; ``params`` holds the traceable margins: ``(m,)``,
+  ``(m,)``, ``(lambda_,)`` and ``(m3,)``.
+  """
+  (p,) = params
+  p = jnp.asarray(p, c.dtype)
+  if kind[0] == "cosface":
+    return c - p
+  if kind[0] == "arcface":
+    x = _clip_unit(c)
+    phi = x * jnp.cos(p) - _sin_from_cos(x) * jnp.sin(p)
+    if kind[1]:  # easy_margin
+      return jnp.where(x > 0, phi, c)
+    # insightface's th = cos(pi - m) and mm = sin(pi - m) * m.
+    return jnp.where(x > jnp.cos(jnp.pi - p), phi, c - jnp.sin(jnp.pi - p) * p)
+  if kind[0] == "psi":
+    _, m, lambda_is_zero = kind
+    psi = _psi(_clip_unit(c), m)
+    return psi if lambda_is_zero else (p * c + psi) / (1.0 + p)
+  _, m1, m2 = kind  # combined
+  return _psi(_clip_unit(c), m1, m2) - p
+
+
+def _margin_loss(fn: str, cosine: ArrayLike, target: ArrayLike, scale: ArrayLike, kind: tuple,
+                 params: tuple, weight, ignore_index: int, reduction: str,
+                 label_smoothing: float, where, check_range: bool = True) -> Array:
   """``cross_entropy(s * cos with s_y * transform(cos_y) at the target, target)``.
 
-  ``transform(cos_y)`` receives the target cosines of shape ``(N,)`` in the
-  compute dtype (masked rows hold ``0``) and returns the new unscaled target
-  logits.
+  The transform (see :func:`_transform`) receives the target cosines of shape
+  ``(N,)`` in the compute dtype (rows that are not counted hold ``0``).
   """
-  C.check_reduction(fn, reduction)
-  ignore_index = _check_ignore_index(fn, ignore_index)
-  eps = _classification._check_label_smoothing(fn, label_smoothing)
-  cosine = _check_cosine(fn, cosine)
+  cosine = _cosine.check_cosine(fn, cosine)
   if weight is not None:
     weight = C.as_float_array(fn, "weight", weight)
     C.check_shape(fn, "weight", weight, (cosine.shape[-1],), "one weight per class")
   unbatched = cosine.ndim == 1
-  cosine, target, where = _batch_unbatched(fn, cosine, target, where)
+  cosine, target, where = _cosine.batch_unbatched(fn, cosine, target, where)
   n, num_classes = cosine.shape
   out_dtype = C.output_dtype(cosine)
-  dtype = C.compute_dtype(cosine, *extra_dtypes)
-  target, counted, index = _prepare_target(fn, target, (n,), num_classes, ignore_index, where)
-  scale = _broadcast_scale(fn, s, (n, num_classes), dtype)
+  dtype = C.compute_dtype(cosine)
+  counted, index = C.prepare_class_index(fn, target, (n,), num_classes, ignore_index, where)
+  scale = _cosine.broadcast_scale(fn, scale, (n, num_classes), dtype)
   bad = None
   if check_range:
-    bad = _check_cosine_range(fn, "cosine", cosine, _cosine_tolerance(cosine.dtype),
-                              counted[:, None])
+    bad = _cosine.check_cosine_range(fn, "cosine", cosine, _cosine.cosine_tolerance(cosine.dtype),
+                                     counted[:, None])
   # Rows that are not counted become 0 so no inf/nan there reaches any gradient.
   cos = jnp.where(counted[:, None], C.upcast(cosine, dtype), jnp.zeros((), dtype))
   scale = jnp.where(counted[:, None], scale, jnp.zeros((), dtype))
   is_target = jnp.arange(num_classes)[None, :] == index[:, None]
-  new_target = transform(_take(cos, index)) * _take(scale, index)
+  new_target = (_transform(kind, _cosine.take_target(cos, index), params)
+                * _cosine.take_target(scale, index))
   logits = jnp.where(is_target, new_target[:, None], scale * cos)
   if bad is not None:
     # Not a cosine: the row's logits are nan, so its loss, any reduction over it
     # and the gradients are nan (cross_entropy poisons the out-of-range targets).
     logits = C.nan_where(bad[:, None], logits)
-  loss = _classification.cross_entropy(
-      logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
-      label_smoothing=label_smoothing, where=where)
+  loss = cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
+                       reduction=reduction, label_smoothing=label_smoothing, where=where)
   if bad is not None and reduction != "none":
     loss = C.nan_where(jnp.any(bad), loss)
   if unbatched and reduction == "none":
@@ -460,15 +428,34 @@ def _margin_loss(fn: str, cosine: ArrayLike, target: ArrayLike, s: ArrayLike, tr
   return loss.astype(out_dtype)
 
 
+_margin_kernel = functools.partial(jax.jit, static_argnames=(
+    "fn", "kind", "ignore_index", "reduction", "label_smoothing"))(_margin_loss)
+
+
+def _static_options(fn: str, reduction: str, ignore_index: Any, label_smoothing: Any):
+  """The validated static options shared by the margin losses."""
+  C.check_reduction(fn, reduction)
+  return (C.static_int(fn, "ignore_index", ignore_index),
+          C.check_label_smoothing(fn, label_smoothing))
+
+
+def _call_margin(fn, cosine, target, scale, kind, params, weight, ignore_index, reduction,
+                 label_smoothing, where):
+  ignore_index, label_smoothing = _static_options(fn, reduction, ignore_index,
+                                                  label_smoothing)
+  return _margin_kernel(fn, cosine, target, scale, kind, params, weight, ignore_index,
+                        reduction, label_smoothing, where)
+
+
 # ----------------------------------------------------------------------------
 # Public losses
 # ----------------------------------------------------------------------------
 
 
-def cosface(cosine: ArrayLike, target: ArrayLike, s: ArrayLike = 64.0, m: ArrayLike = 0.35,
-            weight: ArrayLike | None = None, ignore_index: int = -100,
+def cosface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = None,
+            m: ArrayLike = 0.35, weight: ArrayLike | None = None, ignore_index: int = -100,
             reduction: str = "mean", label_smoothing: float = 0.0, *,
-            where: ArrayLike | None = None) -> Array:
+            where: ArrayLike | None = None, s: ArrayLike | None = None) -> Array:
   r"""CosFace / AM-Softmax: additive cosine margin.
 
   .. math:: z_y = s\,(\cos\theta_y - m), \qquad z_j = s\cos\theta_j \; (j \ne y),
@@ -482,24 +469,40 @@ def cosface(cosine: ArrayLike, target: ArrayLike, s: ArrayLike = 64.0, m: ArrayL
     cosine: ``(N, C)`` cosine logits in :math:`[-1, 1]` (:func:`cosine_logits`),
       or ``(C,)`` with a scalar ``target``.
     target: ``(N,)`` integer class indices.
-    s: the logit scale, a float or an array broadcastable to ``(N, C)``.
+    scale: the logit scale :math:`s`, a float or an array broadcastable to
+      ``(N, C)``; ``s=`` is an equivalent alias keyword.
     m: the cosine margin (negative values are allowed).
     weight, ignore_index, reduction, label_smoothing, where: as in
       :func:`jaxloss.cross_entropy` (applied to the modified logits).
 
   Returns:
     The loss in ``cosine``'s dtype (float32 compute for half precision).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> cos = jnp.array([[0.8, 0.1, -0.3], [0.2, 0.6, 0.0]])
+    >>> loss = jaxloss.cosface(cos, jnp.array([0, 1]), scale=30.0, m=0.35)
+    >>> print(f"{float(loss):.4f}")
+    0.1009
+
+  References:
+    - Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face Recognition", CVPR
+      2018.
+    - Wang, Cheng, Liu and Liu, "Additive Margin Softmax for Face Verification", IEEE
+      Signal Processing Letters, 2018.
   """
-  def transform(c):
-    return c - jnp.asarray(m, c.dtype)
-  return _margin_loss("cosface", cosine, target, s, transform, weight, ignore_index,
+  fn = "cosface"
+  scale = _cosine.resolve_scale(fn, scale, s, 64.0)
+  return _call_margin(fn, cosine, target, scale, ("cosface",), (m,), weight, ignore_index,
                       reduction, label_smoothing, where)
 
 
-def arcface(cosine: ArrayLike, target: ArrayLike, s: ArrayLike = 64.0, m: ArrayLike = 0.5,
-            weight: ArrayLike | None = None, ignore_index: int = -100,
+def arcface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = None,
+            m: ArrayLike = 0.5, weight: ArrayLike | None = None, ignore_index: int = -100,
             reduction: str = "mean", label_smoothing: float = 0.0, *,
-            easy_margin: bool = False, where: ArrayLike | None = None) -> Array:
+            easy_margin: bool = False, where: ArrayLike | None = None,
+            s: ArrayLike | None = None) -> Array:
   r"""ArcFace: additive angular margin, with insightface's guard.
 
   .. math::
@@ -526,30 +529,33 @@ def arcface(cosine: ArrayLike, target: ArrayLike, s: ArrayLike = 64.0, m: ArrayL
     m: the angular margin in radians, ``0 <= m < pi``.
     easy_margin: apply the margin only to positive cosines.
     (others as for :func:`cosface`)
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> cos = jnp.array([[0.8, 0.1, -0.3], [0.2, 0.6, 0.0]])
+    >>> loss = jaxloss.arcface(cos, jnp.array([0, 1]), scale=30.0, m=0.5)
+    >>> print(f"{float(loss):.4f}")
+    0.9391
+
+  References:
+    - Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition",
+      CVPR 2019.
   """
   fn = "arcface"
-  mv = _maybe_concrete(m)
+  scale = _cosine.resolve_scale(fn, scale, s, 64.0)
+  mv = _cosine.maybe_concrete(m)
   if mv is not None and not 0.0 <= mv < math.pi:
     raise ValueError(f"{fn}: `m` must lie in [0, pi) radians, got {mv}.")
-
-  def transform(c):
-    mm_ = jnp.asarray(m, c.dtype)
-    x = _clip_unit(c)
-    cos_m, sin_m = jnp.cos(mm_), jnp.sin(mm_)
-    phi = x * cos_m - _sin_from_cos(x) * sin_m
-    if easy_margin:
-      return jnp.where(x > 0, phi, c)
-    th = jnp.cos(jnp.pi - mm_)
-    mm = jnp.sin(jnp.pi - mm_) * mm_
-    return jnp.where(x > th, phi, c - mm)
-  return _margin_loss(fn, cosine, target, s, transform, weight, ignore_index, reduction,
-                      label_smoothing, where)
+  return _call_margin(fn, cosine, target, scale, ("arcface", bool(easy_margin)), (m,), weight,
+                      ignore_index, reduction, label_smoothing, where)
 
 
-def sphereface(cosine: ArrayLike, target: ArrayLike, s: ArrayLike, m: int = 4,
-               weight: ArrayLike | None = None, ignore_index: int = -100,
+def sphereface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = None,
+               m: int = 4, weight: ArrayLike | None = None, ignore_index: int = -100,
                reduction: str = "mean", label_smoothing: float = 0.0, *,
-               lambda_: ArrayLike = 0.0, where: ArrayLike | None = None) -> Array:
+               lambda_: ArrayLike = 0.0, where: ArrayLike | None = None,
+               s: ArrayLike | None = None) -> Array:
   r"""SphereFace / A-Softmax: multiplicative angular margin on normalised weights.
 
   .. math::
@@ -566,49 +572,60 @@ def sphereface(cosine: ArrayLike, target: ArrayLike, s: ArrayLike, m: int = 4,
 
   The authors (Liu et al., CVPR 2017; ``wy1iu/sphereface``) normalise the class
   weights but not the features: their logits are :math:`\|x\|\cos\theta`, so
-  pass ``s=`` the feature norms ``(N, 1)`` (``cosine_logits(...,
+  pass ``scale=`` the feature norms ``(N, 1)`` (``cosine_logits(...,
   return_norms=True)``), as pytorch-metric-learning's ``SphereFaceLoss`` does
   (its ``scale=1`` multiplies them). A fixed ``s`` (e.g. 30-64) suits
-  normalised features. ``s`` is required on purpose. The gradient is the true
+  normalised features. ``scale`` is required on purpose. The gradient is the true
   gradient of this loss; the authors' Caffe backward pass rescales it (their
   README: "we normalize the scale of gradient"), which is not mirrored.
 
   Args:
-    s: the logit scale, a float or an array broadcastable to ``(N, C)``.
+    scale: the logit scale :math:`s`, a float or an array broadcastable to
+      ``(N, C)``; ``s=`` is an equivalent alias keyword.
     m: the integer margin (authors' default 4).
     lambda_: the annealing weight :math:`\lambda \ge 0` (``0``: pure A-Softmax);
       may be traced. The authors anneal it with :func:`margin_lambda`.
     (others as for :func:`cosface`)
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> cos = jnp.array([[0.8, 0.1, -0.3], [0.2, 0.6, 0.0]])
+    >>> loss = jaxloss.sphereface(cos, jnp.array([0, 1]), scale=10.0, m=4, lambda_=5.0)
+    >>> print(f"{float(loss):.4f}")
+    0.1713
+
+  References:
+    - Liu et al., "SphereFace: Deep Hypersphere Embedding for Face Recognition", CVPR
+      2017.
   """
   fn = "sphereface"
+  scale = _cosine.resolve_scale(fn, scale, s, None)
+  m = _check_multiplier(fn, m)
+  return _call_margin(fn, cosine, target, scale, ("psi", m, _lambda_is_zero(fn, lambda_)),
+                      (lambda_,), weight, ignore_index, reduction, label_smoothing, where)
+
+
+def _check_multiplier(fn: str, m: Any) -> int:
   m = C.static_int(fn, "m", m)
   if m < 1:
     raise ValueError(f"{fn}: `m` must be a positive integer, got {m}.")
-  return _multiplicative(fn, cosine, target, s, m, lambda_, weight, ignore_index,
-                         reduction, label_smoothing, where)
+  return m
 
 
-def _multiplicative(fn, cosine, target, s, m, lambda_, weight, ignore_index, reduction,
-                    label_smoothing, where, check_range=True):
-  lv = _maybe_concrete(lambda_)
+def _lambda_is_zero(fn: str, lambda_: Any) -> bool:
+  """Validates a concrete ``lambda_ >= 0``; whether it is (statically) ``0``."""
+  lv = _cosine.maybe_concrete(lambda_)
   if lv is not None and not lv >= 0:
     raise ValueError(f"{fn}: `lambda_` must be non-negative, got {lv}.")
-
-  def transform(c):
-    psi = _psi(_clip_unit(c), m)
-    if lv == 0.0:
-      return psi
-    lam = jnp.asarray(lambda_, c.dtype)
-    return (lam * c + psi) / (1.0 + lam)
-  return _margin_loss(fn, cosine, target, s, transform, weight, ignore_index, reduction,
-                      label_smoothing, where, check_range=check_range)
+  return lv == 0.0
 
 
-def combined_margin(cosine: ArrayLike, target: ArrayLike, s: ArrayLike = 64.0,
+def combined_margin(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = None,
                     m1: float = 1.0, m2: float = 0.3, m3: float = 0.2,
                     weight: ArrayLike | None = None, ignore_index: int = -100,
                     reduction: str = "mean", label_smoothing: float = 0.0, *,
-                    where: ArrayLike | None = None) -> Array:
+                    where: ArrayLike | None = None, s: ArrayLike | None = None) -> Array:
   r"""insightface's combined margin: :math:`z_y = s\,(\psi(\theta_y) - m_3)`.
 
   .. math:: \psi(\theta) = (-1)^k\cos(m_1\theta + m_2) - 2k, \qquad
@@ -623,34 +640,45 @@ def combined_margin(cosine: ArrayLike, target: ArrayLike, s: ArrayLike = 64.0,
   :func:`cosface`, ``(1, m, 0)`` is :func:`arcface` where
   :math:`\theta + m \le \pi` (arcface's own guard, :math:`\cos\theta - m\sin m`,
   is insightface's and jumps at :math:`\theta = \pi - m`).
-  Defaults are insightface's combined-margin example ``(1.0, 0.3, 0.2)``, ``s=64``.
+  Defaults are insightface's combined-margin example ``(1.0, 0.3, 0.2)``, ``scale=64``.
 
   Args:
     m1: the multiplicative angular margin, a static float ``> 0``.
     m2: the additive angular margin (radians), a static float ``>= 0``.
     m3: the additive cosine margin (may be traced).
     (others as for :func:`cosface`)
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> cos = jnp.array([[0.8, 0.1, -0.3], [0.2, 0.6, 0.0]])
+    >>> loss = jaxloss.combined_margin(cos, jnp.array([0, 1]), scale=30.0, m1=1.0, m2=0.3, m3=0.2)
+    >>> print(f"{float(loss):.4f}")
+    1.0193
+
+  References:
+    - Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition",
+      CVPR 2019 (the combined margin, insightface).
   """
   fn = "combined_margin"
+  scale = _cosine.resolve_scale(fn, scale, s, 64.0)
   m1 = C.static_float(fn, "m1", m1)
   m2 = C.static_float(fn, "m2", m2)
   if not m1 > 0:
     raise ValueError(f"{fn}: `m1` must be positive, got {m1}.")
   if not m2 >= 0:
     raise ValueError(f"{fn}: `m2` must be non-negative, got {m2}.")
-
-  def transform(c):
-    return _psi(_clip_unit(c), m1, m2) - jnp.asarray(m3, c.dtype)
-  return _margin_loss(fn, cosine, target, s, transform, weight, ignore_index, reduction,
-                      label_smoothing, where)
+  return _call_margin(fn, cosine, target, scale, ("combined", m1, m2), (m3,), weight,
+                      ignore_index, reduction, label_smoothing, where)
 
 
 def large_margin_softmax(features: ArrayLike, weight_matrix: ArrayLike, target: ArrayLike,
-                         m: int = 2, s: ArrayLike = 1.0, weight: ArrayLike | None = None,
-                         ignore_index: int = -100, reduction: str = "mean",
-                         label_smoothing: float = 0.0, *, weight_layout: str = "cd",
-                         lambda_: ArrayLike = 0.0, eps: float = 1e-12,
-                         where: ArrayLike | None = None) -> Array:
+                         m: int = 2, scale: ArrayLike | None = None,
+                         weight: ArrayLike | None = None, ignore_index: int = -100,
+                         reduction: str = "mean", label_smoothing: float = 0.0, *,
+                         weight_layout: str = "cd", lambda_: ArrayLike = 0.0,
+                         eps: float = 1e-12, where: ArrayLike | None = None,
+                         s: ArrayLike | None = None) -> Array:
   r"""L-Softmax (Liu et al., ICML 2016) on unnormalised features and weights.
 
   .. math::
@@ -677,20 +705,50 @@ def large_margin_softmax(features: ArrayLike, weight_matrix: ArrayLike, target: 
     lambda_: the annealing weight :math:`\lambda \ge 0`; may be traced.
     eps: the norm clamp used for the cosine.
     (others as for :func:`jaxloss.cross_entropy`)
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> features = jnp.array([[1.0, 2.0], [-1.0, 0.5]])
+    >>> weight_matrix = jnp.array([[1.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])  # (C, D)
+    >>> loss = jaxloss.large_margin_softmax(features, weight_matrix, jnp.array([0, 1]), m=2)
+    >>> print(f"{float(loss):.4f}")
+    0.2609
+
+  References:
+    - Liu et al., "Large-Margin Softmax Loss for Convolutional Neural Networks", ICML
+      2016.
   """
   fn = "large_margin_softmax"
-  m = C.static_int(fn, "m", m)
-  if m < 1:
-    raise ValueError(f"{fn}: `m` must be a positive integer, got {m}.")
+  scale = _cosine.resolve_scale(fn, scale, s, 1.0)
+  m = _check_multiplier(fn, m)
+  lambda_is_zero = _lambda_is_zero(fn, lambda_)
+  ignore_index, label_smoothing = _static_options(fn, reduction, ignore_index, label_smoothing)
+  if weight_layout not in WEIGHT_LAYOUTS:
+    raise ValueError(
+        f"{fn}: `weight_layout` must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}.")
+  return _large_margin_kernel(
+      features, weight_matrix, target, scale, lambda_, weight, where, m=m,
+      lambda_is_zero=lambda_is_zero, ignore_index=ignore_index, reduction=reduction,
+      label_smoothing=label_smoothing, weight_layout=weight_layout,
+      eps=C.static_float(fn, "eps", eps))
+
+
+@functools.partial(jax.jit, static_argnames=("m", "lambda_is_zero", "ignore_index",
+                                             "reduction", "label_smoothing", "weight_layout",
+                                             "eps"))
+def _large_margin_kernel(features, weight_matrix, target, scale, lambda_, weight, where, *,
+                         m, lambda_is_zero, ignore_index, reduction, label_smoothing,
+                         weight_layout, eps):
+  fn = "large_margin_softmax"
   features = C.as_float_array(fn, "features", features)
   weight_matrix = C.as_float_array(fn, "weight_matrix", weight_matrix)
   C.check_ndim(fn, "features", features, (1, 2))
   # The samples that count, known before the features meet the shared weight
   # matrix: the others are zeroed there, so that inf/nan features of a masked or
   # ignored sample cannot reach the weight matrix's gradient (0 * nan).
-  ignore_index = _check_ignore_index(fn, ignore_index)
   n = 1 if features.ndim == 1 else features.shape[0]
-  _, target_b, where_b = _batch_unbatched(fn, features, target, where)
+  _, target_b, where_b = _cosine.batch_unbatched(fn, features, target, where)
   num_classes = _weight_cd(fn, weight_matrix, weight_layout, features.shape[-1]).shape[0]
   counted, _ = C.prepare_class_index(fn, target_b, (n,), num_classes, ignore_index, where_b)
   cos, x_norm, w_norm, dtype = _normalized_cosines(fn, features, weight_matrix,
@@ -699,10 +757,10 @@ def large_margin_softmax(features: ArrayLike, weight_matrix: ArrayLike, target: 
     cos, x_norm = cos[0], x_norm[0]
   # s * |W_j| |x| cos is the logit; the margin loss multiplies the cosines by it.
   norms = x_norm * (w_norm if features.ndim == 2 else w_norm[0])
-  scale = _broadcast_scale(fn, s, cos.shape, dtype) * norms
+  scale = _cosine.broadcast_scale(fn, scale, cos.shape, dtype) * norms
   out_dtype = C.output_dtype(features, weight_matrix)
-  loss = _multiplicative(fn, cos, target, scale, m, lambda_, weight, ignore_index,
-                         reduction, label_smoothing, where, check_range=False)
+  loss = _margin_loss(fn, cos, target, scale, ("psi", m, lambda_is_zero), (lambda_,), weight,
+                      ignore_index, reduction, label_smoothing, where, check_range=False)
   return loss.astype(out_dtype)
 
 
@@ -724,7 +782,23 @@ def margin_lambda(step: ArrayLike, base: float = 1000.0, gamma: float = 0.12,
     :math:`\lambda` as a float32 (or float64 under x64, for a float64 ``step``)
     scalar, to pass as ``lambda_=`` to :func:`sphereface` or
     :func:`large_margin_softmax`.
+
+  Examples:
+    >>> import jaxloss
+    >>> print(f"{float(jaxloss.margin_lambda(0)):.1f} {float(jaxloss.margin_lambda(10000)):.1f}")
+    1000.0 5.0
+
+  References:
+    - Liu et al., "Large-Margin Softmax Loss for Convolutional Neural Networks", ICML
+      2016.
+    - Liu et al., "SphereFace: Deep Hypersphere Embedding for Face Recognition", CVPR
+      2017.
   """
+  return _margin_lambda_kernel(step, base, gamma, power, lambda_min)
+
+
+@jax.jit
+def _margin_lambda_kernel(step, base, gamma, power, lambda_min):
   step = jnp.asarray(step)
   dtype = step.dtype if jnp.issubdtype(step.dtype, jnp.floating) else jnp.float32
   step = step.astype(dtype)

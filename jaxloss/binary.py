@@ -18,6 +18,8 @@ the derivative of the forward formula:
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -131,10 +133,27 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike 
       ``target`` outside ``[0, 1]`` (or nan), for which torch raises, are
       reported under ``checkify.checkify``; without it they give ``nan``: the
       element's loss, any reduction over it, and the gradients.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> loss = jaxloss.binary_cross_entropy(jnp.array([0.9, 0.2, 0.6]), jnp.array([1.0, 0.0, 1.0]))
+    >>> print(f"{float(loss):.4f}")
+    0.2798
+
+  References:
+    - PyTorch, ``torch.nn.functional.binary_cross_entropy``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.binary_cross_entropy.html
   """
   fn = "binary_cross_entropy"
   C.reject_legacy_args(fn, size_average, reduce)
   C.check_reduction(fn, reduction)
+  return _bce_kernel(input, target, weight, where, reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("reduction",))
+def _bce_kernel(input, target, weight, where, *, reduction):
+  fn = "binary_cross_entropy"
   input, target, where, dtype, out_dtype = _prepare(fn, input, target, where)
   weight = _broadcast_weight(fn, "weight", weight, input.shape, dtype)
   # 0.5 is a safe probability and a safe target: finite loss and gradients.
@@ -182,10 +201,28 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike,
 
   Returns:
     The loss, a scalar unless ``reduction='none'``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> logits, target = jnp.array([2.0, -1.5, 0.3]), jnp.array([1.0, 0.0, 1.0])
+    >>> loss = jaxloss.binary_cross_entropy_with_logits(logits, target, pos_weight=jnp.array(2.0))
+    >>> print(f"{float(loss):.4f}")
+    0.5213
+
+  References:
+    - PyTorch, ``torch.nn.functional.binary_cross_entropy_with_logits``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.binary_cross_entropy_with_logits.html
   """
   fn = "binary_cross_entropy_with_logits"
   C.reject_legacy_args(fn, size_average, reduce)
   C.check_reduction(fn, reduction)
+  return _bce_logits_kernel(input, target, weight, pos_weight, where, reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("reduction",))
+def _bce_logits_kernel(input, target, weight, pos_weight, where, *, reduction):
+  fn = "binary_cross_entropy_with_logits"
   input, target, where, dtype, out_dtype = _prepare(fn, input, target, where)
   weight = _broadcast_weight(fn, "weight", weight, input.shape, dtype)
   pos_weight = _broadcast_weight(

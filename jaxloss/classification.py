@@ -74,13 +74,7 @@ def _check_weight(fn: str, weight: ArrayLike | None, num_classes: int, dtype) ->
   return C.upcast(weight, dtype)
 
 
-def _check_label_smoothing(fn: str, label_smoothing) -> float:
-  eps = C.static_float(fn, "label_smoothing", label_smoothing)
-  # torch silently treats a negative value as 0 and raises above 1; we raise
-  # for both (and for nan), since a negative smoothing is always a bug.
-  if not 0.0 <= eps <= 1.0:
-    raise ValueError(f"{fn}: `label_smoothing` must lie in [0, 1], got {eps}.")
-  return eps
+_check_label_smoothing = C.check_label_smoothing
 
 
 def _check_ignore_index(fn: str, ignore_index) -> int:
@@ -207,6 +201,12 @@ def _reduce_index_loss(loss: Array, counted: Array, target_weight: Array | None,
   return out.astype(out_dtype)
 
 
+# Jitted kernels (fn, ignore_index, reduction and eps static): an eager call runs one
+# compiled program; inside a caller's jit they are inlined.
+_kernel = functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+
+
+@_kernel
 def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps, where):
   out_dtype = C.output_dtype(input)
   dtype = C.compute_dtype(input)
@@ -253,6 +253,7 @@ def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps
 # ----------------------------------------------------------------------------
 
 
+@_kernel
 def _probability_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps,
                                where):
   if ignore_index >= 0:
@@ -310,9 +311,7 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
      \ell_n = -\sum_c w_c\, \tilde q_{n,c} \log p_{n,c}, \qquad
      \tilde q = (1 - \varepsilon)\, q + \varepsilon / C
 
-  and ``'mean'`` divides by the number of (unmasked) samples. Reference:
-  Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016 (label
-  smoothing).
+  and ``'mean'`` divides by the number of (unmasked) samples.
 
   Args:
     input: logits, ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)``.
@@ -344,6 +343,20 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
   the sample's loss, any reduction over it, and the gradients (every argument's
   for a reduced loss, the sample's logits for ``'none'``); they are reported
   under ``checkify.checkify``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> logits = jnp.array([[2.0, 0.5, -1.0], [0.0, 1.0, 0.0]])
+    >>> loss = jaxloss.cross_entropy(logits, jnp.array([0, 2]), label_smoothing=0.1)
+    >>> print(f"{float(loss):.4f}")
+    0.9547
+
+  References:
+    - PyTorch, ``torch.nn.functional.cross_entropy``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.cross_entropy.html
+    - Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR 2016
+      (label smoothing).
   """
   fn = "cross_entropy"
   C.reject_legacy_args(fn, size_average, reduce)
@@ -393,12 +406,30 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = Non
     The loss in ``input``'s dtype: a scalar, or ``target``'s shape for
     ``reduction='none'``. Out-of-range class indices give ``nan`` (values and
     gradients, as :func:`cross_entropy`) and are reported under ``checkify``.
+
+  Examples:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> log_probs = jax.nn.log_softmax(jnp.array([[2.0, 0.5, -1.0], [0.0, 1.0, 0.0]]))
+    >>> loss = jaxloss.nll_loss(log_probs, jnp.array([0, 2]))
+    >>> print(f"{float(loss):.4f}")
+    0.8964
+
+  References:
+    - PyTorch, ``torch.nn.functional.nll_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.nll_loss.html
   """
   fn = "nll_loss"
   C.reject_legacy_args(fn, size_average, reduce)
   C.check_reduction(fn, reduction)
   ignore_index = _check_ignore_index(fn, ignore_index)
   input = _check_input(fn, input)
+  return _nll_kernel(fn, input, target, weight, ignore_index, reduction, None, where)
+
+
+@_kernel
+def _nll_kernel(fn, input, target, weight, ignore_index, reduction, _, where):
   out_dtype = C.output_dtype(input)
   dtype = C.compute_dtype(input)
   cax = _class_axis(input)

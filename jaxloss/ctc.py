@@ -387,8 +387,20 @@ def ctc_loss(log_probs: ArrayLike, targets: ArrayLike, input_lengths: ArrayLike,
       kernel returns a number (or reads out of bounds), which is not mirrored.
       Masked samples are not checked.
 
-  Reference: Graves et al., "Connectionist Temporal Classification: Labelling
-  Unsegmented Sequence Data with Recurrent Neural Networks", ICML 2006.
+  Examples:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> log_probs = jax.nn.log_softmax(jnp.zeros((4, 1, 3)))  # T=4 frames, N=1, C=3 (blank 0)
+    >>> loss = jaxloss.ctc_loss(log_probs, jnp.array([[1, 2]]), jnp.array([4]), jnp.array([2]))
+    >>> print(f"{float(loss):.4f}")
+    0.8432
+
+  References:
+    - PyTorch, ``torch.nn.functional.ctc_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.ctc_loss.html
+    - Graves et al., "Connectionist Temporal Classification: Labelling Unsegmented
+      Sequence Data with Recurrent Neural Networks", ICML 2006.
   """
   return _ctc_loss(_ctc_nll, log_probs, targets, input_lengths, target_lengths, blank,
                    reduction, zero_infinity, where, max_target_length)

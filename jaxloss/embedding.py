@@ -26,8 +26,8 @@ eager calls run one compiled program.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -50,7 +50,7 @@ _COSINE_EPS = float(np.float32(1e-12))
 
 def _check_same_ndim(fn: str, names, arrays) -> None:
   if len({a.ndim for a in arrays}) > 1:
-    shapes = ", ".join(f"`{n}` {tuple(a.shape)}" for n, a in zip(names, arrays))
+    shapes = ", ".join(f"`{n}` {tuple(a.shape)}" for n, a in zip(names, arrays, strict=True))
     raise ValueError(
         f"{fn}: the inputs must have the same number of dimensions, got {shapes}."
     )
@@ -175,6 +175,19 @@ def pairwise_distance(x1: ArrayLike, x2: ArrayLike, p: float = 2.0, eps: float =
   Returns:
     The distances, shape ``broadcast(x1, x2).shape[:-1]`` (``[..., 1]`` with
     ``keepdim``), in the promoted dtype.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> x1 = jnp.array([[0.0, 0.0], [1.0, 1.0]])
+    >>> x2 = jnp.array([[3.0, 4.0], [1.0, 1.0]])
+    >>> d = jaxloss.pairwise_distance(x1, x2)
+    >>> print([round(float(v), 4) for v in d])
+    [5.0, 0.0]
+
+  References:
+    - PyTorch, ``torch.nn.functional.pairwise_distance``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.pairwise_distance.html
   """
   fn = "pairwise_distance"
   x1 = C.as_float_array(fn, "x1", x1)
@@ -215,6 +228,19 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     size_average, reduce: deprecated in torch; must be ``None``.
     reduction: ``'none' | 'mean' | 'sum'``.
     where: optional bool mask of the per-sample loss, ``(N,)`` or ``()``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> x1 = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> x2 = jnp.array([[1.0, 1.0], [1.0, 1.0]])
+    >>> loss = jaxloss.cosine_embedding_loss(x1, x2, jnp.array([1, -1]), margin=0.5)
+    >>> print(f"{float(loss):.4f}")
+    0.2500
+
+  References:
+    - PyTorch, ``torch.nn.functional.cosine_embedding_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.cosine_embedding_loss.html
   """
   fn = "cosine_embedding_loss"
   C.reject_legacy_args(fn, size_average, reduce)
@@ -281,9 +307,10 @@ def _triplet_prepare(fn, anchor, positive, negative, margin, reduction, where):
   if concrete_margin is not None and not concrete_margin > 0:
     raise ValueError(f"{fn}: `margin` must be greater than 0, got {margin}.")
   names = ("anchor", "positive", "negative")
-  arrays = [C.as_float_array(fn, n, a) for n, a in zip(names, (anchor, positive, negative))]
+  inputs = (anchor, positive, negative)
+  arrays = [C.as_float_array(fn, n, a) for n, a in zip(names, inputs, strict=True)]
   _check_same_ndim(fn, names, arrays)
-  shape = C.broadcast_shape(fn, **dict(zip(names, arrays)))
+  shape = C.broadcast_shape(fn, **dict(zip(names, arrays, strict=True)))
   where = C.prepare_where(fn, where, shape[:-1], "the per-sample loss")
   # A traced margin is checked when the data arrives (torch raises for margin <= 0).
   check = fn if concrete_margin is None else None
@@ -332,8 +359,7 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
      \qquad d(x, y) = \lVert x - y + \epsilon \rVert_p
 
   (:func:`pairwise_distance`). With ``swap`` (Balntas et al., BMVC 2016),
-  ``d(a, n)`` becomes ``min(d(a, n), d(p, n))``. Reference: Schroff et al.,
-  "FaceNet", CVPR 2015.
+  ``d(a, n)`` becomes ``min(d(a, n), d(p, n))``.
 
   Args:
     anchor, positive, negative: ``(N, D)`` (or unbatched ``(D,)``, or
@@ -349,6 +375,24 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
 
   Returns:
     The loss; ``(N,)`` (the inputs' leading shape) for ``'none'``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> anchor = jnp.array([[0.0, 0.0], [1.0, 0.0]])
+    >>> positive = jnp.array([[0.0, 0.5], [1.0, 0.2]])
+    >>> negative = jnp.array([[1.0, 0.0], [0.0, 0.0]])
+    >>> loss = jaxloss.triplet_margin_loss(anchor, positive, negative, margin=1.0)
+    >>> print(f"{float(loss):.4f}")
+    0.3500
+
+  References:
+    - PyTorch, ``torch.nn.functional.triplet_margin_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.triplet_margin_loss.html
+    - Schroff et al., "FaceNet: A Unified Embedding for Face Recognition and
+      Clustering", CVPR 2015.
+    - Balntas et al., "Learning local feature descriptors with triplets and shallow
+      convolutional neural networks", BMVC 2016 (the distance swap).
   """
   fn = "triplet_margin_loss"
   C.reject_legacy_args(fn, size_average, reduce)
@@ -395,6 +439,26 @@ def triplet_margin_with_distance_loss(
     where: optional bool mask of the per-sample loss, ``(N,)`` or ``()``; the
       distance must then return the per-sample shape ``(N,)``. Masked rows are
       replaced by fixed finite vectors before ``distance_function`` sees them.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> anchor = jnp.array([[0.0, 0.0], [1.0, 0.0]])
+    >>> positive = jnp.array([[0.0, 0.5], [1.0, 0.2]])
+    >>> negative = jnp.array([[1.0, 0.0], [0.0, 0.0]])
+    >>> def l1(x, y):
+    ...   return jnp.sum(jnp.abs(x - y), axis=-1)
+    ...
+    >>> loss = jaxloss.triplet_margin_with_distance_loss(
+    ...     anchor, positive, negative, distance_function=l1)
+    >>> print(f"{float(loss):.4f}")
+    0.3500
+
+  References:
+    - PyTorch, ``torch.nn.functional.triplet_margin_with_distance_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.triplet_margin_with_distance_loss.html
+    - Schroff et al., "FaceNet: A Unified Embedding for Face Recognition and
+      Clustering", CVPR 2015.
   """
   fn = "triplet_margin_with_distance_loss"
   arrays, shape, where, dtype, out_dtype, check = _triplet_prepare(

@@ -17,13 +17,13 @@ instead of producing ``0 * inf = nan``.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 
 from jaxloss import _common as C
-from jaxloss.angular import _check_ignore_index, _prepare_target
 
 Array = C.Array
 ArrayLike = C.ArrayLike
@@ -74,11 +74,29 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, gamma: float = 2.0,
     indices outside ``[0, C)`` (not ``ignore_index``) are reported under
     ``checkify`` and give ``nan`` without it (the sample's loss, any reduction
     over it, and the gradients).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> logits = jnp.array([[2.0, 0.5, -1.0], [0.0, 1.0, 0.0]])
+    >>> loss = jaxloss.softmax_focal_loss(logits, jnp.array([0, 2]), gamma=2.0)
+    >>> print(f"{float(loss):.4f}")
+    0.4873
+
+  References:
+    - Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
   """
   fn = "softmax_focal_loss"
   C.check_reduction(fn, reduction)
   gamma = _check_gamma(fn, gamma)
-  ignore_index = _check_ignore_index(fn, ignore_index)
+  ignore_index = C.static_int(fn, "ignore_index", ignore_index)
+  return _softmax_focal_kernel(input, target, alpha, where, gamma=gamma, reduction=reduction,
+                               ignore_index=ignore_index)
+
+
+@functools.partial(jax.jit, static_argnames=("gamma", "reduction", "ignore_index"))
+def _softmax_focal_kernel(input, target, alpha, where, *, gamma, reduction, ignore_index):
+  fn = "softmax_focal_loss"
   input = C.as_float_array(fn, "input", input)
   if input.ndim < 1:
     raise ValueError(
@@ -99,8 +117,8 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, gamma: float = 2.0,
           f"{tuple(input.shape)}, got shape {tuple(target.shape)}.")
     target = target[None]
     where = None if where is None else jnp.reshape(jnp.asarray(where), (1,))
-  target, counted, index = _prepare_target(fn, target, sample_shape, num_classes,
-                                           ignore_index, where)
+  counted, index = C.prepare_class_index(fn, target, sample_shape, num_classes, ignore_index,
+                                         where)
   x = x.reshape(-1, num_classes)
   counted_f, index_f = counted.reshape(-1), index.reshape(-1)
   x = jnp.where(counted_f[:, None], C.upcast(x, dtype), jnp.zeros((), dtype))
@@ -169,11 +187,31 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
     outside ``[0, 1]`` (or nan) are reported under ``checkify`` and give ``nan``
     without it (the element's loss, any reduction over it, and the gradients);
     torchvision does not check them.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> logits, targets = jnp.array([2.0, -1.5, 0.3]), jnp.array([1.0, 0.0, 1.0])
+    >>> loss = jaxloss.sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean")
+    >>> print(f"{float(loss):.4f}")
+    0.0102
+
+  References:
+    - Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+    - torchvision, ``torchvision.ops.sigmoid_focal_loss``:
+      https://pytorch.org/vision/stable/generated/torchvision.ops.sigmoid_focal_loss.html
   """
   fn = "sigmoid_focal_loss"
   C.check_reduction(fn, reduction)
   gamma = _check_gamma(fn, gamma)
   alpha = C.static_float(fn, "alpha", alpha)
+  return _sigmoid_focal_kernel(inputs, targets, where, alpha=alpha, gamma=gamma,
+                               reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("alpha", "gamma", "reduction"))
+def _sigmoid_focal_kernel(inputs, targets, where, *, alpha, gamma, reduction):
+  fn = "sigmoid_focal_loss"
   inputs = C.as_float_array(fn, "inputs", inputs)
   targets = C.as_float_array(fn, "targets", targets)
   if targets.shape != inputs.shape:

@@ -24,6 +24,7 @@ torch quirks mirrored on purpose (a ported model must see the same numbers):
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -124,13 +125,33 @@ def kl_div(input: ArrayLike, target: ArrayLike, size_average=None, reduce=None,
   Returns:
     The loss, a scalar unless ``reduction='none'``.
 
-  Reference: Kullback and Leibler, "On Information and Sufficiency", 1951.
+  Examples:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> log_q = jax.nn.log_softmax(jnp.array([[1.0, 0.0, -1.0]]))
+    >>> p = jnp.array([[0.5, 0.3, 0.2]])
+    >>> loss = jaxloss.kl_div(log_q, p, reduction="batchmean")
+    >>> print(f"{float(loss):.4f}")
+    0.0780
+
+  References:
+    - PyTorch, ``torch.nn.functional.kl_div``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.kl_div.html
+    - Kullback and Leibler, "On Information and Sufficiency", Annals of
+      Mathematical Statistics, 1951.
   """
   fn = "kl_div"
   C.reject_legacy_args(fn, size_average, reduce)
   C.check_reduction(fn, reduction, KL_REDUCTIONS)
   if reduction == "mean":
     warnings.warn(_KL_MEAN_WARNING, UserWarning, stacklevel=2)
+  return _kl_div_kernel(input, target, where, reduction=reduction, log_target=bool(log_target))
+
+
+@functools.partial(jax.jit, static_argnames=("reduction", "log_target"))
+def _kl_div_kernel(input, target, where, *, reduction, log_target):
+  fn = "kl_div"
   input_ndim = jnp.ndim(input)
   batch = jnp.shape(input)[0] if input_ndim else None
   input, target, where, _, out_dtype = _prepare_pair(fn, input, target, where)
@@ -187,10 +208,29 @@ def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = True
 
   Returns:
     The loss, a scalar unless ``reduction='none'``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> log_rate, counts = jnp.array([0.0, 1.0, 2.0]), jnp.array([1.0, 3.0, 6.0])
+    >>> loss = jaxloss.poisson_nll_loss(log_rate, counts)
+    >>> print(f"{float(loss):.4f}")
+    -1.2976
+
+  References:
+    - PyTorch, ``torch.nn.functional.poisson_nll_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.poisson_nll_loss.html
   """
   fn = "poisson_nll_loss"
   C.reject_legacy_args(fn, size_average, reduce)
   C.check_reduction(fn, reduction)
+  return _poisson_nll_kernel(input, target, eps, where, log_input=bool(log_input),
+                             full=bool(full), reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("log_input", "full", "reduction"))
+def _poisson_nll_kernel(input, target, eps, where, *, log_input, full, reduction):
+  fn = "poisson_nll_loss"
   input, target, where, _, out_dtype = _prepare_pair(fn, input, target, where)
   # Rate 1 and count 1: finite whatever `log_input`, `eps` and `full`.
   input, target = C.mask_inputs(where, 1.0, input, target)
@@ -213,7 +253,7 @@ def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = True
 def _var_shape_ok(input_shape: tuple[int, ...], var_shape: tuple[int, ...]) -> bool:
   """torch's rule: var has ``input``'s shape up to one dimension of size 1."""
   return (len(input_shape) == len(var_shape)
-          and sum(v for i, v in zip(input_shape, var_shape) if i != v) == 1)
+          and sum(v for i, v in zip(input_shape, var_shape, strict=True) if i != v) == 1)
 
 
 def _prepare_var(fn, var, input_shape):
@@ -277,14 +317,37 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike | floa
       under ``checkify.checkify``; without it their elements are ``nan`` (the
       loss, any reduction over it, and the gradients).
 
-  Reference: Nix and Weigend, "Estimating the mean and variance of the target
-  probability distribution", ICNN 1994.
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> mean, target = jnp.array([0.0, 1.0, 2.0]), jnp.array([0.5, 1.0, 3.0])
+    >>> loss = jaxloss.gaussian_nll_loss(mean, target, jnp.array([1.0, 0.5, 2.0]))
+    >>> print(f"{float(loss):.4f}")
+    0.1250
+
+  References:
+    - PyTorch, ``torch.nn.functional.gaussian_nll_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.gaussian_nll_loss.html
+    - Nix and Weigend, "Estimating the mean and variance of the target probability
+      distribution", ICNN 1994.
   """
   fn = "gaussian_nll_loss"
   input = C.as_float_array(fn, "input", input)
   target = C.as_float_array(fn, "target", target)
   var = _prepare_var(fn, var, tuple(input.shape))
   C.check_reduction(fn, reduction)
+  static_var = var if isinstance(var, float) else None
+  return _gaussian_nll_kernel(input, target, None if static_var is not None else var, eps,
+                              where, static_var=static_var, full=bool(full),
+                              reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("static_var", "full", "reduction"))
+def _gaussian_nll_kernel(input, target, var, eps, where, *, static_var, full, reduction):
+  """``var`` is an array, or ``None`` with the Python float ``static_var``."""
+  fn = "gaussian_nll_loss"
+  if var is None:
+    var = static_var
   arrays = (input, target) + ((var,) if isinstance(var, jax.Array) else ())
   out_dtype = C.output_dtype(*arrays)
   dtype = C.compute_dtype(*arrays)

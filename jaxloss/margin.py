@@ -128,6 +128,17 @@ def soft_margin_loss(input: ArrayLike, target: ArrayLike, size_average=None, red
 
   Returns:
     The loss in ``input``'s dtype, of ``input``'s shape for ``'none'``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> loss = jaxloss.soft_margin_loss(jnp.array([0.8, -0.4, 2.0]), jnp.array([1.0, 1.0, -1.0]))
+    >>> print(f"{float(loss):.4f}")
+    1.1370
+
+  References:
+    - PyTorch, ``torch.nn.functional.soft_margin_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.soft_margin_loss.html
   """
   fn = "soft_margin_loss"
   C.reject_legacy_args(fn, size_average, reduce)
@@ -167,6 +178,18 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
     size_average, reduce: deprecated in torch; must be ``None``.
     reduction: ``'none' | 'mean' | 'sum'``.
     where: optional bool mask broadcastable to the broadcast shape.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> x1, x2 = jnp.array([0.8, 0.1, 0.5]), jnp.array([0.3, 0.6, 0.5])
+    >>> loss = jaxloss.margin_ranking_loss(x1, x2, jnp.array([1.0, -1.0, 1.0]), margin=0.2)
+    >>> print(f"{float(loss):.4f}")
+    0.0667
+
+  References:
+    - PyTorch, ``torch.nn.functional.margin_ranking_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.margin_ranking_loss.html
   """
   fn = "margin_ranking_loss"
   C.reject_legacy_args(fn, size_average, reduce)
@@ -220,6 +243,18 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.
 
   Returns:
     The loss in ``input``'s dtype.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> distances = jnp.array([0.3, 1.5, 0.4])
+    >>> loss = jaxloss.hinge_embedding_loss(distances, jnp.array([1.0, -1.0, -1.0]))
+    >>> print(f"{float(loss):.4f}")
+    0.3000
+
+  References:
+    - PyTorch, ``torch.nn.functional.hinge_embedding_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.hinge_embedding_loss.html
   """
   fn = "hinge_embedding_loss"
   C.reject_legacy_args(fn, size_average, reduce)
@@ -274,6 +309,19 @@ def multilabel_soft_margin_loss(input: ArrayLike, target: ArrayLike,
 
   Returns:
     The loss; ``input.shape[:-1]`` for ``'none'``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> logits = jnp.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
+    >>> labels = jnp.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    >>> loss = jaxloss.multilabel_soft_margin_loss(logits, labels)
+    >>> print(f"{float(loss):.4f}")
+    0.3282
+
+  References:
+    - PyTorch, ``torch.nn.functional.multilabel_soft_margin_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.multilabel_soft_margin_loss.html
   """
   fn = "multilabel_soft_margin_loss"
   C.reject_legacy_args(fn, size_average, reduce)
@@ -336,6 +384,19 @@ def multilabel_margin_loss(input: ArrayLike, target: ArrayLike, size_average=Non
     size_average, reduce: deprecated in torch; must be ``None``.
     reduction: ``'none' | 'mean' | 'sum'``.
     where: optional bool mask of the per-sample loss, ``(N,)`` (or ``()``).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> scores = jnp.array([[0.1, 0.2, 0.4, 0.8]])
+    >>> target = jnp.array([[3, 0, -1, 1]])  # classes 3 and 0; -1 ends the list
+    >>> loss = jaxloss.multilabel_margin_loss(scores, target)
+    >>> print(f"{float(loss):.4f}")
+    0.8500
+
+  References:
+    - PyTorch, ``torch.nn.functional.multilabel_margin_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.multilabel_margin_loss.html
   """
   fn = "multilabel_margin_loss"
   C.reject_legacy_args(fn, size_average, reduce)
@@ -420,6 +481,20 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
     size_average, reduce: deprecated in torch; must be ``None``.
     reduction: ``'none' | 'mean' | 'sum'``.
     where: optional bool mask of the per-sample loss.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> scores = jnp.array([[0.1, 0.2, 0.4, 0.8], [1.0, 0.0, 0.5, 0.2]])
+    >>> loss = jaxloss.multi_margin_loss(scores, jnp.array([3, 0]))
+    >>> print(f"{float(loss):.4f}")
+    0.2500
+
+  References:
+    - PyTorch, ``torch.nn.functional.multi_margin_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.multi_margin_loss.html
+    - Weston and Watkins, "Support Vector Machines for Multi-Class Pattern
+      Recognition", ESANN 1999.
   """
   fn = "multi_margin_loss"
   C.reject_legacy_args(fn, size_average, reduce)

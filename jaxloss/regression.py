@@ -90,6 +90,17 @@ def l1_loss(input: ArrayLike, target: ArrayLike, size_average=None, reduce=None,
 
   Returns:
     The loss, a scalar unless ``reduction='none'``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> loss = jaxloss.l1_loss(jnp.array([0.5, 2.0, -1.0]), jnp.array([1.0, 2.0, 1.0]))
+    >>> print(f"{float(loss):.4f}")
+    0.8333
+
+  References:
+    - PyTorch, ``torch.nn.functional.l1_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.l1_loss.html
   """
   fn = "l1_loss"
   C.reject_legacy_args(fn, size_average, reduce)
@@ -107,6 +118,17 @@ def mse_loss(input: ArrayLike, target: ArrayLike, size_average=None, reduce=None
 
   With ``weight``, ``'mean'`` is :math:`\sum_i \ell_i / \sum_i w_i`.
   Arguments are as for :func:`l1_loss`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> loss = jaxloss.mse_loss(jnp.array([0.5, 2.0, -1.0]), jnp.array([1.0, 2.0, 1.0]))
+    >>> print(f"{float(loss):.4f}")
+    1.4167
+
+  References:
+    - PyTorch, ``torch.nn.functional.mse_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.mse_loss.html
   """
   fn = "mse_loss"
   C.reject_legacy_args(fn, size_average, reduce)
@@ -126,12 +148,24 @@ def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean",
      \qquad d_i = x_i - y_i
 
   With ``weight``, ``'mean'`` is the plain mean of the weighted terms (torch's
-  choice, unlike :func:`l1_loss`). Reference: Huber, "Robust Estimation of a
-  Location Parameter", 1964.
+  choice, unlike :func:`l1_loss`).
 
   Args:
     delta: the threshold between the quadratic and the linear part; ``> 0``.
     (others as for :func:`l1_loss`)
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> input, target = jnp.array([0.5, 2.0, -1.0]), jnp.array([1.0, 2.0, 1.0])
+    >>> loss = jaxloss.huber_loss(input, target, delta=1.0)
+    >>> print(f"{float(loss):.4f}")
+    0.5417
+
+  References:
+    - PyTorch, ``torch.nn.functional.huber_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.huber_loss.html
+    - Huber, "Robust Estimation of a Location Parameter", Annals of Mathematical Statistics, 1964.
   """
   fn = "huber_loss"
   C.check_reduction(fn, reduction)
@@ -151,12 +185,23 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average=None,
      \ell_i = \begin{cases} \tfrac12 d_i^2 / \beta & |d_i| < \beta \\
               |d_i| - \tfrac12\beta & \text{otherwise} \end{cases}
 
-  ``beta=0`` is exactly :func:`l1_loss`. Reference: Girshick, "Fast R-CNN",
-  ICCV 2015.
+  ``beta=0`` is exactly :func:`l1_loss`.
 
   Args:
     beta: the threshold between the quadratic and the linear part; ``>= 0``.
     (others as for :func:`l1_loss`)
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> loss = jaxloss.smooth_l1_loss(jnp.array([0.5, 2.0, -1.0]), jnp.array([1.0, 2.0, 1.0]))
+    >>> print(f"{float(loss):.4f}")
+    0.5417
+
+  References:
+    - PyTorch, ``torch.nn.functional.smooth_l1_loss``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.smooth_l1_loss.html
+    - Girshick, "Fast R-CNN", ICCV 2015.
   """
   fn = "smooth_l1_loss"
   C.reject_legacy_args(fn, size_average, reduce)

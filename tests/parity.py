@@ -107,14 +107,14 @@ class ParityTestCase(chex.TestCase):
     self.assertEqual(tuple(out.shape), tuple(tout.shape), "output shape")
     self.assertEqual(np.dtype(out.dtype), np.dtype(dtype), "output dtype")
     assert_close(out, tout.detach().numpy(), rtol, "value")
-    for i, g, tg in zip(grad_argnums, grads, tgrads):
+    for i, g, tg in zip(grad_argnums, grads, tgrads, strict=False):
       expected = np.zeros(args[i].shape) if tg is None else tg.numpy()
       assert_close(g, expected, rtol, f"gradient w.r.t. argument {i}")
 
 
 def _put(args: Sequence[Any], positions: Sequence[int], values: Sequence[Any]) -> list:
   args = list(args)
-  for i, v in zip(positions, values):
+  for i, v in zip(positions, values, strict=False):
     args[i] = v
   return args
 

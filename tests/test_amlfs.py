@@ -83,7 +83,8 @@ class ReferenceTest(chex.TestCase):
       np.testing.assert_allclose(
           jaxloss.amlfs_loss(cos, y, theta, scale=scale, reduction=reduction),
           np_amlfs(cos, y, theta, scale, reduction=reduction), rtol=1e-12, atol=1e-14)
-    f = lambda c, th, s: jaxloss.amlfs_loss(c, y, th, scale=s)
+    def f(c, th, s):
+      return jaxloss.amlfs_loss(c, y, th, scale=s)
     gc, gt, gs = jax.grad(f, (0, 1, 2))(cos, theta, np.asarray(scale, np.float64))
     for got, ref in ((gc, num_grad(lambda c: np_amlfs(c, y, theta, scale), cos)),
                      (gt, num_grad(lambda th: np_amlfs(cos, y, th, scale), theta)),
@@ -123,9 +124,12 @@ class SpecialThetaTest(chex.TestCase):
 
     @jax.jit
     def both(c, scale):
-      f = lambda c: jaxloss.amlfs_loss(c, y, theta, scale=scale, reduction="none")
-      ce = lambda c: jaxloss.cross_entropy(scale * c, y, reduction="none")
-      grad = lambda h: jax.grad(lambda c: jnp.sum(h(c)))(c)
+      def f(c):
+        return jaxloss.amlfs_loss(c, y, theta, scale=scale, reduction="none")
+      def ce(c):
+        return jaxloss.cross_entropy(scale * c, y, reduction="none")
+      def grad(h):
+        return jax.grad(lambda c: jnp.sum(h(c)))(c)
       return f(c), ce(c), grad(f), grad(ce)
     for scale in (1.0, 30.0, 1e4):   # 1e4: very confident right and wrong (p underflows)
       loss, ce, g, g_ce = both(cos, np.float32(scale))
@@ -146,8 +150,10 @@ class SpecialThetaTest(chex.TestCase):
 
     @jax.jit
     def both(c, s):
-      f = lambda c: jaxloss.amlfs_loss(c, y, jaxloss.cosface_theta(0.35), scale=s)
-      g = lambda c: jaxloss.cosface(c, y, s, 0.35)
+      def f(c):
+        return jaxloss.amlfs_loss(c, y, jaxloss.cosface_theta(0.35), scale=s)
+      def g(c):
+        return jaxloss.cosface(c, y, s, 0.35)
       return f(c), g(c), jax.grad(f)(c), jax.grad(g)(c)
     for s in (np.full((N, 1), 64.0, np.float32), np.linspace(10, 40, N, dtype=np.float32)[:, None]):
       loss, ref, g, g_ref = both(cos, s)
@@ -241,7 +247,8 @@ class NumericsTest(chex.TestCase):
 
     @jax.jit
     def run(thetas, cos, scale):
-      f = lambda th, c: jaxloss.amlfs_loss(c, y, th, scale=scale)
+      def f(th, c):
+        return jaxloss.amlfs_loss(c, y, th, scale=scale)
       return jax.vmap(jax.value_and_grad(f, (0, 1)), (0, None))(thetas, cos)
     for scale in (1e4, 30.0):
       for c in (cos, cos.astype(jnp.bfloat16).astype(np.float32)):
@@ -263,7 +270,8 @@ class NumericsTest(chex.TestCase):
 
     @jax.jit
     def run(thetas, cos):
-      f = lambda th, c: jaxloss.amlfs_loss(c, y, th, scale=3.0)
+      def f(th, c):
+        return jaxloss.amlfs_loss(c, y, th, scale=3.0)
       # the last: unbatched (C,) cosines with a scalar target
       single = jaxloss.amlfs_loss(cos[0, 0], y[0], thetas[0], scale=3.0, reduction="none")
       return jax.vmap(f, (0, None))(thetas, cos[0]), jax.vmap(f)(thetas, cos), single
@@ -281,21 +289,37 @@ class ErrorTest(absltest.TestCase):
   def test_trace_time_errors(self):
     cos, y, th = jnp.zeros((3, 4)), jnp.zeros(3, jnp.int32), jaxloss.identity_theta()
     cases = [
-        (lambda: jaxloss.amlfs_loss(cos, y, jnp.ones(5), scale=1.0), r"amlfs_loss: `theta` must be a 1-D vector of 4 \* M"),
+        (lambda: jaxloss.amlfs_loss(cos, y, jnp.ones(5), scale=1.0),
+         r"amlfs_loss: `theta` must be a 1-D vector of 4 \* M"),
         (lambda: jaxloss.amlfs_loss(cos, y, jnp.ones((4, 6)), scale=1.0), r"got shape \(4, 6\)"),
-        (lambda: jaxloss.amlfs_loss(cos, y, th, scale=jnp.ones(3)), r"amlfs_loss: `scale` of shape \(3,\) must be broadcastable"),
-        (lambda: jaxloss.amlfs_loss(cos, y, th, scale=1.0, tau_min_ratio=0.0), r"`tau_min_ratio` must lie in \(0, 1\)"),
-        (lambda: jaxloss.amlfs_loss(cos, y, th, scale=1.0, weight=jnp.ones(3)), r"amlfs_loss: `weight` must have shape \(4,\)"),
-        (lambda: jaxloss.amlfs_loss(cos, jnp.zeros(2, jnp.int32), th, scale=1.0), r"amlfs_loss: `target` must have shape \(3,\)"),
-        (lambda: jaxloss.amlfs_loss(jnp.zeros((2, 3, 4)), y, th, scale=1.0), r"amlfs_loss: `cosine` must have shape"),
-        (lambda: jaxloss.amlfs_loss(cos, y, th, scale=1.0, reduction="avg"), r"amlfs_loss: `reduction`"),
-        (lambda: jaxloss.identity_theta(0), r"identity_theta: `num_intervals` must be a positive int"),
+        (lambda: jaxloss.amlfs_loss(cos, y, th, scale=jnp.ones(3)),
+         r"amlfs_loss: `scale` of shape \(3,\) must be broadcastable"),
+        (lambda: jaxloss.amlfs_loss(cos, y, th, scale=1.0, tau_min_ratio=0.0),
+         r"`tau_min_ratio` must lie in \(0, 1\)"),
+        (lambda: jaxloss.amlfs_loss(cos, y, th, scale=1.0, weight=jnp.ones(3)),
+         r"amlfs_loss: `weight` must have shape \(4,\)"),
+        (lambda: jaxloss.amlfs_loss(cos, jnp.zeros(2, jnp.int32), th, scale=1.0),
+         r"amlfs_loss: `target` must have shape \(3,\)"),
+        (lambda: jaxloss.amlfs_loss(jnp.zeros((2, 3, 4)), y, th, scale=1.0),
+         r"amlfs_loss: `cosine` must have shape"),
+        (lambda: jaxloss.amlfs_loss(cos, y, th, scale=1.0, reduction="avg"),
+         r"amlfs_loss: `reduction`"),
+        (lambda: jaxloss.identity_theta(0),
+         r"identity_theta: `num_intervals` must be a positive int"),
     ]
     for fn, msg in cases:
       with self.assertRaisesRegex(ValueError, msg):
         fn()
-    with self.assertRaisesRegex(TypeError, "scale"):   # the scale is required, on purpose
+    with self.assertRaisesRegex(ValueError, "amlfs_loss: `scale` is required"):  # on purpose
       jaxloss.amlfs_loss(cos, y, th)
+    with self.assertRaisesRegex(ValueError, "amlfs_loss: pass the logit scale once"):
+      jaxloss.amlfs_loss(cos, y, th, scale=2.0, s=2.0)
+
+  def test_s_is_an_alias_of_scale(self):
+    cos = jnp.tanh(jax.random.normal(jax.random.key(0), (3, 4)))
+    y, th = jnp.array([0, 3, 1]), jaxloss.cosface_theta(0.2)
+    chex.assert_trees_all_equal(jaxloss.amlfs_loss(cos, y, th, s=7.0),
+                                jaxloss.amlfs_loss(cos, y, th, scale=7.0))
 
   def test_checkify_reports(self):
     checked = jax.jit(checkify.checkify(

@@ -1,13 +1,13 @@
-"""jaxloss.angular against float64 NumPy references of the papers' formulas and pytorch-metric-learning."""
+"""jaxloss.angular against float64 NumPy references of the papers' formulas and
+pytorch-metric-learning."""
 
 import math
-
-import torch
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 from absl.testing import absltest, parameterized
 from jax.experimental import checkify
 from pytorch_metric_learning import losses as pml
@@ -158,7 +158,8 @@ class ReferenceTest(chex.TestCase):
       cos = (x / xn) @ (w / wn.T).T
       return np_margin_loss(cos, y, s * xn * wn, np_sphere(m, lam))
     for m, lam, s in ((3, 2.0, 1.0), (4, 0.0, 0.5)):
-      fn = lambda a, b: jaxloss.large_margin_softmax(a, b, y, m=m, s=s, lambda_=lam)
+      def fn(a, b):
+        return jaxloss.large_margin_softmax(a, b, y, m=m, s=s, lambda_=lam)
       np.testing.assert_allclose(fn(x, w), ref(x, w, m, lam, s), rtol=1e-12)
       gx, gw = jax.grad(fn, (0, 1))(x, w)
       np.testing.assert_allclose(gx, num_grad(lambda a: ref(a, w, m, lam, s), x), rtol=1e-6,
@@ -239,7 +240,7 @@ class EdgeTest(chex.TestCase):
     @jax.jit
     def each(c):   # bf16 in, computed in float32, bf16 out
       return [jax.value_and_grad(lambda c: fn(c, y, **kw))(c) for fn, _, kw in FAMILY.values()]
-    for name, (val, grad) in zip(FAMILY, each(jnp.asarray(cos, jnp.bfloat16))):
+    for name, (val, grad) in zip(FAMILY, each(jnp.asarray(cos, jnp.bfloat16)), strict=False):
       self.assertEqual(val.dtype, jnp.bfloat16)
       self.assertEqual(grad.dtype, jnp.bfloat16)
       self.assertTrue(np.isfinite(float(val)), name)
@@ -358,19 +359,22 @@ class PMLParityTest(ParityTestCase):
 
   def _fns(self, name, y):
     if name == "cosface":
-      jfn = lambda a, b: jaxloss.cosface(jaxloss.cosine_logits(a, b, weight_layout="dc"), y)
+      def jfn(a, b):
+        return jaxloss.cosface(jaxloss.cosine_logits(a, b, weight_layout="dc"), y)
       return jfn, self._pml_fn(pml.CosFaceLoss, y)
     if name == "arcface":
       # pml's margin is in degrees; 28.6 degrees is its default.
-      jfn = lambda a, b: jaxloss.arcface(jaxloss.cosine_logits(a, b, weight_layout="dc"), y,
-                                         m=math.radians(28.6))
+      def jfn(a, b):
+        return jaxloss.arcface(jaxloss.cosine_logits(a, b, weight_layout="dc"), y,
+                                               m=math.radians(28.6))
       return jfn, self._pml_fn(pml.ArcFaceLoss, y)
     if name == "sphereface":
       def jfn(a, b):
         cos, xn, _ = jaxloss.cosine_logits(a, b, weight_layout="dc", return_norms=True)
         return jaxloss.sphereface(cos, y, s=xn, m=4)
       return jfn, self._pml_fn(pml.SphereFaceLoss, y)
-    jfn = lambda a, b: jaxloss.large_margin_softmax(a, b, y, m=3, s=1.5, weight_layout="dc")
+    def jfn(a, b):
+      return jaxloss.large_margin_softmax(a, b, y, m=3, s=1.5, weight_layout="dc")
     return jfn, self._pml_fn(pml.LargeMarginSoftmaxLoss, y, margin=3, scale=1.5)
 
   @chex.variants(with_jit=True, without_jit=True)
@@ -412,7 +416,7 @@ class BehaviourTest(chex.TestCase):
                           for k in names])
       return losses(c), jax.jacrev(losses)(c)
     vals, grads = value_and_grad(bad)
-    for name, val in zip(names, vals):
+    for name, val in zip(names, vals, strict=False):
       np.testing.assert_allclose(val, _ref(name, cos[keep], y[keep]), rtol=1e-12)
     self.assertTrue(np.all(np.asarray(grads)[:, ~keep] == 0) and np.all(np.isfinite(grads)))
 
@@ -463,30 +467,57 @@ class ErrorTest(absltest.TestCase):
     cos, y = jnp.zeros((3, 4)), jnp.zeros(3, jnp.int32)
     cases = [
         (lambda: jaxloss.cosface(jnp.zeros((2, 3, 4)), y), r"cosface: `cosine` must have shape"),
-        (lambda: jaxloss.arcface(cos, jnp.zeros(4, jnp.int32)), r"arcface: `target` must have shape \(3,\)"),
+        (lambda: jaxloss.arcface(cos, jnp.zeros(4, jnp.int32)),
+         r"arcface: `target` must have shape \(3,\)"),
         (lambda: jaxloss.arcface(cos, y.astype(float)), r"arcface: `target` must be an integer"),
         (lambda: jaxloss.cosface(cos.astype(int), y), r"cosface: `cosine` must be a floating"),
-        (lambda: jaxloss.cosface(cos, y, s=jnp.ones(3)), r"cosface: `s` of shape \(3,\) must be broadcastable"),
+        (lambda: jaxloss.cosface(cos, y, s=jnp.ones(3)),
+         r"cosface: `scale` of shape \(3,\) must be broadcastable"),
+        (lambda: jaxloss.cosface(cos, y, 30.0, s=30.0),
+         r"cosface: pass the logit scale once, as `scale` or as its alias `s`"),
+        (lambda: jaxloss.sphereface(cos, y), r"sphereface: `scale` is required"),
         (lambda: jaxloss.arcface(cos, y, m=4.0), r"arcface: `m` must lie in \[0, pi\)"),
         (lambda: jaxloss.sphereface(cos, y, 1.0, m=2.5), r"sphereface: `m` must be an integer"),
         (lambda: jaxloss.sphereface(cos, y, 1.0, m=0), r"sphereface: `m` must be a positive"),
-        (lambda: jaxloss.sphereface(cos, y, 1.0, lambda_=-1.0), r"sphereface: `lambda_` must be non-negative"),
-        (lambda: jaxloss.combined_margin(cos, y, m1=0.0), r"combined_margin: `m1` must be positive"),
-        (lambda: jaxloss.combined_margin(cos, y, m2=-0.1), r"combined_margin: `m2` must be non-negative"),
+        (lambda: jaxloss.sphereface(cos, y, 1.0, lambda_=-1.0),
+         r"sphereface: `lambda_` must be non-negative"),
+        (lambda: jaxloss.combined_margin(cos, y, m1=0.0),
+         r"combined_margin: `m1` must be positive"),
+        (lambda: jaxloss.combined_margin(cos, y, m2=-0.1),
+         r"combined_margin: `m2` must be non-negative"),
         (lambda: jaxloss.cosface(cos, y, reduction="avg"), r"cosface: `reduction` must be one of"),
-        (lambda: jaxloss.cosface(cos, y, weight=jnp.ones(3)), r"cosface: `weight` must have shape \(4,\)"),
-        (lambda: jaxloss.cosine_logits(jnp.ones((3, 4)), jnp.ones((5, 3))), r"cosine_logits: the weight matrix must have layout \(C, D\) with D = 4"),
-        (lambda: jaxloss.cosine_logits(jnp.ones((3, 4)), jnp.ones((5, 4)), weight_layout="dc"), r"layout \(D, C\)"),
-        (lambda: jaxloss.cosine_logits(jnp.ones((3, 4)), jnp.ones((5, 4)), weight_layout="xy"), r"`weight_layout` must be one of"),
-        (lambda: jaxloss.large_margin_softmax(jnp.ones((3, 4)), jnp.ones((5, 4)), y, m=0), r"large_margin_softmax: `m` must be a positive"),
+        (lambda: jaxloss.cosface(cos, y, weight=jnp.ones(3)),
+         r"cosface: `weight` must have shape \(4,\)"),
+        (lambda: jaxloss.cosine_logits(jnp.ones((3, 4)), jnp.ones((5, 3))),
+         r"cosine_logits: the weight matrix must have layout \(C, D\) with D = 4"),
+        (lambda: jaxloss.cosine_logits(jnp.ones((3, 4)), jnp.ones((5, 4)), weight_layout="dc"),
+         r"layout \(D, C\)"),
+        (lambda: jaxloss.cosine_logits(jnp.ones((3, 4)), jnp.ones((5, 4)), weight_layout="xy"),
+         r"`weight_layout` must be one of"),
+        (lambda: jaxloss.large_margin_softmax(jnp.ones((3, 4)), jnp.ones((5, 4)), y, m=0),
+         r"large_margin_softmax: `m` must be a positive"),
         (lambda: jaxloss.cosface(jnp.zeros(4), y), r"cosface: `target` must be a scalar"),
-        (lambda: jaxloss.arcface(cos, y, label_smoothing=1.5), r"arcface: `label_smoothing` must lie in \[0, 1\]"),
+        (lambda: jaxloss.arcface(cos, y, label_smoothing=1.5),
+         r"arcface: `label_smoothing` must lie in \[0, 1\]"),
     ]
     for fn, msg in cases:
       with self.assertRaisesRegex(ValueError, msg):
         fn()
     with self.assertRaisesRegex(ValueError, "cannot be|must"):
       jax.jit(lambda c: jaxloss.cosface(c, y)).lower(jnp.zeros((3, 4, 1)))
+
+  def test_scale_and_its_alias_s(self):
+    # `scale` is the public name (positional slot 3, or keyword); `s` an equivalent keyword.
+    cos = jnp.tanh(jax.random.normal(jax.random.key(0), (3, 4)))
+    y = jnp.array([0, 3, 1])
+    for fn in (jaxloss.cosface, jaxloss.arcface, jaxloss.sphereface, jaxloss.combined_margin):
+      by_position = fn(cos, y, 12.0)
+      chex.assert_trees_all_equal(fn(cos, y, scale=12.0), by_position)
+      chex.assert_trees_all_equal(fn(cos, y, s=12.0), by_position)
+    x, w = jnp.ones((3, 2)) + jnp.eye(3, 2), jnp.eye(4, 2) + 0.5
+    chex.assert_trees_all_equal(jaxloss.large_margin_softmax(x, w, y, 2, 3.0),
+                                jaxloss.large_margin_softmax(x, w, y, s=3.0))
+    chex.assert_trees_all_equal(jaxloss.cosface(cos, y), jaxloss.cosface(cos, y, 64.0))
 
   def test_checkify_reports(self):
     checked = jax.jit(checkify.checkify(lambda c, t: jaxloss.arcface(c, t)))

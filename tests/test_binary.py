@@ -1,12 +1,11 @@
 """Parity of jaxloss.binary against torch.nn.functional, plus masks, checks and errors."""
 
 
-import torch
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 import torch.nn.functional as F
 from absl.testing import absltest, parameterized
 from jax.experimental import checkify
@@ -115,7 +114,7 @@ class BinaryParityTest(ParityTestCase):
       g = jax.jit(jax.grad(lambda a, b: jnp.sum(f(a, b)), (0, 1)))(x, t)
       self.assertTrue(np.all(np.isfinite(np.asarray(out))))
       np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-6)
-      for a, b in zip(g, tg):
+      for a, b in zip(g, tg, strict=False):
         self.assertTrue(np.all(np.isfinite(np.asarray(a))))
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-6, atol=1e-6)
 
@@ -135,14 +134,18 @@ class BinaryParityTest(ParityTestCase):
       return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
 
     if kind == "bce":
-      jax_fn = lambda i, y, ww: jaxloss.binary_cross_entropy(i, y, ww, reduction=reduction)
-      torch_fn = lambda i, y, ww: reduce(F.binary_cross_entropy(i, y, reduction="none") * ww)
+      def jax_fn(i, y, ww):
+        return jaxloss.binary_cross_entropy(i, y, ww, reduction=reduction)
+      def torch_fn(i, y, ww):
+        return reduce(F.binary_cross_entropy(i, y, reduction="none") * ww)
       self.assert_parity(jax_fn, torch_fn, [x, t, w], grad_argnums=(0, 1, 2))
     else:
-      jax_fn = lambda i, y, ww, pp: jaxloss.binary_cross_entropy_with_logits(
-          i, y, ww, reduction=reduction, pos_weight=pp)
-      torch_fn = lambda i, y, ww, pp: reduce(
-          ((1 - y) * i - (1 + (pp - 1) * y) * F.logsigmoid(i)) * ww)
+      def jax_fn(i, y, ww, pp):
+        return jaxloss.binary_cross_entropy_with_logits(
+                i, y, ww, reduction=reduction, pos_weight=pp)
+      def torch_fn(i, y, ww, pp):
+        return reduce(
+                ((1 - y) * i - (1 + (pp - 1) * y) * F.logsigmoid(i)) * ww)
       self.assert_parity(jax_fn, torch_fn, [x, t, w, p], grad_argnums=(0, 1, 2, 3))
 
 

@@ -2,12 +2,11 @@
 
 import itertools
 
-import torch
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 import torch.nn.functional as F
 from absl.testing import absltest, parameterized
 from jax.experimental import checkify
@@ -311,7 +310,8 @@ class ClassificationBehaviourTest(chex.TestCase):
     if kw.pop("weight", False):
       kw["weight"] = rand(rng, (6,), np.float32, 0.2, 2.0)
     for reduction in ("mean", "none"):
-      loss = lambda a, t, r=reduction: jaxloss.cross_entropy(a, t, reduction=r, **kw)
+      def loss(a, t, r=reduction):
+        return jaxloss.cross_entropy(a, t, reduction=r, **kw)
       out = jax.jit(loss)(x, target)
       self.assertTrue(np.all(np.isfinite(out)))
       # torch in float64 is the reference; float32 carries ~1e-7 relative error of 1e4.
@@ -383,7 +383,8 @@ class ClassificationBehaviourTest(chex.TestCase):
     weight = rand(rng, (3,), np.float64, 0.2, 2.0)
     where = np.array([[True, True], [False, True]])
     dx, dw = rng.standard_normal(x.shape), rng.standard_normal(weight.shape)
-    fn = lambda a, w: loss(a, target, w, where=where)
+    def fn(a, w):
+      return loss(a, target, w, where=where)
     grad = jax.jit(jax.grad(fn, argnums=(0, 1)))
     gx, gw = grad(x, weight)
     _, tangent = jax.jit(lambda *p: jax.jvp(fn, p[:2], p[2:]))(x, weight, dx, dw)
@@ -394,7 +395,7 @@ class ClassificationBehaviourTest(chex.TestCase):
         rtol=1e-7)
     hvp = jax.jit(lambda *p: jax.jvp(grad, p[:2], p[2:])[1])(x, weight, dx, dw)
     plus, minus = grad(x + h * dx, weight + h * dw), grad(x - h * dx, weight - h * dw)
-    for hv, p, m in zip(hvp, plus, minus):
+    for hv, p, m in zip(hvp, plus, minus, strict=False):
       chex.assert_trees_all_close(hv, (p - m) / (2 * h), atol=1e-7)
     self.assertTrue(np.all(np.asarray(gx)[1, :, 0] == 0.0))  # the masked sample
 
@@ -431,12 +432,14 @@ class ClassificationMemoryTest(absltest.TestCase):
     x = jax.ShapeDtypeStruct((n, c), jnp.float32)
     t = jax.ShapeDtypeStruct((n,), jnp.int32)
     for name, kw in (("plain", {}), ("label_smoothing=0.1", {"label_smoothing": 0.1})):
-      loss = lambda a, b, kw=kw: jaxloss.cross_entropy(a, b, **kw)
+      def loss(a, b, kw=kw):
+        return jaxloss.cross_entropy(a, b, **kw)
       fwd = jax.jit(loss).lower(x, t).compile().memory_analysis()
       bwd = jax.jit(jax.value_and_grad(loss)).lower(x, t).compile().memory_analysis()
       if fwd is None or bwd is None:
         self.skipTest("memory_analysis is not available on this backend")
-      mib = lambda b: f"{b / 2**20:.2f} MiB"
+      def mib(b):
+        return f"{b / 2**20:.2f} MiB"
       print(f"\ncross_entropy {name}, logits {mib(logits_bytes)}: forward temp "
             f"{mib(fwd.temp_size_in_bytes)}; value_and_grad temp {mib(bwd.temp_size_in_bytes)}"
             f", output {mib(bwd.output_size_in_bytes)}")

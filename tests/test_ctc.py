@@ -241,7 +241,7 @@ class CtcBehaviourTest(chex.TestCase):
   def test_vmap_matches_loop(self):
     rng = np.random.default_rng(10)
     batches = [_batch(rng, 1) for _ in range(3)]
-    labels, il, tl = (jnp.asarray(np.stack(a)) for a in zip(*batches))
+    labels, il, tl = (jnp.asarray(np.stack(a)) for a in zip(*batches, strict=False))
     x = jnp.asarray(rng.normal(size=(3, T, 5, C)))
 
     def fn(a, b, c, d):

@@ -1,6 +1,5 @@
 """Parity of jaxloss.embedding against torch.nn.functional, plus masks and errors."""
 
-import torch
 
 import chex
 import jax
@@ -11,7 +10,6 @@ from absl.testing import absltest, parameterized
 
 import jaxloss
 from tests.parity import DTYPES, ParityTestCase, rand, reduction_cases
-
 
 
 def jax_cosine_distance(x, y):

@@ -1,12 +1,11 @@
 """jaxloss.focal against float64 references of the focal-loss formulas and torchvision's."""
 
-import torch
-
 import chex
-import mpmath
 import jax
 import jax.numpy as jnp
+import mpmath
 import numpy as np
+import torch
 from absl.testing import absltest, parameterized
 from jax.experimental import checkify
 
@@ -138,11 +137,13 @@ class SoftmaxFocalTest(chex.TestCase):
     def values_and_grads(v):
       out = []
       for gamma in (0.5, 2.0):
-        f = lambda v: jaxloss.softmax_focal_loss(v, y, gamma, reduction="none")
+        def f(v):
+          return jaxloss.softmax_focal_loss(v, y, gamma, reduction="none")
         out.append((f(v), jax.grad(lambda v: jnp.sum(f(v)))(v)))
       return out
     for dtype in (jnp.float32, jnp.float64):
-      for gamma, (loss, g) in zip((0.5, 2.0), values_and_grads(jnp.asarray(x, dtype))):
+      results = values_and_grads(jnp.asarray(x, dtype))
+      for gamma, (loss, g) in zip((0.5, 2.0), results, strict=True):
         self.assertTrue(np.all(np.isfinite(loss)) and np.all(np.isfinite(g)), (dtype, gamma))
         # Row 0: no loss, no gradient. Row 1: loss 2e4, the gradient softmax - onehot.
         np.testing.assert_allclose(loss[:2], [0.0, 2e4], rtol=1e-6, atol=1e-30)
@@ -174,7 +175,8 @@ class SoftmaxFocalTest(chex.TestCase):
 
     @jax.jit
     def run(x16, bad, xs):
-      masked = lambda v: jaxloss.softmax_focal_loss(v, y, 0.5, alpha, where=keep)
+      def masked(v):
+        return jaxloss.softmax_focal_loss(v, y, 0.5, alpha, where=keep)
       batched = jax.vmap(lambda a, b: jaxloss.softmax_focal_loss(a, b, reduction="none"))
       return (jaxloss.softmax_focal_loss(x16, y), jax.value_and_grad(masked)(bad),
               batched(xs, ys))
@@ -233,7 +235,8 @@ class SigmoidFocalTest(chex.TestCase):
 
     @jax.jit
     def values_and_grads(v):
-      f = lambda v, g: jaxloss.sigmoid_focal_loss(v, t, 0.25, g)
+      def f(v, g):
+        return jaxloss.sigmoid_focal_loss(v, t, 0.25, g)
       return [(f(v, g), jax.grad(lambda v: jnp.sum(f(v, g)))(v)) for g in (0.5, 2.0)]
     for dtype in (jnp.float32, jnp.float64):
       for loss, g in values_and_grads(jnp.asarray(x, dtype)):
@@ -245,17 +248,18 @@ class SigmoidFocalTest(chex.TestCase):
     # |x| = 30, right: 1 - p_t = 9.4e-14, which 1 - p cannot resolve in float64 (the
     # torchvision formula is off by ~1e-3 here); compare with a 50-digit reference.
     np.testing.assert_allclose(g[4:], [mp_sigmoid_focal_grad(v, u, 0.25, 2.0)
-                                       for v, u in zip(x[4:], t[4:])], rtol=1e-12)
+                                       for v, u in zip(x[4:], t[4:], strict=False)], rtol=1e-12)
     g = jax.grad(lambda v: jaxloss.sigmoid_focal_loss(v, t[4:], 0.25, 0.5, "sum"))(x[4:])
     np.testing.assert_allclose(g, [mp_sigmoid_focal_grad(v, u, 0.25, 0.5)
-                                   for v, u in zip(x[4:], t[4:])], rtol=1e-12)
+                                   for v, u in zip(x[4:], t[4:], strict=False)], rtol=1e-12)
 
   def test_where_bf16_and_vmap(self):
     rng = np.random.default_rng(10)
     x, t = rng.normal(size=(N, C)), (rng.uniform(size=(N, C)) > 0.5).astype(float)
     keep = rng.uniform(size=(N, C)) > 0.3
     bad = np.where(keep, x, np.nan)
-    f = lambda v: jaxloss.sigmoid_focal_loss(v, t, reduction="mean", where=keep)
+    def f(v):
+      return jaxloss.sigmoid_focal_loss(v, t, reduction="mean", where=keep)
     val, g = jax.value_and_grad(f)(bad)
     np.testing.assert_allclose(val, tv_sigmoid_focal_loss(x[keep], t[keep], reduction="mean"),
                                rtol=1e-12)
@@ -274,14 +278,22 @@ class ErrorTest(absltest.TestCase):
   def test_trace_time_errors(self):
     x, y = jnp.zeros((3, 4)), jnp.zeros(3, jnp.int32)
     cases = [
-        (lambda: jaxloss.softmax_focal_loss(x, y, reduction="avg"), "softmax_focal_loss: `reduction`"),
-        (lambda: jaxloss.softmax_focal_loss(x, y, gamma=-1.0), "softmax_focal_loss: `gamma` must be non-negative"),
-        (lambda: jaxloss.softmax_focal_loss(x, y, alpha=jnp.ones(3)), r"softmax_focal_loss: `alpha` must have shape \(4,\)"),
-        (lambda: jaxloss.softmax_focal_loss(x, jnp.zeros(4, jnp.int32)), r"softmax_focal_loss: `target` must have shape \(3,\)"),
-        (lambda: jaxloss.softmax_focal_loss(x, y.astype(float)), "softmax_focal_loss: `target` must be an integer"),
-        (lambda: jaxloss.softmax_focal_loss(jnp.zeros(()), y), "softmax_focal_loss: `input` must have shape"),
-        (lambda: jaxloss.sigmoid_focal_loss(x, jnp.zeros((3, 5))), r"sigmoid_focal_loss: `targets` must have the same shape"),
-        (lambda: jaxloss.sigmoid_focal_loss(x, x, reduction="avg"), "sigmoid_focal_loss: `reduction`"),
+        (lambda: jaxloss.softmax_focal_loss(x, y, reduction="avg"),
+         "softmax_focal_loss: `reduction`"),
+        (lambda: jaxloss.softmax_focal_loss(x, y, gamma=-1.0),
+         "softmax_focal_loss: `gamma` must be non-negative"),
+        (lambda: jaxloss.softmax_focal_loss(x, y, alpha=jnp.ones(3)),
+         r"softmax_focal_loss: `alpha` must have shape \(4,\)"),
+        (lambda: jaxloss.softmax_focal_loss(x, jnp.zeros(4, jnp.int32)),
+         r"softmax_focal_loss: `target` must have shape \(3,\)"),
+        (lambda: jaxloss.softmax_focal_loss(x, y.astype(float)),
+         "softmax_focal_loss: `target` must be an integer"),
+        (lambda: jaxloss.softmax_focal_loss(jnp.zeros(()), y),
+         "softmax_focal_loss: `input` must have shape"),
+        (lambda: jaxloss.sigmoid_focal_loss(x, jnp.zeros((3, 5))),
+         r"sigmoid_focal_loss: `targets` must have the same shape"),
+        (lambda: jaxloss.sigmoid_focal_loss(x, x, reduction="avg"),
+         "sigmoid_focal_loss: `reduction`"),
         (lambda: jaxloss.sigmoid_focal_loss(x, x, gamma=-0.5), "sigmoid_focal_loss: `gamma`"),
     ]
     for fn, msg in cases:

@@ -2,12 +2,11 @@
 
 import warnings
 
-import torch
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 import torch.nn.functional as F
 from absl.testing import absltest, parameterized
 from jax.experimental import checkify
@@ -130,14 +129,15 @@ class LikelihoodEdgeCaseTest(parameterized.TestCase):
     out = jax.jit(jfn)(*args)
     grads = jax.jit(jax.grad(jf, argnums))(*args)
     np.testing.assert_allclose(out, tout, rtol=1e-12)
-    for g, tg in zip(grads, tgrads):
+    for g, tg in zip(grads, tgrads, strict=False):
       np.testing.assert_allclose(g, tg, rtol=1e-12, atol=1e-300)  # nan where torch's is
     return out, grads
 
   def test_kl_div_zero_targets_use_xlogy(self):
     x = np.array([-1.0, -2.0, -np.inf, -0.5, 0.0])
     t = np.array([0.2, 0.0, 0.0, 1e-300, 1.0])
-    fn = lambda a, b: jaxloss.kl_div(a, b, reduction="none")
+    def fn(a, b):
+      return jaxloss.kl_div(a, b, reduction="none")
     out, (gx, gt) = self._assert_matches_torch(
         fn, lambda a, b: F.kl_div(a, b, reduction="none"), [x, t], (0, 1))
     self.assertEqual(float(out[1]), 0.0)  # 0 log 0 = 0
@@ -148,7 +148,8 @@ class LikelihoodEdgeCaseTest(parameterized.TestCase):
   def test_kl_div_log_target_extremes(self):
     x = np.array([-1.0, -2.0, -np.inf, -1.0])
     t = np.array([0.0, -1e4, -np.inf, 1.0])
-    fn = lambda a, b: jaxloss.kl_div(a, b, reduction="none", log_target=True)
+    def fn(a, b):
+      return jaxloss.kl_div(a, b, reduction="none", log_target=True)
     self._assert_matches_torch(
         fn, lambda a, b: F.kl_div(a, b, reduction="none", log_target=True), [x, t], (0, 1))
 
@@ -172,7 +173,8 @@ class LikelihoodEdgeCaseTest(parameterized.TestCase):
   def test_gaussian_var_clamp_is_straight_through(self):
     x, t = np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.5, 0.5, 1.0, 1.0])
     var = np.array([1e-8, 2.0, 0.0, 0.5])
-    fn = lambda a, b, v: jaxloss.gaussian_nll_loss(a, b, v, reduction="none")
+    def fn(a, b, v):
+      return jaxloss.gaussian_nll_loss(a, b, v, reduction="none")
     out, (_, _, gv) = self._assert_matches_torch(
         fn, lambda a, b, v: F.gaussian_nll_loss(a, b, v, reduction="none"), [x, t, var],
         (0, 1, 2))
@@ -260,7 +262,8 @@ class LikelihoodBehaviourTest(chex.TestCase):
     t = jnp.array([0.5, 0.0, 2.0, -jnp.inf]) if kind != "kl" else jnp.array([0.5, 0, 0.2, -1])
     if kind == "gaussian":
       var = jnp.array([1.0, 0.0, 2.0, -1.0])  # zero (-> eps) and negative var masked
-      fn = lambda a, b, v: jaxloss.gaussian_nll_loss(a, b, v, full=True, where=where)
+      def fn(a, b, v):
+        return jaxloss.gaussian_nll_loss(a, b, v, full=True, where=where)
       args, argnums = (x, t, var), (0, 1, 2)
       err, _ = checkify.checkify(fn)(*args)
       self.assertIsNone(err.get())  # a negative var at a masked position is not reported

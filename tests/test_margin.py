@@ -1,18 +1,16 @@
 """Parity of jaxloss.margin against torch.nn.functional, plus masks, checks and errors."""
 
-import torch
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 import torch.nn.functional as F
 from absl.testing import absltest, parameterized
 from jax.experimental import checkify
 
 import jaxloss
 from tests.parity import ParityTestCase, rand, reduction_cases
-
 
 
 def _signs(rng, shape, dtype, zeros=False):
@@ -121,7 +119,8 @@ class MarginParityTest(ParityTestCase):
                        grad_argnums=grads + (2,))
 
   @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.named_parameters(*reduction_cases(tuple((k, k) for k in MULTILABEL_MARGIN_TARGETS)))
+  @parameterized.named_parameters(
+      *reduction_cases(tuple((k, k) for k in MULTILABEL_MARGIN_TARGETS)))
   def test_multilabel_margin_loss(self, cfg, reduction, dtype):
     rng = np.random.default_rng(4)
     t = MULTILABEL_MARGIN_TARGETS[cfg]
