@@ -15,17 +15,40 @@ Quick start::
   print(search.evaluate_dataset(task, result.state, (x_test, y_test)))
 """
 
+try:  # the search's own dependencies are an extra: say which one, not just what is missing
+  import optax as _optax  # noqa: F401
+  import orbax.checkpoint as _orbax_checkpoint  # noqa: F401
+except ImportError as error:
+  raise ImportError(
+      f"jaxloss.search needs optax and orbax-checkpoint ({error.name} is not installed): "
+      "pip install 'jaxloss[search]'") from error
+
 from jaxloss.search.checkpoint import CheckpointDamagedError, CheckpointStore
 from jaxloss.search.config import MODES, Flags, SearchConfig, StepSpec
 from jaxloss.search.engine import Engine, run
 from jaxloss.search.loop import PopulationDivergedError, SearchResult, read_records
 from jaxloss.search.outer_step import SearchState, tree_all_finite
-from jaxloss.search.policy import (GaussianPolicy, PolicyState, default_mu_optimizer,
-                                   grad_log_prob, log_prob, normalize_rewards, reinforce_ascent,
-                                   sample, score)
+from jaxloss.search.policy import (
+  GaussianPolicy,
+  PolicyState,
+  default_mu_optimizer,
+  grad_log_prob,
+  log_prob,
+  normalize_rewards,
+  reinforce_ascent,
+  sample,
+  score,
+)
 from jaxloss.search.sharding import POPULATION_AXIS, population_mesh
-from jaxloss.search.task import (OptaxTaskState, Task, TrainState, accuracy,
-                                 classification_metrics, evaluate_dataset, optax_task)
+from jaxloss.search.task import (
+  OptaxTaskState,
+  Task,
+  TrainState,
+  accuracy,
+  classification_metrics,
+  evaluate_dataset,
+  optax_task,
+)
 
 __all__ = [
     "MODES",
