@@ -6,12 +6,20 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from jaxloss import search
-from tests.test_search_common import (LINEN_TASK, MLP_TASK, NNX_TASK, assert_trees_equal, config,
-                                      dataset, dataset64, identity_theta, strip_times)
+from tests.test_search_common import (
+  LINEN_TASK,
+  MLP_TASK,
+  NNX_TASK,
+  assert_trees_equal,
+  config,
+  dataset,
+  dataset64,
+  identity_theta,
+  strip_times,
+)
 
 CHANCE = 0.25
 
@@ -336,6 +344,7 @@ def test_checkpoint_store_round_trips_typed_keys_and_keeps_the_latest(tmp_path):
 
 def test_progress_falls_back_to_one_line_per_epoch_without_tqdm(monkeypatch, capsys):
   import sys  # pylint: disable=import-outside-toplevel
+
   from jaxloss.search.records import Progress  # pylint: disable=import-outside-toplevel
   monkeypatch.setitem(sys.modules, "tqdm", None)
   monkeypatch.setitem(sys.modules, "tqdm.auto", None)

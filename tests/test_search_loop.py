@@ -13,8 +13,14 @@ import pytest
 from jaxloss import search
 from jaxloss.search import engine as engine_module
 from jaxloss.search import outer_step as outer_step_module
-from tests.test_search_common import (MLP_TASK, assert_trees_equal, config,
-                                      dataset, identity_theta, strip_times)
+from tests.test_search_common import (
+  MLP_TASK,
+  assert_trees_equal,
+  config,
+  dataset,
+  identity_theta,
+  strip_times,
+)
 
 
 def _evaluate_again(state, batch):

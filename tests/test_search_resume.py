@@ -18,8 +18,7 @@ import pytest
 
 from jaxloss import search
 from jaxloss.search import fingerprint as fp
-from tests.test_search_common import (MLP_TASK, assert_trees_equal, config, dataset,
-                                      strip_times)
+from tests.test_search_common import MLP_TASK, assert_trees_equal, config, dataset, strip_times
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 import optax
 
 from jaxloss.search import fingerprint as fp
-from jaxloss.search.policy import (DEFAULT_SIGMA, GaussianPolicy, check_sigma,
-                                   default_mu_optimizer)
+from jaxloss.search.policy import DEFAULT_SIGMA, GaussianPolicy, check_sigma, default_mu_optimizer
 from jaxloss.search.records import to_json
 from jaxloss.search.task import Task, accuracy
 
@@ -188,7 +188,7 @@ class SearchConfig:
       return self.strategy
     return GaussianPolicy(self.sigma, self.mu_optimizer or default_mu_optimizer())
 
-  def flags(self) -> "Flags":
+  def flags(self) -> Flags:
     """The mode as three booleans (runtime inputs: the modes share one compiled program)."""
     return Flags(sample=self.mode != "baseline", update=self.mode == "amlfs",
                  select=self.resolved_select_best)
@@ -223,7 +223,7 @@ class StepSpec:
   compiler_options: tuple = ()
 
   @classmethod
-  def from_config(cls, task: Task, config: SearchConfig) -> "StepSpec":
+  def from_config(cls, task: Task, config: SearchConfig) -> StepSpec:
     return cls(task=task, strategy=config.build_strategy(),
                reward_fn=config.reward_fn or accuracy,
                population_size=int(config.population_size), batch_size=int(config.batch_size),

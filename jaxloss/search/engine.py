@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +29,16 @@ from jaxloss.search import loop
 from jaxloss.search import sharding as sh
 from jaxloss.search.config import MODES, Flags, InitSpec, SearchConfig, StepSpec, run_fingerprint
 from jaxloss.search.loop import PopulationDivergedError, SearchResult
-from jaxloss.search.outer_step import (COPIES, INIT_STREAM, SHARED, Data, Placement, SearchState,
-                                       outer_step, tree_all_finite)
+from jaxloss.search.outer_step import (
+  COPIES,
+  INIT_STREAM,
+  SHARED,
+  Data,
+  Placement,
+  SearchState,
+  outer_step,
+  tree_all_finite,
+)
 from jaxloss.search.task import Task
 
 Array = jax.Array

@@ -15,7 +15,8 @@ import dataclasses
 import math
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -89,7 +90,7 @@ def read_records(output_dir: str) -> list[dict]:
   return RecordLog(os.path.join(output_dir, RECORDS_FILE), enabled=False).read()
 
 
-def run_search(engine: "Engine", train: PyTree, val: PyTree, *,
+def run_search(engine: Engine, train: PyTree, val: PyTree, *,
                monitor: dict[str, PyTree] | None = None, resume: bool = False,
                callback: Callable[[dict, SearchState], None] | None = None,
                stop_after: int | None = None, metadata: dict | None = None) -> SearchResult:

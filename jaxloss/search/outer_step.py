@@ -21,7 +21,8 @@ constraints for the population-wide values). :data:`ON_ONE_DEVICE` is the trivia
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
