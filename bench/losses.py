@@ -13,6 +13,11 @@ forward pass must not build a one-hot of the logits' size.
     python bench/losses.py              # 4096-row problems
     python bench/losses.py --scale 32   # 32768 rows (GPU)
     python bench/losses.py --large      # also time the 8192 x 32768 and x 131072 cases
+    python bench/losses.py --clock cpu --only 'cross_entropy[index]' --no-memory
+
+It also compares ``linear_cross_entropy`` with the naive ``cross_entropy(input @ W.T)``:
+time side by side at a CPU-sized shape (``--linear-shape``), and the compiled
+temporaries of value-and-grad at N=8192, D=1024 and 4096, V=131072 and 262144.
 """
 
 from __future__ import annotations
@@ -31,6 +36,12 @@ import jaxloss
 
 GiB = 1024 ** 3
 
+# The clock of every timing: wall time by default; ``--clock cpu`` uses the process's
+# CPU time (all threads), which on a shared, oversubscribed machine does not count the
+# time the process waits to be scheduled and so gives a much tighter A/A floor.
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = time.perf_counter
+
 
 def _block(tree):
   return jax.tree.map(lambda x: x.block_until_ready(), tree)
@@ -48,11 +59,11 @@ def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int, reps: in
     # Alternate the order between rounds: whoever runs first in a round pays for it.
     for name in (names if r % 2 == 0 else names[::-1]):
       fn = fns[name]
-      start = time.perf_counter()
+      start = _clock()
       for _ in range(reps):
         out = fn()
       _block(out)
-      samples[name].append((time.perf_counter() - start) / reps)
+      samples[name].append((_clock() - start) / reps)
   return {name: statistics.median(s) for name, s in samples.items()}
 
 
@@ -144,7 +155,7 @@ def noise_floor(scale: int, rounds: int, reps: int) -> list[float]:
   return out
 
 
-def run_speed(scale: int, rounds: int, reps: int) -> None:
+def run_speed(scale: int, rounds: int, reps: int, only: list[str] | None = None) -> None:
   floor = noise_floor(scale, rounds, reps)
   print("noise floor: A/A ratios of identical programs "
         + ", ".join(f"{r:.2f}" for r in floor)
@@ -152,6 +163,8 @@ def run_speed(scale: int, rounds: int, reps: int) -> None:
   print(f"{'loss':36s} {'pass':6s} {'jaxloss':>10s} {'optax':>10s} {'ratio':>7s}")
   ratios = []
   for name, ours, theirs, args in cases(jax.random.key(0), scale):
+    if only and name not in only:
+      continue
     if theirs is not None:
       check_same_value(name, ours, theirs, args)
     for label, wrap in (("value", jax.jit), ("grad", _value_and_grad)):
@@ -166,6 +179,8 @@ def run_speed(scale: int, rounds: int, reps: int) -> None:
               f"{ratio:7.2f}")
       else:
         print(f"{name:36s} {label:6s} {t['jaxloss']*1e6:9.1f}us {'-':>10s} {'-':>7s}")
+  if not ratios:
+    return
   print(f"\njaxloss/optax time ratio over {len(ratios)} comparisons: "
         f"median {statistics.median(ratios):.2f}, max {max(ratios):.2f} "
         "(< 1 means jaxloss is faster)")
@@ -203,6 +218,57 @@ def memory_report(run: bool, class_counts=(32768, 131072)) -> None:
       del z
 
 
+def linear_memory_report(n: int = 8192, features=(1024, 4096), vocab=(131072, 262144)) -> None:
+  """Compiled temporaries of value-and-grad (w.r.t. input and weight): chunked vs naive.
+
+  XLA's memory analysis of the compiled programs; nothing is run, so the
+  largest shapes cost only their compilation.
+  """
+  print(f"\nlinear_cross_entropy vs cross_entropy(input @ W.T), value_and_grad w.r.t. "
+        f"(input, W), N={n}, float32, compiled temporaries (not run)")
+  print(f"{'D':>5s} {'V':>7s} {'logits GiB':>10s} {'chunk':>6s} {'jaxloss temp GiB':>17s} "
+        f"{'naive temp GiB':>15s} {'grads (out) GiB':>16s}")
+  for d in features:
+    for v in vocab:
+      specs = (jax.ShapeDtypeStruct((n, d), jnp.float32), jax.ShapeDtypeStruct((v, d), jnp.float32),
+               jax.ShapeDtypeStruct((n,), jnp.int32))
+      temps = []
+      for fn in (_linear_ours, _linear_naive):
+        mem = _value_and_grad(fn, (0, 1)).lower(*specs).compile().memory_analysis()
+        temps.append(getattr(mem, "temp_size_in_bytes", float("nan")) / GiB)
+        out = getattr(mem, "output_size_in_bytes", float("nan")) / GiB
+      chunk = jaxloss.linear.default_chunk_size(n, v)
+      print(f"{d:5d} {v:7d} {n * v * 4 / GiB:10.2f} {chunk:6d} {temps[0]:17.3f} {temps[1]:15.3f} "
+            f"{out:16.3f}")
+
+
+def _linear_ours(x, w, y):
+  return jaxloss.linear_cross_entropy(x, w, y)
+
+
+def _linear_naive(x, w, y):
+  return jaxloss.cross_entropy(x @ w.T, y)
+
+
+def linear_speed(n: int, d: int, v: int, rounds: int, reps: int) -> None:
+  """Time of linear_cross_entropy and of the naive form, side by side (value, value-and-grad)."""
+  ks = jax.random.split(jax.random.key(3), 3)
+  x = jax.random.normal(ks[0], (n, d))
+  w = jax.random.normal(ks[1], (v, d)) / d ** 0.5
+  y = jax.random.randint(ks[2], (n,), 0, v)
+  a, b = float(jax.jit(_linear_ours)(x, w, y)), float(jax.jit(_linear_naive)(x, w, y))
+  if not np.isclose(a, b, rtol=1e-4):
+    raise AssertionError(f"linear_cross_entropy {a} != naive {b}")
+  print(f"\nlinear_cross_entropy vs naive, N={n}, D={d}, V={v} (logits {n * v * 4 / 2**20:.0f} "
+        f"MiB), chunk {jaxloss.linear.default_chunk_size(n, v)}")
+  for label, wrap in (("value", jax.jit), ("grad", lambda f: _value_and_grad(f, (0, 1)))):
+    ours, naive = wrap(_linear_ours), wrap(_linear_naive)
+    t = time_interleaved({"jaxloss": lambda: ours(x, w, y), "naive": lambda: naive(x, w, y)},
+                         rounds, reps)
+    print(f"{label:6s} jaxloss {t['jaxloss']*1e3:8.2f} ms  naive {t['naive']*1e3:8.2f} ms  "
+          f"ratio {t['jaxloss']/t['naive']:.2f}")
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--scale", type=int, default=4,
@@ -210,10 +276,23 @@ def main() -> None:
   parser.add_argument("--rounds", type=int, default=15)
   parser.add_argument("--reps", type=int, default=10)
   parser.add_argument("--large", action="store_true", help="also run (time) the 8192-row cases")
+  parser.add_argument("--clock", choices=sorted(CLOCK), default="wall",
+                      help="wall time, or the process's CPU time (steadier on a shared machine)")
+  parser.add_argument("--only", nargs="*", help="time only these losses (names as printed)")
+  parser.add_argument("--no-memory", action="store_true", help="skip the compiled-memory tables")
+  parser.add_argument("--linear-shape", type=int, nargs=3, default=(2048, 128, 32768),
+                      metavar=("N", "D", "V"), help="shape of the linear_cross_entropy timing")
   args = parser.parse_args()
-  print(f"jax {jax.__version__}, optax {optax.__version__}, device {jax.devices()[0]}")
-  run_speed(args.scale, args.rounds, args.reps)
-  memory_report(args.large)
+  global _clock
+  _clock = CLOCK[args.clock]
+  print(f"jax {jax.__version__}, optax {optax.__version__}, device {jax.devices()[0]}, "
+        f"clock {args.clock}")
+  run_speed(args.scale, args.rounds, args.reps, args.only)
+  if args.only is None or "linear_cross_entropy" in args.only:
+    linear_speed(*args.linear_shape, rounds=max(args.rounds // 3, 3), reps=max(args.reps // 5, 1))
+  if not args.no_memory:
+    memory_report(args.large)
+    linear_memory_report()
 
 
 if __name__ == "__main__":

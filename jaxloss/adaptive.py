@@ -203,7 +203,7 @@ def adaptive_log_softmax_with_loss(input: ArrayLike, target: ArrayLike,
     hidden = x @ proj.T.astype(x.dtype)
     relative = jnp.where(rows, t - low, 0)
     output = output - lce(hidden, out, relative, where=rows)
-  output = jnp.where(valid, output, jnp.asarray(jnp.nan, output.dtype))
+  output = C.nan_where(~valid, output)  # the nan contract: value and gradients
   loss = jnp.mean(-output)
   return ASMOutput(output if batched else output[0], loss)
 

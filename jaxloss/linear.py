@@ -302,7 +302,9 @@ def linear_cross_entropy(input: ArrayLike, linear_weight: ArrayLike, target: Arr
 
   Returns:
     The loss in the inputs' dtype (float32 accumulation for half precision): a
-    scalar, or the per-sample loss for ``reduction='none'``.
+    scalar, or the per-sample loss for ``reduction='none'``. A class index
+    outside ``[0, C)`` (not ignored; torch raises) gives ``nan``, in the value and
+    the gradients, and is reported under ``checkify.checkify``.
 
   Examples:
     >>> import jax, jax.numpy as jnp
@@ -384,9 +386,11 @@ def linear_cross_entropy(input: ArrayLike, linear_weight: ArrayLike, target: Arr
     cw = C.as_float_array(FN, "weight", weight)
     C.check_shape(FN, "weight", cw, (num_classes,), "one weight per class")
     cw = C.upcast(cw, acc)
-  cv = num_classes if chunk is None and num_classes == 0 else (
-      default_chunk_size(x.shape[0], num_classes) if chunk is None else min(chunk, num_classes))
-  num_chunks = -(-num_classes // cv) if cv else 0
+  if num_classes == 0:
+    raise ValueError(f"{FN}: `linear_weight` must have at least one class, got shape "
+                     f"{tuple(linear_weight.shape)}.")
+  cv = default_chunk_size(x.shape[0], num_classes) if chunk is None else min(chunk, num_classes)
+  num_chunks = -(-num_classes // cv)
 
   if probs:
     loss = _probability_loss(x, linear_weight, linear_bias, cw, t, where, eps, cv, num_chunks,
@@ -396,24 +400,28 @@ def linear_cross_entropy(input: ArrayLike, linear_weight: ArrayLike, target: Arr
     counted, index = C.prepare_class_index(
         FN, t, x.shape[:1], num_classes, ignore, where,
         f"class indices for logits of shape {logits_shape}")
-    loss, target_weight = _index_loss(x, linear_weight, linear_bias, cw, counted, index, eps,
-                                      cv, num_chunks, acc)
+    bad = C.invalid_class_index(index, num_classes)
+    loss, target_weight = _index_loss(x, linear_weight, linear_bias, cw, counted, index, bad,
+                                      eps, cv, num_chunks, acc)
     denominator = None
     if target_weight is not None and reduction == "mean":
       denominator = jnp.sum(jnp.where(counted, target_weight, jnp.zeros((), acc)))
     loss = C.reduce_loss(loss, reduction, counted, denominator=denominator,
-                         out_dtype=out_dtype)
+                         out_dtype=out_dtype, bad=bad)
   return loss if batched or reduction != "none" else loss[0]
 
 
-def _index_loss(x, w_lin, b, cw, counted, index, eps, cv, num_chunks, acc):
+def _index_loss(x, w_lin, b, cw, counted, index, bad, eps, cv, num_chunks, acc):
   num_classes = w_lin.shape[0]
   # Uncounted rows enter as zeros ("double where"): their gradient is exactly 0
   # even where `input` is inf/nan, and nothing non-finite reaches d linear_weight.
   (x,) = C.mask_inputs(counted[:, None], 0.0, x)
   cfg = (cv, num_chunks, True, eps > 0.0, False)
   lse, zy, s, _ = _head_stats(x, w_lin, b, cw, None, index, cfg)
-  zy = jnp.where(index >= num_classes, jnp.nan, zy)  # out of range: nan, as cross_entropy
+  # The nan contract for an out-of-range target: a nan value, and (through the
+  # log-sum-exp, whose derivative reaches every logit of the row) nan gradients.
+  zy = jnp.where(bad, jnp.nan, zy)
+  lse = C.nan_gradient_where(bad, lse)
   zero = jnp.zeros((), acc)
   target_weight = None
   nll = lse - zy

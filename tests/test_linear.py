@@ -225,6 +225,15 @@ class LinearCrossEntropyBehaviourTest(parameterized.TestCase):
     t[2] = V
     fn = lambda x, t: _lce(x, self.w, t, None, None, chunk_size=4)
     self.assertTrue(np.isnan(fn(self.x, t)))
+    g = np.asarray(jax.grad(fn)(self.x, t))  # reduced: every gradient but the ignored rows'
+    counted = t != -100
+    self.assertTrue(np.all(np.isnan(g[counted])) and np.all(g[~counted] == 0.0))
+    gw = jax.grad(lambda w: _lce(self.x, w, t, None, None, chunk_size=4))(self.w)
+    self.assertTrue(np.all(np.isnan(gw)))
+    per_sample = lambda x: _lce(x, self.w, t, None, None, chunk_size=4, reduction="none")
+    self.assertTrue(np.all(np.isnan(jax.grad(lambda x: per_sample(x)[2])(self.x)[2])))
+    none = per_sample(self.x)
+    self.assertTrue(np.isnan(none[2]) and np.all(np.isfinite(np.delete(np.asarray(none), 2))))
     err, _ = jax.jit(checkify.checkify(fn))(self.x, t)
     with self.assertRaisesRegex(Exception, f"class index {V} outside"):
       err.throw()
