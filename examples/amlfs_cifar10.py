@@ -56,8 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          '(default: tfds\'s data_dir); needs TensorFlow: pip install -e '
                          '".[prepare]". Not needed with the official archive.')
   what.add_argument('--stop-after', type=int, default=None,
-                    help='stop once this many epochs are done (a checkpoint is written); '
-                         'continue with --resume (time-limited jobs).')
+                    help='stop after this many epochs of this invocation (a checkpoint is '
+                         'written); continue with --resume (time-limited jobs: repeat '
+                         '"--resume --stop-after N").')
   what.add_argument('--per-copy-augmentation', action='store_true',
                     help='the same as --no-common-random-numbers.')
   flags.add_config_flags(parser, configs.Config)

@@ -62,10 +62,6 @@ class ConfigMismatchError(ValueError):
   """``--resume`` with options other than those of the run it continues."""
 
 
-class StopRequested(Exception):
-  """Raised from the engine's callback by ``stop_after``: the run stops after a checkpoint."""
-
-
 # ------------------------------------------------------------------------------------------------
 # The task: model, optimiser, loss, evaluation
 # ------------------------------------------------------------------------------------------------
@@ -222,24 +218,16 @@ def _write_json(path: str, value: Any) -> None:
   os.replace(tmp, path)
 
 
-# Options that may change between a run and its resumption (where the files are, what is kept).
+# Options that may change between a run and its resumption (where the files are, what is kept,
+# how the epoch is compiled). The others are the run's `metadata` for the engine, which keeps
+# them in every checkpoint and refuses a resume whose metadata differ, naming the key.
 _RESUMABLE_CHANGES = ('workdir', 'data_dir', 'keep_checkpoints', 'conv_impl', 'scan_unroll')
 
 
-def _check_same_config(run_dir: str, config: configs.Config, resume: bool) -> None:
-  """A resumed run must use the options of the run it continues (the engine checks its own)."""
-  path = os.path.join(run_dir, CONFIG)
-  if not resume or not os.path.exists(path):
-    return
-  with open(path) as f:
-    before = json.load(f)
-  now = json.loads(json.dumps(configs.to_dict(config)))  # tuples -> lists, as stored
-  changed = {k: (before.get(k), v) for k, v in now.items()
-             if k not in _RESUMABLE_CHANGES and before.get(k) != v}
-  if changed:
-    raise ConfigMismatchError(
-        f'--resume: the run in {run_dir} was started with other options; resume it with the '
-        f'same ones. (before, now): {changed}')
+def run_metadata(config: configs.Config) -> dict:
+  """The example's options that a resumed run must share (JSON values)."""
+  values = json.loads(json.dumps(configs.to_dict(config)))  # tuples -> lists
+  return {k: v for k, v in values.items() if k not in _RESUMABLE_CHANGES}
 
 
 def _error_percent(totals: dict) -> float:
@@ -268,8 +256,9 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
   Args:
     config: the run's configuration.
     resume: continue from the latest checkpoint of this run's directory.
-    stop_after: stop once this many epochs are complete (checkpoint written); continue
-      later with ``resume=True``. The summary then has ``"finished": false``.
+    stop_after: stop after this many epochs of this invocation (the engine's ``stop_after``;
+      a checkpoint is written); continue later with ``resume=True``. The summary then has
+      ``"finished": false``.
     data: the prepared data (default: :func:`input_pipeline.prepare_data`). Clean data get
       ``config.label_noise`` on their training labels; data with another noise raise
       ``ValueError`` (:func:`input_pipeline.with_label_noise`).
@@ -286,8 +275,9 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
     raise FileExistsError(
         f'{run_dir} already holds checkpoints of a run: pass --resume to continue it, or use '
         f'another --workdir (or delete the directory).')
-  _check_same_config(run_dir, config, resume)
-  _write_json(os.path.join(run_dir, CONFIG), configs.to_dict(config))
+  config_path = os.path.join(run_dir, CONFIG)
+  if not (resume and os.path.exists(config_path)):  # on resume: once the engine accepted it
+    _write_json(config_path, configs.to_dict(config))
   start = time.perf_counter()
   log.info('Data: %d train (%d noisy labels), %d validation, %d test images from %s.',
            len(data.train), int(data.flipped.sum()), len(data.val), len(data.test), data.source)
@@ -313,18 +303,23 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[in
              'test_count': int(totals['count'])}
     test_log = [t for t in test_log if t['epoch'] < epoch] + [entry]
     report.write_jsonl(test_log_path, test_log)
-    if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < config.epochs:
-      raise StopRequested(epoch + 1)
 
   train = (data.train.images, data.train.labels)
   val = (data.val.images, data.val.labels)
   try:
-    result = engine.run(train, val, monitor={'test': test}, resume=resume,
-                        callback=after_epoch)
-  except StopRequested as stop:
-    log.info('Stopped after epoch %d; continue with --resume.', stop.args[0])
-    records = report.read_records(run_dir)
-    summary = _summary(config, records, test_log, None, None, data, start, finished=False)
+    result = engine.run(train, val, monitor={'test': test}, resume=resume, callback=after_epoch,
+                        stop_after=stop_after, metadata=run_metadata(config))
+  except ValueError as error:
+    if 'checkpoint was written with different options' in str(error):
+      raise ConfigMismatchError(f'--resume: the run in {run_dir} was started with other '
+                                f'options; resume it with the same ones. {error}') from error
+    raise
+  if resume:
+    _write_json(config_path, configs.to_dict(config))
+  if not result.finished:
+    log.info('Stopped after epoch %d; continue with --resume.', len(result.records))
+    summary = _summary(config, result.records, test_log, None, None, data, start,
+                       finished=False)
     _write_json(os.path.join(run_dir, SUMMARY), summary)
     plots.make_plots(config.workdir, run_dir)
     return summary
