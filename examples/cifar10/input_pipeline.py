@@ -265,8 +265,11 @@ def _tfds_diagnosis(data_dir: Optional[str], name: str, error: Exception) -> str
             f'  python examples/amlfs_cifar10.py --prepare --data-dir {shown}\n\n'
             f'(delete {os.path.join(root, name)} first), or use the official archive:\n\n'
             + _get_started(data_dir, 'no array_record files').split('\n\n', 1)[1])
-  return _get_started(data_dir, f'{shown} holds no prepared tfds {name} ({type(error).__name__}: '
-                      f'{str(error)[:200]})')
+  if not any('dataset_info.json' in f for f in files):
+    archives = f'{PYTHON_FOLDER}/, {PYTHON_TARBALL} or {BINARY_TARBALL}'
+    return _get_started(data_dir, f'{shown} holds neither {archives} nor a prepared tfds {name}')
+  return _get_started(data_dir, f'{shown} holds no readable tfds {name} '
+                      f'({type(error).__name__}: {str(error)[:200]})')
 
 
 def _tfds_source(data_dir: Optional[str], name: str) -> tuple[Optional[Source], Optional[str]]:
