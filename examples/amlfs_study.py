@@ -475,15 +475,16 @@ def figure(results: list[dict], path: str, title: str) -> None:
     ax.scatter(np.full(len(acc), i), acc, color="k", s=12, zorder=3)
     curves = np.array([[rec["best_test"] for rec in r["records"]] for r in rs])
     ax2.plot(np.arange(1, curves.shape[1] + 1), curves.mean(0), label=mode)
-  ax.set_xticks(range(len(modes)), modes, rotation=30)
+  ax.set_xticks(range(len(modes)), modes, rotation=40, ha="right", fontsize=8)
   lo = min(r["test_accuracy"] for r in results)
   ax.set_ylim(max(0, lo - 0.05), None)
   ax.set_ylabel("final test accuracy")
-  ax.set_title(title, fontsize=9)
+  import textwrap  # pylint: disable=import-outside-toplevel
+  fig.suptitle("\n".join(textwrap.wrap(title, 130)), fontsize=8)
   ax2.set_xlabel("epoch")
   ax2.set_ylabel("test accuracy of the best copy (mean over seeds)")
-  ax2.legend(fontsize=8)
-  fig.tight_layout()
+  ax2.legend(fontsize=7, ncol=2)
+  fig.tight_layout(rect=(0, 0, 1, 0.93))
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -553,7 +554,7 @@ def main(argv=None) -> list[dict]:
     with open(args.output, "w") as f:
       f.write(text)
   if args.figure:
-    figure(results, args.figure, header[:120])
+    figure(results, args.figure, header)
   if args.json:
     _dump(args, header, results)
   return results
@@ -572,7 +573,7 @@ def merge(args) -> list[dict]:
     with open(args.output, "w") as f:
       f.write(text)
   if args.figure:
-    figure(results, args.figure, header[:120])
+    figure(results, args.figure, header)
   return results
 
 
