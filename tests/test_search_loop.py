@@ -68,6 +68,13 @@ def test_a_change_of_any_field_the_step_reads_compiles_a_new_program(monkeypatch
     assert key != base, name
 
 
+def test_unrolling_the_whole_epoch_is_not_the_loop_of_one_step():
+  # True == 1 in Python (and they hash alike): as cache keys they must still differ.
+  full, one, off = (search.Engine(MLP_TASK, config(scan_unroll=u)).spec for u in (True, 1, False))
+  assert full != one and full.unroll is True
+  assert off == one and one.unroll == 1
+
+
 def test_the_program_cache_hits_for_the_same_spec():
   train, val, _ = dataset()
   programs = []

@@ -219,8 +219,13 @@ class StepSpec:
   batch_size: int
   eval_batch_size: int
   common_random_numbers: bool
-  scan_unroll: int | bool
+  scan_unroll: int | str  # 'full' for True: True == 1 and hash(True) == hash(1) in Python
   compiler_options: tuple = ()
+
+  @property
+  def unroll(self) -> int | bool:
+    """The ``unroll`` argument of the epoch's ``lax.scan``."""
+    return True if self.scan_unroll == "full" else self.scan_unroll
 
   @classmethod
   def from_config(cls, task: Task, config: SearchConfig) -> StepSpec:
@@ -229,8 +234,16 @@ class StepSpec:
                population_size=int(config.population_size), batch_size=int(config.batch_size),
                eval_batch_size=int(config.resolved_eval_batch_size),
                common_random_numbers=bool(config.common_random_numbers),
-               scan_unroll=config.scan_unroll,
+               scan_unroll=_unroll_key(config.scan_unroll),
                compiler_options=tuple(sorted((config.compiler_options or {}).items())))
+
+
+def _unroll_key(scan_unroll: int | bool) -> int | str:
+  # As cache keys True and 1 are the same value, but as `unroll` one is the whole epoch and the
+  # other a loop: keep them apart (and False, a loop, equal to 1).
+  if scan_unroll is True:
+    return "full"
+  return 1 if scan_unroll is False else int(scan_unroll)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -175,7 +175,7 @@ def _train_local(spec: StepSpec, perm_axis, population, thetas, copy_ids, perm, 
     return jax.vmap(step_fn, in_axes=(0, perm_axis, 0, key_axis))(pop, batch, thetas, keys)
 
   population, metrics = jax.lax.scan(body, population, jnp.arange(num_steps),
-                                     unroll=spec.scan_unroll)
+                                     unroll=spec.unroll)
   finite = jnp.all(jnp.isfinite(metrics["loss"]), axis=0)
   finite = finite & jax.vmap(tree_all_finite)(population)
   means = {k: jnp.mean(v if _is_float(v) else v.astype(jnp.float32), axis=0)
