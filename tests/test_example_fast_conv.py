@@ -149,7 +149,8 @@ def test_patches_path_trains_like_the_xla_path_on_digits():
   (plain, plain_test), (fast, fast_test) = (_search(impl, train, val, test)
                                             for impl in ('xla', 'patches'))
   first_plain, first_fast = plain.records[0], fast.records[0]
-  np.testing.assert_array_equal(first_fast['thetas'], first_plain['thetas'])
+  # Two different compiled programs: the sampled thetas agree to rounding, not bitwise.
+  np.testing.assert_allclose(first_fast['thetas'], first_plain['thetas'], rtol=1e-6, atol=1e-6)
   # Epoch 1: every copy's mean training loss equal to float32 rounding amplified by 8 steps.
   np.testing.assert_allclose(first_fast['train_loss'], first_plain['train_loss'], rtol=1e-3)
   curve = lambda result: np.array([r['best_reward'] for r in result.records])
