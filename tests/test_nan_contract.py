@@ -15,6 +15,7 @@ whatever their features hold (``large_margin_softmax`` and every loss through
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -191,28 +192,31 @@ def _loss(case: Case, reduction: str, where=None):
   return f
 
 
-@jax.jit
-def _identity(x):
-  return x
+@functools.cache
+def _compiled(name: str):
+  """The case's programs, compiled once for its valid and its invalid input (same shapes).
 
-
-def _evaluate(case: Case, args):
-  """One compiled program: the 'none' and 'mean' values and their gradients w.r.t. args[0]."""
+  ``evaluate``: the 'none' and 'mean' values and their gradients w.r.t. args[0];
+  ``checked``: the 'mean' loss under checkify.
+  """
+  case = _CASES[name]
   none, mean = _loss(case, "none"), _loss(case, "mean")
 
-  def program(*a):
+  def evaluate(*a):
     out, vjp = jax.vjp(lambda x: none(x, *a[1:]), a[0])
     (g_none,) = vjp(jnp.ones_like(out))
     m, g_mean = jax.value_and_grad(lambda x: mean(x, *a[1:]))(a[0])
     return out, g_none, m, g_mean
-  return jax.jit(program)(*args)
+  return jax.jit(evaluate), jax.jit(checkify.checkify(mean))
 
 
 class NanContractTest(parameterized.TestCase):
 
-  @parameterized.named_parameters(*_CASES.items())
-  def test_invalid_input_is_nan_and_reported(self, case: Case):
-    out, g_none, mean, g_mean = map(np.asarray, _evaluate(case, case.invalid))
+  @parameterized.named_parameters(*((k, k) for k in _CASES))
+  def test_invalid_input_is_nan_and_reported(self, name: str):
+    case = _CASES[name]
+    evaluate, checked = _compiled(name)
+    out, g_none, mean, g_mean = map(np.asarray, evaluate(*case.invalid))
     # Value: nan at the offending entries only; every reduction nan.
     np.testing.assert_array_equal(np.isnan(out), case.bad_out)
     self.assertTrue(np.isnan(mean))
@@ -220,16 +224,18 @@ class NanContractTest(parameterized.TestCase):
     np.testing.assert_array_equal(np.isnan(g_none), case.bad_in)
     self.assertTrue(np.all(np.isnan(g_mean[case.bad_in])))
     # checkify names the function and the argument.
-    err, _ = jax.jit(checkify.checkify(_loss(case, "mean")))(*case.invalid)
+    err, _ = checked(*case.invalid)
     self.assertIsNotNone(err.get())
     self.assertRegex(err.get(), case.message)
 
-  @parameterized.named_parameters(*_CASES.items())
-  def test_valid_input_is_finite_and_not_reported(self, case: Case):
-    err, value = jax.jit(checkify.checkify(_loss(case, "mean")))(*case.valid)
+  @parameterized.named_parameters(*((k, k) for k in _CASES))
+  def test_valid_input_is_finite_and_not_reported(self, name: str):
+    case = _CASES[name]
+    evaluate, checked = _compiled(name)
+    err, value = checked(*case.valid)
     self.assertIsNone(err.get())
     self.assertTrue(np.isfinite(value))
-    out, g_none, mean, g_mean = map(np.asarray, _evaluate(case, case.valid))
+    out, g_none, mean, g_mean = map(np.asarray, evaluate(*case.valid))
     self.assertTrue(np.all(np.isfinite(out)) and np.isfinite(mean))
     self.assertTrue(np.all(np.isfinite(g_none)) and np.all(np.isfinite(g_mean)))
     np.testing.assert_allclose(mean, value, rtol=1e-6)
