@@ -339,6 +339,17 @@ def linear_cross_entropy(input: ArrayLike, linear_weight: ArrayLike, target: Arr
         f"{FN}: `options` (torch's LinearCrossEntropyOptions) must be None; jaxloss "
         "always chunks, and the chunk is set with `chunk_size=`.")
   chunk = _check_chunk_size(chunk_size)
+  if ignore_index is not None:
+    ignore_index = C.static_int(FN, "ignore_index", ignore_index)
+  return _linear_cross_entropy(input, linear_weight, target, linear_bias, weight, where,
+                               reduction, ignore_index, eps, chunk)
+
+
+# One jitted kernel with static options (the house rule): an eager call runs one
+# compiled program; inside a caller's jit it is inlined.
+@functools.partial(jax.jit, static_argnums=(6, 7, 8, 9))
+def _linear_cross_entropy(input, linear_weight, target, linear_bias, weight, where, reduction,
+                          ignore_index, eps, chunk):
   input = C.as_float_array(FN, "input", input)
   linear_weight = C.as_float_array(FN, "linear_weight", linear_weight)
   if linear_bias is not None:
@@ -352,7 +363,7 @@ def linear_cross_entropy(input: ArrayLike, linear_weight: ArrayLike, target: Arr
     raise ValueError(
         f"{FN}: `ignore_index` cannot be specified when `target` holds class "
         f"probabilities (a target of the logits' shape {logits_shape}); leave it None.")
-  ignore = -100 if ignore_index is None else C.static_int(FN, "ignore_index", ignore_index)
+  ignore = -100 if ignore_index is None else ignore_index
   if probs and not jnp.issubdtype(target.dtype, jnp.floating):
     raise ValueError(
         f"{FN}: `target` of the logits' shape {logits_shape} holds class probabilities "
