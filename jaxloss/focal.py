@@ -36,10 +36,8 @@ def _check_gamma(fn: str, gamma) -> float:
   return gamma
 
 
-def _modulation(log_one_minus_p: Array, gamma: float) -> Array:
-  """``(1 - p) ** gamma`` from ``log(1 - p)``; exactly ``1`` for ``gamma = 0``."""
-  if gamma == 0.0:
-    return jnp.ones_like(log_one_minus_p)
+def _modulation(log_one_minus_p: Array, gamma) -> Array:
+  """``(1 - p) ** gamma`` from ``log(1 - p)`` (``gamma > 0``; may be traced)."""
   return jnp.exp(gamma * log_one_minus_p)
 
 
@@ -90,12 +88,15 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, gamma: float = 2.0,
   C.check_reduction(fn, reduction)
   gamma = _check_gamma(fn, gamma)
   ignore_index = C.static_int(fn, "ignore_index", ignore_index)
-  return _softmax_focal_kernel(input, target, alpha, where, gamma=gamma, reduction=reduction,
-                               ignore_index=ignore_index)
+  # gamma is traced into the kernel (one compilation for every gamma > 0); only
+  # whether it is 0 is static.
+  return _softmax_focal_kernel(input, target, gamma, alpha, where, gamma_is_zero=gamma == 0.0,
+                               reduction=reduction, ignore_index=ignore_index)
 
 
-@functools.partial(jax.jit, static_argnames=("gamma", "reduction", "ignore_index"))
-def _softmax_focal_kernel(input, target, alpha, where, *, gamma, reduction, ignore_index):
+@functools.partial(jax.jit, static_argnames=("gamma_is_zero", "reduction", "ignore_index"))
+def _softmax_focal_kernel(input, target, gamma, alpha, where, *, gamma_is_zero, reduction,
+                          ignore_index):
   fn = "softmax_focal_loss"
   input = C.as_float_array(fn, "input", input)
   if input.ndim < 1:
@@ -128,9 +129,9 @@ def _softmax_focal_kernel(input, target, alpha, where, *, gamma, reduction, igno
   logp = jax.nn.log_softmax(x, axis=-1)
   is_target = jnp.arange(num_classes)[None, :] == index_f[:, None]
   target_logp = jnp.take_along_axis(logp, index_f[:, None], axis=-1, mode="fill")[:, 0]
-  if num_classes == 1 or gamma == 0.0:
+  if num_classes == 1 or gamma_is_zero:
     # One class: 1 - p = 0 exactly (and log p = 0); skip the empty log-sum-exp.
-    modulation = jnp.full_like(target_logp, 0.0 if gamma > 0 else 1.0)
+    modulation = jnp.full_like(target_logp, 1.0 if gamma_is_zero else 0.0)
   else:
     # log(1 - p_y) = logsumexp_{j != y} log p_j, without the cancellation of 1 - p.
     log_rest = jax.nn.logsumexp(logp, axis=-1, where=~is_target)
@@ -205,12 +206,14 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
   C.check_reduction(fn, reduction)
   gamma = _check_gamma(fn, gamma)
   alpha = C.static_float(fn, "alpha", alpha)
-  return _sigmoid_focal_kernel(inputs, targets, where, alpha=alpha, gamma=gamma,
-                               reduction=reduction)
+  # alpha and gamma are traced into the kernel; only their branches are static.
+  return _sigmoid_focal_kernel(inputs, targets, alpha, gamma, where, weighted=alpha >= 0,
+                               gamma_is_zero=gamma == 0.0, reduction=reduction)
 
 
-@functools.partial(jax.jit, static_argnames=("alpha", "gamma", "reduction"))
-def _sigmoid_focal_kernel(inputs, targets, where, *, alpha, gamma, reduction):
+@functools.partial(jax.jit, static_argnames=("weighted", "gamma_is_zero", "reduction"))
+def _sigmoid_focal_kernel(inputs, targets, alpha, gamma, where, *, weighted, gamma_is_zero,
+                          reduction):
   fn = "sigmoid_focal_loss"
   inputs = C.as_float_array(fn, "inputs", inputs)
   targets = C.as_float_array(fn, "targets", targets)
@@ -231,11 +234,11 @@ def _sigmoid_focal_kernel(inputs, targets, where, *, alpha, gamma, reduction):
   # t softplus(-x) + (1 - t) softplus(x): torch's (1 - t) x - log_sigmoid(x) rearranged so
   # that a small loss (a confident right answer) keeps its relative precision.
   ce = -(t * log_p + (1 - t) * log_q)
-  if gamma == 0.0:
+  if gamma_is_zero:
     loss = ce
   else:
     loss = ce * _modulation(_log_mix(log_q, log_p, t), gamma)
-  if alpha >= 0:
+  if weighted:
     loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
   return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype, bad=bad)
 
