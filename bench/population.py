@@ -77,7 +77,8 @@ def time_plain_vmap(program, config, train_data, val_data, epochs: int) -> list[
   b, bs = config.effective_population, config.batch_size
   task = program.task
   state = jax.vmap(task.init)(jax.random.split(jax.random.key(0), b))
-  thetas = jnp.broadcast_to(jaxloss.identity_theta(config.num_intervals), (b, 4 * config.num_intervals))
+  thetas = jnp.broadcast_to(jaxloss.identity_theta(config.num_intervals),
+                            (b, 4 * config.num_intervals))
   vstep = jax.jit(jax.vmap(task.train_step, in_axes=(0, None, 0, None)), donate_argnums=(0,))
   vscore = jax.jit(jax.vmap(lambda s, d: search.task.sum_over_batches(
       task.evaluate, s, d, config.eval_batch_size), in_axes=(0, None)))

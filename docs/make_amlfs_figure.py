@@ -7,8 +7,8 @@ Usage (from the repository root)::
 Left: ``t`` on the cosine domain for the identity, CosFace (m = 0.35) and an
 ArcFace-like theta (the chord fit of ``cos(arccos x + 0.5)`` on the M = 6
 intervals), each beside the exact transform (and ArcFace's guarded target
-logit, which differs from ``cos(arccos x + m)`` past ``theta = pi - m``). Middle: ``tau`` on the probability
-domain: the identity (the three thetas above), the chord fit of focal loss
+logit, which differs from ``cos(arccos x + m)`` past ``theta = pi - m``). Middle: ``tau``
+on the probability domain: the identity (the three thetas above), the chord fit of focal loss
 (``tau(p) = p ** ((1 - p) ** 2)``, paper eq. 16 form of eq. 5-6) and one theta
 sampled from N(identity, 0.2^2), which is negative near ``p = 0`` (where the
 loss's guard takes over). Right: the resulting loss of one sample against the
@@ -23,9 +23,8 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxloss  # noqa: E402

@@ -38,7 +38,6 @@ import json
 import os
 import sys
 import time
-from typing import Optional, Union
 
 import flax.linen as nn
 import jax
@@ -72,7 +71,7 @@ class Config:
   batch_size: int = _field(64, "training batch size per copy.")
   eval_batch_size: int = _field(1000, "validation and test batch size.")
   epochs: int = _field(20, "epochs (one outer step each).")
-  logit_scale: Union[str, float] = _field(
+  logit_scale: str | float = _field(
       "norms", "'norms' (or 0): the norms |x||W_j| of the paper's eq. 4, so that the identity "
       "theta is plain cross-entropy; a float: fixed logit scale s.")
   label_noise: float = _field(0.0, "ratio of training labels moved to another class "
@@ -81,11 +80,11 @@ class Config:
   num_samples: int = _field(6000, "MNIST-1D size (80% train).")
   num_val: int = _field(1000, "validation examples carved from the training split (the reward).")
   data_seed: int = _field(42, "MNIST-1D generation seed.")
-  workdir: Optional[str] = _field(None, "per mode and seed: records.jsonl and checkpoints; "
+  workdir: str | None = _field(None, "per mode and seed: records.jsonl and checkpoints; "
                                   "summary.json (none: nothing written).")
 
   @property
-  def scale(self) -> Optional[float]:
+  def scale(self) -> float | None:
     """None for the norms of eq. 4, else the fixed scale."""
     return None if self.logit_scale in ("norms", 0, 0.0) else float(self.logit_scale)
 

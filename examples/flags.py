@@ -10,8 +10,8 @@ same thing in both (``--population``, ``--num-intervals``, ``--sigma``,
 :func:`add_run_flags` (``--resume``, ``--no-progress``, ``--verbose``).
 
 Types: ``bool`` -> ``--x`` / ``--no-x``; ``int``/``float``/``str``; ``Optional[T]`` also takes
-``none``; ``Union[str, float]`` (e.g. ``logit_scale``) a float or the string;
-``Union[str, int, bool]`` (``scan_unroll``) ``true``/``false``, an int or the string;
+``none``; ``str | float`` (e.g. ``logit_scale``) a float or the string;
+``str | int | bool`` (``scan_unroll``) ``true``/``false``, an int or the string;
 ``tuple`` one or more floats. ``mode`` and ``seed`` take one or more values (``--mode amlfs
 baseline``, ``--seeds 0 1 2``): the example runs every combination.
 
@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
+import operator
 import sys
+import types
 import typing
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # Fields that take several values (the example runs each), and their plural spelling.
 MULTIPLE = {'mode': '--modes', 'seed': '--seeds'}
@@ -37,9 +41,11 @@ ALIASES = {'num_intervals': ('--intervals',), 'workdir': ('--output-dir',),
 
 def _optional(tp) -> tuple[Any, bool]:
   args = typing.get_args(tp)
-  if typing.get_origin(tp) is typing.Union and type(None) in args:
+  # `X | None` (types.UnionType) and `Optional[X]` (typing.Union) are different objects
+  # before Python 3.14.
+  if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
     rest = tuple(a for a in args if a is not type(None))
-    return (rest[0] if len(rest) == 1 else typing.Union[rest]), True
+    return (rest[0] if len(rest) == 1 else functools.reduce(operator.or_, rest)), True
   return tp, False
 
 
@@ -55,7 +61,8 @@ def _bool(text: str) -> bool:
 def _parser_for(tp):
   """A function str -> value for the annotation ``tp`` (bool handled by the caller)."""
   tp, optional = _optional(tp)
-  members = set(typing.get_args(tp)) if typing.get_origin(tp) is typing.Union else {tp}
+  union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+  members = set(typing.get_args(tp)) if union else {tp}
 
   def parse(text: str):
     if optional and text.lower() == 'none':

@@ -71,32 +71,47 @@ position 1, torch's layout, and reduces with ``reduction=`` instead of
 AdaptiveLogSoftmaxWithLoss`` imports Flax when first accessed).
 """
 
-from jaxloss.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
-from jaxloss.classification import cross_entropy, nll_loss
-from jaxloss.linear import linear_cross_entropy
+from jaxloss import nn  # the class wrappers (nn imports the family modules, not this package)
 from jaxloss.adaptive import adaptive_log_prob, adaptive_log_softmax_with_loss, adaptive_predict
-from jaxloss.binary import binary_cross_entropy, binary_cross_entropy_with_logits
-from jaxloss.likelihood import gaussian_nll_loss, kl_div, poisson_nll_loss
-from jaxloss.margin import (
-    hinge_embedding_loss, margin_ranking_loss, multi_margin_loss, multilabel_margin_loss,
-    multilabel_soft_margin_loss, soft_margin_loss,
-)
-from jaxloss.embedding import (
-    cosine_embedding_loss, pairwise_distance, triplet_margin_loss,
-    triplet_margin_with_distance_loss,
-)
-from jaxloss.ctc import ctc_loss
-from jaxloss.angular import (
-    arcface, combined_margin, cosface, cosine_logits, large_margin_softmax, margin_lambda,
-    sphereface,
-)
-from jaxloss.focal import sigmoid_focal_loss, softmax_focal_loss
 from jaxloss.amlfs import (
-    amlfs_curves, amlfs_loss, amlfs_transforms, arcface_theta, cosface_theta, fit_theta,
+    amlfs_curves,
+    amlfs_loss,
+    amlfs_transforms,
+    arcface_theta,
+    cosface_theta,
+    fit_theta,
     identity_theta,
 )
-
-from jaxloss import nn  # noqa: E402  (class wrappers; import after the functions)
+from jaxloss.angular import (
+    arcface,
+    combined_margin,
+    cosface,
+    cosine_logits,
+    large_margin_softmax,
+    margin_lambda,
+    sphereface,
+)
+from jaxloss.binary import binary_cross_entropy, binary_cross_entropy_with_logits
+from jaxloss.classification import cross_entropy, nll_loss
+from jaxloss.ctc import ctc_loss
+from jaxloss.embedding import (
+    cosine_embedding_loss,
+    pairwise_distance,
+    triplet_margin_loss,
+    triplet_margin_with_distance_loss,
+)
+from jaxloss.focal import sigmoid_focal_loss, softmax_focal_loss
+from jaxloss.likelihood import gaussian_nll_loss, kl_div, poisson_nll_loss
+from jaxloss.linear import linear_cross_entropy
+from jaxloss.margin import (
+    hinge_embedding_loss,
+    margin_ranking_loss,
+    multi_margin_loss,
+    multilabel_margin_loss,
+    multilabel_soft_margin_loss,
+    soft_margin_loss,
+)
+from jaxloss.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
 
 __version__ = "0.1.0"
 

@@ -31,14 +31,20 @@ from jaxloss.binary import binary_cross_entropy, binary_cross_entropy_with_logit
 from jaxloss.classification import cross_entropy, nll_loss
 from jaxloss.ctc import ctc_loss
 from jaxloss.embedding import (
-    cosine_embedding_loss, triplet_margin_loss, triplet_margin_with_distance_loss,
+  cosine_embedding_loss,
+  triplet_margin_loss,
+  triplet_margin_with_distance_loss,
 )
 from jaxloss.focal import sigmoid_focal_loss, softmax_focal_loss
 from jaxloss.likelihood import gaussian_nll_loss, kl_div, poisson_nll_loss
 from jaxloss.linear import linear_cross_entropy
 from jaxloss.margin import (
-    hinge_embedding_loss, margin_ranking_loss, multi_margin_loss, multilabel_margin_loss,
-    multilabel_soft_margin_loss, soft_margin_loss,
+  hinge_embedding_loss,
+  margin_ranking_loss,
+  multi_margin_loss,
+  multilabel_margin_loss,
+  multilabel_soft_margin_loss,
+  soft_margin_loss,
 )
 from jaxloss.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
 

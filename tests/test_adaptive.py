@@ -1,16 +1,16 @@
-"""Parity of jaxloss.adaptive (AdaptiveLogSoftmaxWithLoss) with torch 2.13, given the same weights."""
+"""Parity of jaxloss.adaptive (AdaptiveLogSoftmaxWithLoss) with torch 2.13, given the same
+weights."""
 
 import doctest
 import subprocess
 import sys
 import warnings
 
-import torch
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 from absl.testing import absltest, parameterized
 from jax.experimental import checkify
 

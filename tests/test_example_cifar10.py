@@ -24,9 +24,10 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 if EXAMPLES not in sys.path:
   sys.path.insert(0, EXAMPLES)
 
-import jaxloss  # noqa: E402
 import flags  # noqa: E402
 from cifar10 import configs, input_pipeline, models, plots, report  # noqa: E402
+
+import jaxloss  # noqa: E402
 
 tfds = pytest.importorskip('tensorflow_datasets')
 
@@ -91,6 +92,7 @@ def test_every_config_field_is_a_flag_with_one_vocabulary():
   assert (smoke.width, smoke.population, smoke.num_train) == (8, 2, 64)
   # Every field has a flag; the MNIST-1D example uses the same names for the same things.
   import argparse
+
   import amlfs_mnist1d
   parser = argparse.ArgumentParser()
   flags.add_config_flags(parser, configs.Config)

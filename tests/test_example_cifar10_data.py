@@ -232,6 +232,7 @@ def test_cli_end_to_end_on_real_images_folder_tarball_and_given_data(tmp_path):
   """The example's CLI on the real subset, from the folder and from a tar.gz made from it: the
   same data (sha256), the same run. Then train.run with clean data and label noise."""
   import dataclasses
+
   import amlfs_cifar10
   from cifar10 import train
   archive = tmp_path / 'archive'

@@ -7,7 +7,6 @@ ResNet-8s on scikit-learn's digits (real data, 8x8 images, offline) with either 
 from the same seed, and the curves must agree within noise.
 """
 
-import dataclasses
 import os
 import sys
 
@@ -21,8 +20,9 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 if EXAMPLES not in sys.path:
   sys.path.insert(0, EXAMPLES)
 
-import jaxloss  # noqa: E402
 from cifar10 import configs, models  # noqa: E402
+
+import jaxloss  # noqa: E402
 from jaxloss import search  # noqa: E402
 
 

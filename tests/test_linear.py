@@ -2,12 +2,11 @@
 
 import doctest
 
-import torch
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 import torch.nn.functional as F
 from absl.testing import absltest, parameterized
 from jax.experimental import checkify

@@ -24,7 +24,6 @@ a width-4 ResNet-20, ``B = 2``, 2 epochs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Union
 
 from jaxloss.search import MODES  # 'amlfs', 'random', 'baseline'
 
@@ -63,7 +62,7 @@ class Config:
       'own data order and augmentation.')
 
   # --- Logit scale of the AM-LFS head ----------------------------------------------------------
-  logit_scale: Union[str, float] = _field(
+  logit_scale: str | float = _field(
       'norms', "'norms': logits |W_j| |x| cos(theta_j) = W_j . x (paper eq. 4), so the identity "
       "theta is exactly softmax cross-entropy of a bias-free linear head; a float s: logits "
       "s cos(theta_j) of normalised features and weights (CosFace/ArcFace). s = 1 is nearly flat "
@@ -86,20 +85,20 @@ class Config:
       'xla', "3x3 convolutions as flax's nn.Conv ('xla'; under the population vmap a grouped "
       "convolution) or as image patches times one batched matmul per layer ('patches', "
       "models.PatchConv); same parameters, same function.", choices=CONV_IMPLS)
-  scan_unroll: Union[str, int, bool] = _field(
+  scan_unroll: str | int | bool = _field(
       'auto', "unrolling of the epoch's lax.scan over steps: 'auto' (measured per conv_impl on "
       "a CPU, docs/cifar10.md: unrolled for 'xla' epochs of at most 32 steps, a loop for "
       "'patches'; a loop on accelerators), an int, true or false.")
 
   # --- Data ---------------------------------------------------------------------------------
   dataset: str = _field('cifar10', 'tfds dataset name (the tfds route only).')
-  data_dir: Optional[str] = _field(
+  data_dir: str | None = _field(
       None, 'a folder holding cifar-10-batches-py/, cifar-10-python.tar.gz or '
       'cifar-10-binary.tar.gz (read with numpy), or a tfds data_dir with cifar10 prepared in '
       'array_record. Default: the tfds default data_dir, then ./data and ~/.keras/datasets.')
   num_train: int = _field(45000, 'training images, of the 50k (the rest: validation).')
   num_val: int = _field(5000, 'validation images (the reward).')
-  num_test: Optional[int] = _field(None, 'test images (none: the whole 10k test split).')
+  num_test: int | None = _field(None, 'test images (none: the whole 10k test split).')
   split_seed: int = _field(0, 'fixes the train/validation split.')
   label_noise: float = _field(0.0, 'symmetric label noise ratio on the training split only, '
                               'e.g. 0.1 or 0.2.')
@@ -110,7 +109,7 @@ class Config:
   workdir: str = _field('runs/cifar10', 'where the run directories go.')
   keep_checkpoints: int = _field(2, 'checkpoints kept (one is written after every epoch).')
 
-  def validate(self) -> 'Config':
+  def validate(self) -> Config:
     if self.mode not in MODES:
       raise ValueError(f'mode must be one of {MODES}, got {self.mode!r}.')
     if (self.depth - 2) % 6:

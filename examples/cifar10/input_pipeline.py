@@ -41,7 +41,6 @@ import pickle
 import re
 import socket
 import tarfile
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -74,7 +73,7 @@ class MissingDependencyError(DataNotFoundError):
   """The route asked for needs a package that is not installed; the message says which."""
 
 
-def _get_started(data_dir: Optional[str], looked: str) -> str:
+def _get_started(data_dir: str | None, looked: str) -> str:
   where = data_dir or 'DIR'
   return f"""\
 No CIFAR-10 found: {looked}.
@@ -100,7 +99,7 @@ class Split:
   def __len__(self):
     return len(self.labels)
 
-  def take(self, index) -> 'Split':
+  def take(self, index) -> Split:
     return Split(self.images[index], self.labels[index])
 
 
@@ -109,7 +108,7 @@ class Source:
   """Where the images are: ``kind`` is one of :data:`KINDS`, ``path`` a file or folder (the
   tfds data_dir for ``'tfds'``; None: tfds's default)."""
   kind: str
-  path: Optional[str]
+  path: str | None
   name: str = 'cifar10'
 
   def describe(self) -> str:
@@ -182,7 +181,7 @@ def _read_tarball(path: str, binary: bool) -> tuple[Split, Split]:
   return _concat(found[n] for n in wanted[:5]), found[wanted[5]]
 
 
-def _tar_kind(path: str) -> Optional[str]:
+def _tar_kind(path: str) -> str | None:
   with tarfile.open(path, 'r:*') as tar:
     for member in tar:
       base = os.path.basename(member.name)
@@ -193,7 +192,7 @@ def _tar_kind(path: str) -> Optional[str]:
   return None
 
 
-def _archive_in(path: str) -> Optional[Source]:
+def _archive_in(path: str) -> Source | None:
   """The archive at ``path`` (a tarball, a batches folder, or a folder holding either)."""
   path = os.path.expanduser(path)
   if os.path.isfile(path):
@@ -238,7 +237,7 @@ def _has_module(name: str) -> bool:
     return False
 
 
-def _tfds_sources(data_dir: Optional[str], name: str):
+def _tfds_sources(data_dir: str | None, name: str):
   """``(train, test)`` tfds data sources; never downloads or prepares."""
   import tensorflow_datasets as tfds  # an optional dependency: imported on use
 
@@ -249,7 +248,7 @@ def _tfds_sources(data_dir: Optional[str], name: str):
                             builder_kwargs={'file_format': 'array_record'})
 
 
-def _tfds_diagnosis(data_dir: Optional[str], name: str, error: Exception) -> str:
+def _tfds_diagnosis(data_dir: str | None, name: str, error: Exception) -> str:
   """Why a tfds data_dir cannot be read, with what to run."""
   root = os.path.expanduser(data_dir or os.environ.get('TFDS_DATA_DIR')
                             or os.path.join('~', 'tensorflow_datasets'))
@@ -272,7 +271,7 @@ def _tfds_diagnosis(data_dir: Optional[str], name: str, error: Exception) -> str
                       f'({type(error).__name__}: {str(error)[:200]})')
 
 
-def _tfds_source(data_dir: Optional[str], name: str) -> tuple[Optional[Source], Optional[str]]:
+def _tfds_source(data_dir: str | None, name: str) -> tuple[Source | None, str | None]:
   """``(Source, None)`` when tfds has a prepared copy, else ``(None, why)``."""
   if not _has_module('tensorflow_datasets'):
     return None, 'tensorflow-datasets is not installed'
@@ -283,7 +282,7 @@ def _tfds_source(data_dir: Optional[str], name: str) -> tuple[Optional[Source], 
   return Source('tfds', data_dir, name), None
 
 
-def locate(data_dir: Optional[str] = None, name: str = 'cifar10') -> Source:
+def locate(data_dir: str | None = None, name: str = 'cifar10') -> Source:
   """Where the images are. Cheap (reads no image); raises :class:`DataNotFoundError` with the
   commands to run when there is nothing usable.
 
@@ -325,7 +324,7 @@ def _numeric_id(example_id) -> tuple:
   return (int(match.group(1)), '') if match else (-1, text)
 
 
-def _read_tfds(source, limit: Optional[int]) -> Split:
+def _read_tfds(source, limit: int | None) -> Split:
   """All rows of a tfds data source, in the official order (sorted by ``id``)."""
   n = len(source)
   images = np.empty((n,) + IMAGE_SHAPE, np.uint8)
@@ -341,8 +340,8 @@ def _read_tfds(source, limit: Optional[int]) -> Split:
   return split if limit is None else split.take(slice(0, limit))
 
 
-def read(source: Source, *, num_train: Optional[int] = None,
-         num_test: Optional[int] = None) -> tuple[Split, Split]:
+def read(source: Source, *, num_train: int | None = None,
+         num_test: int | None = None) -> tuple[Split, Split]:
   """The ``train`` (50k) and ``test`` (10k) splits of ``source`` as uint8 numpy arrays, in the
   official order; ``num_train``/``num_test`` keep the first examples."""
   if source.kind == 'tfds':
@@ -358,13 +357,13 @@ def read(source: Source, *, num_train: Optional[int] = None,
   return train.take(slice(0, num_train)), test.take(slice(0, num_test))
 
 
-def load_cifar10(data_dir: Optional[str] = None, *, num_train: Optional[int] = None,
-                 num_test: Optional[int] = None, name: str = 'cifar10') -> tuple[Split, Split]:
+def load_cifar10(data_dir: str | None = None, *, num_train: int | None = None,
+                 num_test: int | None = None, name: str = 'cifar10') -> tuple[Split, Split]:
   """:func:`locate` then :func:`read`: ``(train, test)`` as uint8 numpy arrays."""
   return read(locate(data_dir, name), num_train=num_train, num_test=num_test)
 
 
-def prepare_tfds(data_dir: Optional[str] = None, name: str = 'cifar10') -> Source:
+def prepare_tfds(data_dir: str | None = None, name: str = 'cifar10') -> Source:
   """Downloads and prepares tfds's ``cifar10`` in the array_record format (needs TensorFlow).
 
   tfds's cifar10 builder reads the download with ``tf.io.gfile`` and encodes every image to PNG
@@ -461,9 +460,9 @@ class Data:
   train: Split
   val: Split
   test: Split
-  flipped: Optional[np.ndarray] = None  # (num_train,) bool
+  flipped: np.ndarray | None = None  # (num_train,) bool
   label_noise: float = 0.0
-  noise_seed: Optional[int] = None
+  noise_seed: int | None = None
   source: str = 'given by the caller'
 
   def __post_init__(self):
@@ -501,7 +500,7 @@ def with_label_noise(data: Data, config) -> Data:
       f'clean data (label_noise=0) and let the run add its noise.')
 
 
-def prepare_data(config, *, loader=None, source: Optional[Source] = None) -> Data:
+def prepare_data(config, *, loader=None, source: Source | None = None) -> Data:
   """Loads CIFAR-10 and applies the run's split and label noise (training split only).
 
   ``source``: from :func:`locate` (default: ``locate(config.data_dir)``). ``loader``: a

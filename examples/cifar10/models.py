@@ -31,7 +31,6 @@ from jax import lax
 import jaxloss
 
 
-
 def _flat_normal(key, shape, dtype, std):
   # Drawn as a flat vector and reshaped: the same distribution as drawing in `shape`, but XLA
   # on the CPU (jaxlib 0.10) compiles a multi-dimensional threefry draw ~50x slower (seconds
@@ -62,11 +61,12 @@ class PatchConv(nn.Module):
 
   Why: under ``jax.vmap`` over a population of copies, ``nn.Conv`` with per-copy inputs and
   kernels lowers to a grouped convolution with B groups of 16-64 channels, for which GPU
-  convolution kernels are reportedly poor (``bench/NOTES.md``). Here the patches are gathered by pad-and-slice (plain data
-  movement that XLA fuses) and the contraction is a ``dot_general``, which vmap turns into
-  one batched matmul ``(B, N*H*W, kh*kw*in) @ (B, kh*kw*in, out)``. When the input is shared
-  by all copies (the stem under common random numbers) the patches are gathered once and the
-  matmul is a single dense ``(N*H*W, 27) @ (27, B*out)``.
+  convolution kernels are reportedly poor (``bench/NOTES.md``). Here the patches are gathered
+  by pad-and-slice (plain data movement that XLA fuses) and the contraction is a
+  ``dot_general``, which vmap turns into one batched matmul
+  ``(B, N*H*W, kh*kw*in) @ (B, kh*kw*in, out)``. When the input is shared by all copies (the
+  stem under common random numbers) the patches are gathered once and the matmul is a single
+  dense ``(N*H*W, 27) @ (27, B*out)``.
   """
 
   features: int

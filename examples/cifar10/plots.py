@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -150,7 +150,7 @@ def plot_transforms(curves: Mapping[str, Mapping[str, np.ndarray]], path: str, *
 
 def plot_test_error(runs: Mapping[str, Sequence[tuple]], path: str, *, title: str = '',
                     lr_drops: Sequence[float] = (),
-                    paper: Optional[Mapping[str, float]] = None) -> list:
+                    paper: Mapping[str, float] | None = None) -> list:
   """``runs``: mode -> list of ``(epochs, test_error_percent)``, one per seed.
 
   One line per mode (the mean over its seeds at the epochs they all reached), a band for the
@@ -199,6 +199,7 @@ def plot_test_error(runs: Mapping[str, Sequence[tuple]], path: str, *, title: st
 def curves_of(theta, num_points: int = 601) -> dict:
   """``{'x', 't', 'p', 'tau'}`` numpy arrays of theta's transforms (``jaxloss.amlfs_curves``)."""
   import jax.numpy as jnp
+
   import jaxloss
   curves = jaxloss.amlfs_curves(jnp.asarray(theta, jnp.float32), num_points=num_points)
   return {k: np.asarray(v) for k, v in curves.items()}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Optional
 
 import numpy as np
 
@@ -63,7 +62,7 @@ def read_records(run_dir: str) -> list:
   return read_jsonl(os.path.join(run_dir, RECORDS))
 
 
-def paper_error(label_noise: float, mode: str) -> Optional[float]:
+def paper_error(label_noise: float, mode: str) -> float | None:
   for noise, row in PAPER_TEST_ERROR.items():
     if abs(noise - label_noise) < 1e-9:
       return row.get(mode)
@@ -75,7 +74,7 @@ class Run:
   name: str
   directory: str
   config: dict
-  summary: Optional[dict]
+  summary: dict | None
   test_log: list
 
   @property

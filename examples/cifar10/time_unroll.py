@@ -42,7 +42,6 @@ def main(argv=None):
   if args.one is None:
     return _all(args, argv)
 
-  import jax
   from cifar10 import configs, train
   from jaxloss import search
 

@@ -39,7 +39,7 @@ import os
 import platform
 import time
 from importlib import metadata
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -47,9 +47,8 @@ import numpy as np
 import optax
 
 import jaxloss
-from jaxloss import search
-
 from cifar10 import configs, input_pipeline, models, plots, report
+from jaxloss import search
 
 SUMMARY = report.SUMMARY
 TEST_LOG = report.TEST_LOG
@@ -194,7 +193,7 @@ CPU_UNROLL = {'xla': True, 'patches': False}
 MAX_UNROLLED_STEPS = 32
 
 
-def scan_unroll(config: configs.Config, backend: Optional[str] = None):
+def scan_unroll(config: configs.Config, backend: str | None = None):
   """The ``lax.scan`` unrolling of an epoch: see ``configs.Config.scan_unroll``."""
   if config.scan_unroll != 'auto':
     return config.scan_unroll
@@ -249,8 +248,8 @@ def environment() -> dict:
           'device_kind': devices[0].device_kind, 'platform': platform.platform()}
 
 
-def run(config: configs.Config, *, resume: bool = False, stop_after: Optional[int] = None,
-        data: Optional[input_pipeline.Data] = None, progress: bool = True) -> dict:
+def run(config: configs.Config, *, resume: bool = False, stop_after: int | None = None,
+        data: input_pipeline.Data | None = None, progress: bool = True) -> dict:
   """Runs (or resumes) one experiment; returns the summary (also ``summary.json``).
 
   Args:
