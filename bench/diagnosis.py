@@ -1,4 +1,5 @@
-"""Which parts of the AM-LFS theta hurt, and when: one epoch from a common state, one part at a time.
+"""Which parts of the AM-LFS theta hurt, and when: one epoch from a common state, one part at
+a time.
 
 ::
 
@@ -35,6 +36,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 
 import amlfs_study as study  # noqa: E402
+
 import jaxloss  # noqa: E402
 from jaxloss.search import strategies as st  # noqa: E402
 

@@ -39,7 +39,8 @@ import os
 import pickle
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -187,7 +188,8 @@ def cifar_problem(args) -> Problem:
 
   return Problem("cifar10-subset", program.task, train, val, test, bs, 500,
                  unroll="python", head=head,
-                 info={"test_copy0": getattr(args, "test_copy0", False),"model": f"ResNet-{args.depth} width {args.width} (patches convs), "
+                 info={"test_copy0": getattr(args, "test_copy0", False),
+                       "model": f"ResNet-{args.depth} width {args.width} (patches convs), "
                                 f"SGD 0.1 momentum 0.9 wd 1e-4, lr /10 at 50%/75%, "
                                 f"crop+flip, eq. 4 scale ('norms'), float32"})
 

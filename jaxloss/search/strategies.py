@@ -415,8 +415,9 @@ class EvosaxState(NamedTuple):
 @functools.lru_cache(maxsize=32)
 def _evosax_algorithm(name: str, population_size: int, dim: int, dtype_name: str,
                       sigma: float, learning_rate: float, kwargs: tuple):
-  import evosax.algorithms as algorithms  # pylint: disable=import-outside-toplevel
   import inspect  # pylint: disable=import-outside-toplevel
+
+  import evosax.algorithms as algorithms  # pylint: disable=import-outside-toplevel
 
   cls = getattr(algorithms, name, None)
   if cls is None:
