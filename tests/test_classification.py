@@ -425,6 +425,10 @@ class ClassificationBehaviourTest(chex.TestCase):
 
 class ClassificationMemoryTest(absltest.TestCase):
 
+  # XLA's fusion, not jaxloss, decides this: jax 0.6.2-0.10.1 keep one logits-sized buffer in
+  # the forward pass (same values); the README states the version.
+  @absltest.skipIf(tuple(int(p) for p in jax.__version__.split(".")[:3]) < (0, 10, 2),
+                   "the no-temporary property needs XLA from jax >= 0.10.2")
   def test_no_logits_sized_temporaries(self):
     """Compiles (never runs) N=8192, C=131072 float32 cross-entropy; 4 GiB of logits."""
     n, c = 8192, 131072
