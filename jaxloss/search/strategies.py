@@ -72,13 +72,9 @@ def centered_ranks(rewards: Array, valid: Array | None = None) -> Array:
   rank = below + 0.5 * (equal - 1)                       # 0 .. count-1, ties averaged
   count = jnp.sum(valid)
   centred = jnp.where(valid, rank / jnp.maximum(count - 1, 1) - 0.5, 0).astype(rewards.dtype)
-  mean = jnp.sum(centred) / jnp.maximum(count, 1)
-  centred = jnp.where(valid, centred - mean, 0)
-  std = jnp.sqrt(jnp.sum(centred * centred) / jnp.maximum(count, 1))
-  z = jnp.where(std > 0, centred / jnp.where(std > 0, std, 1), 0)
-  worst_valid = jnp.min(jnp.where(valid, z, jnp.inf))
-  worst = jnp.where(count > 0, jnp.minimum(worst_valid, -1), 0).astype(z.dtype)
-  return jnp.where(valid, z, worst)
+  # Unit variance over the valid copies and the worst value for the others: the z-scoring
+  # of the paper's rewards, applied to the ranks.
+  return normalize_rewards(centred, valid)
 
 
 def shape_fitness(kind: str, rewards: Array, valid: Array | None = None) -> Array:
