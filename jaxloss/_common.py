@@ -16,8 +16,9 @@ Conventions every loss in jaxloss follows:
   naming the function, the argument, the expected and the received shape.
   Value problems that depend on data (a class index out of range, a
   probability outside ``[0, 1]``) cannot raise inside ``jit``; the losses emit
-  :func:`jax.experimental.checkify.debug_check` checks instead. They cost
-  nothing normally and report under ``checkify.checkify``::
+  checks instead (:func:`value_check`: :func:`jax.experimental.checkify.debug_check`
+  without its effect, so a jitted caller keeps jax.jit's fast dispatch). They
+  cost nothing normally and report under ``checkify.checkify``::
 
       from jax.experimental import checkify
       err, loss = jax.jit(checkify.checkify(jaxloss.nll_loss))(logp, target)
@@ -41,6 +42,7 @@ Conventions every loss in jaxloss follows:
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -201,9 +203,82 @@ def prepare_where(fn: str, where: ArrayLike | None, shape: Sequence[int],
 # ----------------------------------------------------------------------------
 
 
+# Why not plain ``checkify.debug_check``: its primitive carries an ``ErrorEffect``
+# even outside checkify, and a jitted function whose program has any effect loses
+# jax.jit's C++ dispatch fast path: every call of a jitted step that contains a
+# checked loss paid ~70-90 us of Python dispatch on XLA:CPU (8 us without), which
+# made ``cross_entropy`` 5-10% slower than optax at 4096 x 1000 (bench/losses.py).
+# ``_value_check_p`` is the same check without the effect: lowered to nothing,
+# kept alive by its own dead-code rule, and given checkify's own check rule, so
+# ``checkify.checkify`` reports it through jit, vmap, grad, cond, loops, remat and
+# custom derivatives (tests/test_nan_contract.py). One known gap: JAX drops a
+# whole ``lax.scan`` whose outputs go unused, which is what the forward scan
+# becomes under ``grad``, so ``checkify(grad(f))`` misses a check inside a scan
+# body of ``f`` (the values and gradients are still nan, as always).
+# ``JAXLOSS_EFFECTFUL_CHECKS=1`` restores ``debug_check`` (reports everywhere,
+# slow dispatch). The checkify internals used here have been stable since
+# jax 0.4; if they move, the import below fails and we fall back to debug_check.
+def _effect_free_check():
+  if os.environ.get("JAXLOSS_EFFECTFUL_CHECKS", "0") not in ("", "0"):
+    return None
+  try:
+    from jax._src import checkify as ck  # pylint: disable=import-outside-toplevel
+    from jax._src.interpreters import partial_eval as pe  # pylint: disable=import-outside-toplevel
+    from jax.extend import core as jex_core  # pylint: disable=import-outside-toplevel
+    from jax.interpreters import ad, batching, mlir  # pylint: disable=import-outside-toplevel
+    make_error = (ck.FailedCheckError, ck.get_traceback, ck.assert_func, ck.init_error,
+                  ck._reduce_any_error, ck.check_discharge_rule)  # noqa: SLF001
+    del make_error
+  except (ImportError, AttributeError):
+    return None
+
+  prim = jex_core.Primitive("jaxloss_value_check")
+  prim.multiple_results = True
+  prim.def_impl(lambda *args, err_tree: [])
+  prim.def_abstract_eval(lambda *args, err_tree: [])
+  mlir.register_lowering(prim, lambda ctx, *args, err_tree: [])
+
+  def bind(error):
+    if any(map(jnp.shape, error._pred.values())):  # batched: the first failing entry
+      error = ck._reduce_any_error(error)
+    args, tree = jax.tree_util.tree_flatten(error)
+    prim.bind(*args, err_tree=tree)
+
+  def batch_rule(args, dims, *, err_tree):
+    size = next(x.shape[d] for x, d in zip(args, dims) if d is not None)
+    args = [batching.bdim_at_front(a, d, size) for a, d in zip(args, dims)]
+    bind(jax.tree_util.tree_unflatten(err_tree, args))
+    return [], []
+
+  def jvp_rule(primals, tangents, *, err_tree):
+    del tangents
+    prim.bind(*primals, err_tree=err_tree)
+    return [], []
+
+  def checkify_rule(error, enabled_errors, *args, err_tree):
+    return ck.check_discharge_rule(error, enabled_errors, *args, err_tree=err_tree,
+                                   debug=True)
+
+  batching.primitive_batchers[prim] = batch_rule
+  ad.primitive_jvps[prim] = jvp_rule
+  ck.error_checks[prim] = checkify_rule
+  pe.dce_rules[prim] = lambda used_outputs, eqn: ([True] * len(eqn.invars), eqn)
+
+  def check(pred, msg, **fmt):
+    error = ck.FailedCheckError(ck.get_traceback(), msg, **fmt)
+    bind(ck.assert_func(ck.init_error, jnp.logical_not(pred), error))
+  return check
+
+
+_check_without_effect = _effect_free_check()
+
+
 def value_check(pred: ArrayLike, msg: str, **fmt: Any) -> None:
   """A data-dependent check: a no-op unless run under ``checkify.checkify``."""
-  checkify.debug_check(pred, msg, **fmt)
+  if _check_without_effect is None:
+    checkify.debug_check(pred, msg, **fmt)
+  else:
+    _check_without_effect(jnp.asarray(pred), msg, **fmt)
 
 
 def check_index_range(fn: str, name: str, index: Array, num_classes: int,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable
 
 import jax
@@ -265,6 +266,65 @@ class NanContractTest(parameterized.TestCase):
     lp, t, il, tl = _ctc([[1, 2], [3, 4]], il=[7, 6])
     out = jaxloss.ctc_loss(lp, t, il, tl, reduction="none", zero_infinity=True)
     np.testing.assert_array_equal(np.isnan(np.asarray(out)), _CTC0)
+
+
+class ChecksWithoutEffectsTest(parameterized.TestCase):
+  """The checks cost a jitted caller nothing: no effect, so jax.jit keeps its fast path.
+
+  And checkify still reports them through every transformation a training step uses.
+  """
+
+  _BAD_T = jnp.array([C, 1, 3])
+
+  def test_a_checked_loss_has_no_effects(self):
+    for case in _CASES.values():
+      jaxpr = jax.make_jaxpr(_loss(case, "mean"))(*case.invalid)
+      self.assertEqual(jaxpr.effects, set(), msg=str(case.fn))
+
+  def test_the_check_is_in_the_jaxpr_and_compiles_to_nothing(self):
+    f = lambda x, t: jaxloss.cross_entropy(x, t)
+    self.assertIn("jaxloss_value_check", str(jax.make_jaxpr(f)(_X, self._BAD_T)))
+    self.assertNotIn("jaxloss_value_check", jax.jit(f).lower(_X, self._BAD_T).as_text())
+
+  @parameterized.named_parameters(
+      ("jit", lambda f: jax.jit(f)),
+      ("grad", lambda f: jax.grad(f)),
+      ("value_and_grad_jit", lambda f: jax.jit(jax.value_and_grad(f))),
+      # A population axis over the targets: one copy's target is invalid.
+      ("vmap", lambda f: (lambda x, t: jax.vmap(f, in_axes=(None, 0))(
+          x, jnp.stack([_GOOD_T, t])))),
+      ("vmap_grad", lambda f: (lambda x, t: jax.vmap(jax.grad(f), in_axes=(None, 0))(
+          x, jnp.stack([_GOOD_T, t])))),
+      ("cond", lambda f: (lambda x, t: jax.lax.cond(True, f, lambda x, t: 0.0, x, t))),
+      ("scan", lambda f: (lambda x, t: jax.lax.scan(lambda c, _: (c + f(x, t), None), 0.0,
+                                                    None, length=2)[0])),
+      ("remat_grad", lambda f: jax.grad(jax.checkpoint(f))),
+      ("fori_loop", lambda f: (lambda x, t: jax.lax.fori_loop(0, 2, lambda i, c: c + f(x, t),
+                                                              0.0))),
+  )
+  def test_checkify_reports_through(self, transform):
+    g = transform(lambda x, t: jaxloss.cross_entropy(x, t))
+    checked = jax.jit(checkify.checkify(g))
+    err, _ = checked(_X, self._BAD_T)
+    self.assertRegex(err.get() or "", r"cross_entropy: `target` holds class index 4")
+    err, _ = checked(_X, _GOOD_T)
+    self.assertIsNone(err.get())
+
+  def test_effectful_fallback_still_reports(self):
+    # JAXLOSS_EFFECTFUL_CHECKS=1: checkify.debug_check itself (an effect, slow dispatch).
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    code = ("import jax, jax.numpy as jnp, jaxloss\n"
+            "from jax.experimental import checkify\n"
+            "f = lambda x, t: jaxloss.cross_entropy(x, t)\n"
+            "x, t = jnp.zeros((3, 4)), jnp.array([4, 1, 3])\n"
+            "print(len(jax.make_jaxpr(f)(x, t).effects))\n"
+            "print(jax.jit(checkify.checkify(f))(x, t)[0].get())\n")
+    env = dict(os.environ, JAXLOSS_EFFECTFUL_CHECKS="1", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    self.assertEqual(out[0], "1")
+    self.assertIn("cross_entropy: `target` holds class index 4", out[1])
 
 
 # ----------------------------------------------------------------------------
