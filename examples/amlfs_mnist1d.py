@@ -47,7 +47,10 @@ import optax
 
 import jaxloss
 from jaxloss import search
-from jaxloss.search import MODES
+from jaxloss.search import MODES as _SEARCH_MODES
+
+MODES = tuple(m for m in _SEARCH_MODES if m != "grid")  # grid: examples/amlfs_study.py
+STRATEGIES = ("default", "paper")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import flags  # noqa: E402  (the flag vocabulary shared with amlfs_cifar10.py)
@@ -65,8 +68,12 @@ class Config:
   seed: int = _field(0, "seeds to run: initialisation, samples, data order.", shown_default="0")
   population: int = _field(16, "B, the number of copies.")
   num_intervals: int = _field(6, "M: theta has 4M numbers.")
-  sigma: float = _field(0.2, "policy standard deviation (not a variance).")
-  policy_learning_rate: float = _field(0.05, "Adam learning rate on mu.")
+  strategy: str = _field(
+      "default", "'default': jaxloss.search.strategies.DEFAULT (the measured default, "
+      "docs/search_study.md); 'paper': the paper's algorithm exactly (sigma and the policy "
+      "learning rate below).", choices=STRATEGIES)
+  sigma: float = _field(0.2, "--strategy paper: policy standard deviation (not a variance).")
+  policy_learning_rate: float = _field(0.05, "--strategy paper: Adam learning rate on mu.")
   learning_rate: float = _field(1e-2, "Adam learning rate of the CNN (cosine decay).")
   batch_size: int = _field(64, "training batch size per copy.")
   eval_batch_size: int = _field(1000, "validation and test batch size.")
@@ -197,6 +204,14 @@ def make_task(*, learning_rate: float, total_steps: int, scale: float | None,
   return search.optax_task(init=init, loss=loss, optimizer=optimizer, evaluate=evaluate)
 
 
+def strategy_options(config: Config, mu_optimizer=None) -> dict:
+  """``SearchConfig`` options of ``--strategy``: the paper's reads sigma and the mu optimiser."""
+  if config.strategy == "paper":
+    return dict(strategy="paper", sigma=config.sigma,
+                mu_optimizer=mu_optimizer or optax.adam(config.policy_learning_rate))
+  return dict(strategy=config.strategy)
+
+
 def run_mode(task, mode, seed, splits, config: Config, *, mu_optimizer=None, resume=False,
              progress=True) -> dict:
   """One search; returns test accuracies, final mu and timings."""
@@ -205,9 +220,8 @@ def run_mode(task, mode, seed, splits, config: Config, *, mu_optimizer=None, res
   search_config = search.SearchConfig(
       initial_mu=jaxloss.identity_theta(config.num_intervals), mode=mode,
       population_size=config.population, epochs=config.epochs, batch_size=config.batch_size,
-      eval_batch_size=config.eval_batch_size, sigma=config.sigma,
-      mu_optimizer=mu_optimizer or optax.adam(config.policy_learning_rate), seed=seed,
-      output_dir=output_dir, progress=progress)
+      eval_batch_size=config.eval_batch_size, seed=seed, output_dir=output_dir,
+      progress=progress, **strategy_options(config, mu_optimizer))
   engine = search.Engine(task, search_config)
   start = time.perf_counter()
   result = engine.run(train, val, resume=resume)

@@ -25,7 +25,7 @@ if EXAMPLES not in sys.path:
   sys.path.insert(0, EXAMPLES)
 
 import flags  # noqa: E402
-from cifar10 import configs, input_pipeline, models, plots, report  # noqa: E402
+from cifar10 import configs, input_pipeline, models, plots, report, train  # noqa: E402
 
 import jaxloss  # noqa: E402
 
@@ -72,10 +72,11 @@ def test_config_rejects_bad_values():
 def test_every_config_field_is_a_flag_with_one_vocabulary():
   import amlfs_cifar10
   fields = [f.name for f in dataclasses.fields(configs.Config)]
-  assert len(fields) == 31
+  assert len(fields) == 32
   for f in dataclasses.fields(configs.Config):
     assert f.metadata.get('help'), f.name
-  argv = ['--sigma', '0.3', '--policy-learning-rate', '0.01', '--learning-rate', '0.05',
+  argv = ['--strategy', 'paper', '--sigma', '0.3', '--policy-learning-rate', '0.01',
+          '--learning-rate', '0.05',
           '--batch-size', '64', '--depth', '8', '--lr-drop-fractions', '0.3', '0.6', '0.9',
           '--no-common-random-numbers', '--logit-scale', '16', '--num-test', 'none',
           '--scan-unroll', 'true', '--modes', 'amlfs', 'random', '--seeds', '0', '2']
@@ -83,6 +84,10 @@ def test_every_config_field_is_a_flag_with_one_vocabulary():
   assert [(c.mode, c.seed) for c in runs] == [('amlfs', 0), ('random', 0), ('amlfs', 2),
                                              ('random', 2)]
   c = runs[0]
+  assert c.strategy == 'paper'
+  assert train.strategy_options(c, 'mu-opt') == dict(strategy='paper', sigma=0.3,
+                                                      mu_optimizer='mu-opt')
+  assert amlfs_cifar10.config_from_args(amlfs_cifar10.parse_args([])).strategy == 'default'
   assert (c.sigma, c.policy_learning_rate, c.learning_rate, c.batch_size, c.depth) == (
       0.3, 0.01, 0.05, 64, 8)
   assert c.lr_drop_fractions == (0.3, 0.6, 0.9) and not c.common_random_numbers

@@ -13,6 +13,7 @@ import pytest
 from jaxloss import search
 from jaxloss.search import engine as engine_module
 from jaxloss.search import outer_step as outer_step_module
+from jaxloss.search import strategies
 from tests.test_search_common import (
   MLP_TASK,
   assert_trees_equal,
@@ -139,9 +140,19 @@ def test_a_strategy_plugs_into_the_outer_step():
   # The default strategy goes through the same slot.
   engine = search.Engine(MLP_TASK, config())
   assert engine.strategy == search.GaussianPolicy(0.2, search.default_mu_optimizer())
-  with pytest.raises(ValueError, match="`sigma` and `mu_optimizer` are the options of the "
-                     "default strategy"):
+  # The library's default is the measured one; the paper's stays available by name.
+  assert search.Engine(MLP_TASK, config(strategy="default")).strategy == strategies.DEFAULT
+  assert search.SearchConfig(initial_mu=mu0).build_strategy() == strategies.DEFAULT
+  with pytest.raises(ValueError, match="`sigma` and `mu_optimizer` are the options of "
+                     "strategy='paper'"):
     config(strategy=FixedList(grid), sigma=0.3)
+  with pytest.raises(ValueError, match="`sigma` and `mu_optimizer` are the options of "
+                     "strategy='paper'"):
+    config(strategy="default", sigma=0.3)
+  with pytest.raises(ValueError, match="4 M values"):
+    config(strategy="default", initial_mu=np.zeros(3))
+  with pytest.raises(ValueError, match="`strategy` must be one of"):
+    config(strategy="papers")
   with pytest.raises(ValueError, match="`strategy` must be an object with init/ask/tell/mean"):
     config(strategy=object())
 

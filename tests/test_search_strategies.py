@@ -316,3 +316,44 @@ def test_engine_runs_the_strategies():
     thetas, mu = np.asarray(record["thetas"], np.float32), np.asarray(record["mu"], np.float32)
     np.testing.assert_array_equal(thetas[0], mu)
     np.testing.assert_allclose(thetas[1] - mu, -(thetas[2] - mu), atol=1e-6)
+
+
+def test_grid_mode_trains_each_copy_with_its_own_theta_and_selects():
+  """``mode='grid'``: the grid list is the strategy; the thetas never move; selection is on."""
+  from jaxloss import search  # pylint: disable=import-outside-toplevel
+  from tests.test_search_common import MLP_TASK, config, dataset, identity_theta
+  train, val, _ = dataset()
+  m = np.asarray(identity_theta()).size // 4
+  grid = [np.asarray(t).tolist() for t in (
+      jaxloss.identity_theta(m), jaxloss.cosface_theta(0.1, m), jaxloss.cosface_theta(0.2, m),
+      jaxloss.cosface_theta(0.3, m))]
+  cfg = config(mode="grid", grid=grid, strategy="default", epochs=2)
+  assert cfg.flags() == search.Flags(sample=True, update=False, select=True)
+  result = search.run(MLP_TASK, cfg, train, val)
+  for record in result.records:
+    np.testing.assert_allclose(record["thetas"], grid, rtol=0, atol=1e-7)
+    assert 0 <= record["best_index"] < 4
+  with pytest.raises(ValueError, match="`grid` must be population_size"):
+    config(mode="grid", grid=grid[:3], strategy="default")
+  with pytest.raises(ValueError, match="`grid` must be a list"):
+    config(mode="grid", strategy="default")
+  with pytest.raises(ValueError, match="`grid` must be None unless mode='grid'"):
+    config(grid=grid)
+  with pytest.raises(ValueError, match="`grid` must be entries of initial_mu's size"):
+    config(mode="grid", grid=[[0.1]] * 4, strategy="default")
+
+
+def test_the_library_default_runs_through_the_engine():
+  """SearchConfig's default strategy is strategies.DEFAULT: mean copy, mirrored samples."""
+  from jaxloss import search  # pylint: disable=import-outside-toplevel
+  from tests.test_search_common import MLP_TASK, config, dataset
+  train, val, _ = dataset()
+  result = search.run(MLP_TASK, config(strategy="default", population_size=5, epochs=2),
+                      train, val)
+  for record in result.records:
+    thetas, mu = np.asarray(record["thetas"], np.float32), np.asarray(record["mu"], np.float32)
+    np.testing.assert_array_equal(thetas[0], mu)                      # the mean copy
+    np.testing.assert_allclose(thetas[1] - mu, -(thetas[3] - mu), atol=1e-6)  # mirrored
+    sigma = np.asarray(st.sigma_vector(st.DEFAULT.sigma, mu.size))
+    np.testing.assert_array_equal(np.abs(thetas[1:] - mu) > 0, np.broadcast_to(sigma > 0,
+                                                                                thetas[1:].shape))

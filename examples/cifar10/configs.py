@@ -25,7 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxloss.search import MODES  # 'amlfs', 'random', 'baseline'
+from jaxloss.search import MODES as _SEARCH_MODES
+
+# 'grid' needs a list of losses: examples/amlfs_study.py runs it.
+MODES = tuple(m for m in _SEARCH_MODES if m != 'grid')  # 'amlfs', 'random', 'baseline'
+STRATEGIES = ('default', 'paper')
 
 CONV_IMPLS = ('xla', 'patches')
 
@@ -54,8 +58,15 @@ class Config:
   # --- AM-LFS (paper section 3.4 and 4.2) ----------------------------------------------------
   population: int = _field(32, 'B, the number of copies (amlfs, random).')
   num_intervals: int = _field(6, 'M; theta has 4 M numbers.')
-  sigma: float = _field(0.2, 'standard deviation of the sampling Gaussian (fixed).')
-  policy_learning_rate: float = _field(0.05, 'Adam learning rate on mu.')
+  strategy: str = _field(
+      'default', "'default': jaxloss.search.strategies.DEFAULT, the best configuration "
+      "measured (docs/search_study.md: per-part sigma, whitened Adam steps, a mean copy, "
+      "mirrored samples, rank fitness, a drift guard); 'paper': the paper's algorithm "
+      "exactly (sigma 0.2 everywhere, Adam 0.05 on mu, z-scored rewards), for "
+      "reproduction.", choices=STRATEGIES)
+  sigma: float = _field(0.2, "--strategy paper: standard deviation of the sampling "
+                        "Gaussian (fixed).")
+  policy_learning_rate: float = _field(0.05, '--strategy paper: Adam learning rate on mu.')
   common_random_numbers: bool = _field(
       True, 'every copy sees the same batches and the same augmentation in an epoch, so the '
       'reward differences come from the losses; --no-common-random-numbers gives every copy its '
@@ -112,6 +123,8 @@ class Config:
   def validate(self) -> Config:
     if self.mode not in MODES:
       raise ValueError(f'mode must be one of {MODES}, got {self.mode!r}.')
+    if self.strategy not in STRATEGIES:
+      raise ValueError(f'strategy must be one of {STRATEGIES}, got {self.strategy!r}.')
     if (self.depth - 2) % 6:
       raise ValueError(f'depth must be 6n + 2 (20, 32, 44, 56, 110), got {self.depth}.')
     if self.conv_impl not in CONV_IMPLS:

@@ -176,13 +176,19 @@ def search_config(config: configs.Config, run_dir: str, program: Program) -> sea
       epochs=config.epochs,
       batch_size=config.batch_size,
       eval_batch_size=config.eval_batch_size,
-      sigma=config.sigma,
-      mu_optimizer=program.mu_optimizer,
       seed=config.seed,
       common_random_numbers=config.common_random_numbers,
       output_dir=run_dir,
       max_to_keep=config.keep_checkpoints,
-      scan_unroll=scan_unroll(config))
+      scan_unroll=scan_unroll(config),
+      **strategy_options(config, program.mu_optimizer))
+
+
+def strategy_options(config: configs.Config, mu_optimizer) -> dict:
+  """``SearchConfig`` options of ``--strategy``: the paper's reads sigma and the mu optimiser."""
+  if config.strategy == 'paper':
+    return dict(strategy='paper', sigma=config.sigma, mu_optimizer=mu_optimizer)
+  return dict(strategy=config.strategy)
 
 
 # scan_unroll='auto' on a CPU, from examples/cifar10/time_unroll.py (docs/cifar10.md): XLA:CPU

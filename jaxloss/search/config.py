@@ -2,7 +2,8 @@
 
 * :class:`SearchConfig`: every option of a run (validated up front).
 * :class:`Flags`: the mode as three runtime booleans (``sample``, ``update``, ``select``), so
-  that ``amlfs``, ``random`` and ``baseline`` run through ONE compiled program.
+  that ``amlfs``, ``random`` and ``baseline`` run through ONE compiled program (``grid`` through
+  the same step, with the grid as the strategy).
 * :class:`StepSpec`: a frozen, hashable record of exactly what the compiled outer step
   reads. The step (:func:`jaxloss.search.outer_step.outer_step`) gets nothing else, and the
   compiled-program cache is keyed by it: a field added to the step must be added here, and
@@ -29,13 +30,15 @@ from jaxloss.search.task import Task, accuracy
 
 Array = jax.Array
 
-MODES = ("amlfs", "random", "baseline")
+MODES = ("amlfs", "random", "baseline", "grid")
+STRATEGY_NAMES = ("default", "paper")
 
 
 class Flags(NamedTuple):
   """The mode as runtime booleans: ``sample`` (ask the strategy; else every copy trains with
   its mean), ``update`` (tell the strategy: a step on ``mu``), ``select`` (broadcast the best
-  copy). amlfs: (T, T, T); random: (T, F, T); baseline: (F, F, select_best)."""
+  copy). amlfs: (T, T, T); random and grid: (T, F, select_best); baseline: (F, F,
+  select_best)."""
   sample: Any
   update: Any
   select: Any
@@ -50,14 +53,18 @@ class SearchConfig:
       makes the first distribution centred on cross-entropy); in ``baseline`` mode, the
       fixed ``theta`` of every copy. Any array shape; REQUIRED.
     mode: ``'amlfs'`` (search), ``'random'`` (sample around ``initial_mu`` every epoch, never
-      update it: the paper's ablation) or ``'baseline'`` (fixed ``theta``).
+      update it: the paper's ablation), ``'baseline'`` (fixed ``theta``) or ``'grid'``
+      (copy ``i`` trains with ``grid[i]`` every epoch: fixed losses, with the same per-epoch
+      selection as the search; the equal-compute competitor).
     population_size: ``B``, the number of copies (a multiple of the mesh's device count).
     epochs: outer steps (each trains every copy one epoch).
     batch_size: training batch size; an epoch is ``n_train // batch_size`` steps over a fresh
       permutation (the remainder of the permutation is skipped that epoch).
     eval_batch_size: validation batch size (default ``batch_size``); no example is dropped.
-    sigma: the policy's standard deviation (NOT a variance); default 0.2.
-    mu_optimizer: optax transformation for ``mu`` (default ``optax.adam(0.05)``).
+    sigma: ``strategy='paper'`` only: the policy's standard deviation (NOT a variance);
+      default 0.2.
+    mu_optimizer: ``strategy='paper'`` only: optax transformation for ``mu`` (default
+      ``optax.adam(0.05)``).
     seed: every random number (initialisation, samples, data order, step keys) derives
       from it and from the epoch number.
     common_random_numbers: True (default): every copy sees the same data permutation and
@@ -80,13 +87,19 @@ class SearchConfig:
       loop body than outside (jax-ml/jax#12868): on a CPU, a conv net with short epochs
       trains several times faster with ``True``, at the price of compile time growing with
       the number of steps. Matmul-only models and GPUs do not need it.
-    strategy: the search strategy over ``theta`` (an object with the ask/tell interface
-      ``init``/``ask``/``tell``/``mean``, e.g. from ``jaxloss.search.strategies``); None:
-      ``GaussianPolicy(sigma, mu_optimizer)``, the paper's. With a strategy, ``'amlfs'``
-      means "ask and tell the strategy", and ``sigma``/``mu_optimizer`` must stay unset
-      (they are the default strategy's options). It must be hashable (a frozen dataclass):
-      it is part of the compiled program's cache key; ``spec()`` (else ``repr``) goes into
-      the resume fingerprint.
+    strategy: the search strategy over ``theta``. ``'default'`` (the default):
+      ``jaxloss.search.strategies.DEFAULT``, the best configuration measured
+      (docs/search_study.md: per-part sigma with whitened steps, a mean copy, mirrored
+      samples, rank fitness, a drift guard), for AM-LFS thetas (``4 M`` values).
+      ``'paper'``: the paper's algorithm exactly, ``GaussianPolicy(sigma, mu_optimizer)``
+      (for reproduction; the only strategy that reads ``sigma`` and ``mu_optimizer``).
+      Or an object with the ask/tell interface ``init``/``ask``/``tell``/``mean`` (e.g. from
+      ``jaxloss.search.strategies``; None means ``'paper'``, as in earlier releases). It
+      must be hashable (a frozen dataclass): it is part of the compiled program's cache
+      key; ``spec()`` (else ``repr``) goes into the resume fingerprint.
+    grid: ``mode='grid'`` only (and required there): one loss parameter vector per copy
+      (AM-LFS thetas such as ``jaxloss.cosface_theta(0.2)``, or a user loss's parameters,
+      e.g. ``[[0.0], [0.1], [0.2]]`` label smoothings); ``population_size`` of them.
     compiler_options: XLA options for compiling the outer step and the initialisation
       (``jax.stages.Lowered.compile(compiler_options=...)``), e.g.
       ``{'xla_backend_optimization_level': 0}`` to compile small CPU programs about twice
@@ -112,7 +125,8 @@ class SearchConfig:
   progress: bool = True
   scan_unroll: int | bool = 1
   compiler_options: dict | None = None
-  strategy: Any = None
+  strategy: Any = "default"
+  grid: Any = None
 
   def __post_init__(self):
     def fail(name, expected, got):
@@ -145,20 +159,7 @@ class SearchConfig:
       fail("select_best", "True, False or None", self.select_best)
     if not isinstance(self.common_random_numbers, (bool, np.bool_)):
       fail("common_random_numbers", "True or False", self.common_random_numbers)
-    if self.strategy is not None:
-      missing = [m for m in ("init", "ask", "tell", "mean") if not callable(
-          getattr(self.strategy, m, None))]
-      if missing:
-        fail("strategy", "an object with init/ask/tell/mean methods (missing "
-             f"{', '.join(missing)})", self.strategy)
-      if self.mu_optimizer is not None or self.sigma != DEFAULT_SIGMA:
-        raise ValueError("SearchConfig: `sigma` and `mu_optimizer` are the options of the "
-                         "default strategy; with `strategy=` set them on the strategy.")
-      try:
-        hash(self.strategy)
-      except TypeError:
-        fail("strategy", "hashable (e.g. a frozen dataclass): it keys the compiled program",
-             self.strategy)
+    self._check_strategy(fail, mu)
     if self.compiler_options is not None and not isinstance(self.compiler_options, dict):
       fail("compiler_options", "a dict or None", self.compiler_options)
     for name in ("population_size", "epochs", "batch_size", "max_to_keep"):
@@ -169,6 +170,65 @@ class SearchConfig:
       fail("eval_batch_size", "a positive int or None", self.eval_batch_size)
     if self.init not in (None, "shared", "per_copy"):
       fail("init", "'shared', 'per_copy' or None", self.init)
+
+  def _check_strategy(self, fail, mu) -> None:
+    if self.mode == "grid":
+      if self.grid is None:
+        fail("grid", "a list of one loss parameter vector per copy with mode='grid'", None)
+      if self.strategy not in ("default", None):
+        fail("strategy", "left unset with mode='grid' (the grid is the strategy)",
+             self.strategy)
+      grid = np.asarray(self.grid, np.float64).reshape(len(self.grid), -1)
+      if grid.shape[0] != self.population_size:
+        fail("grid", f"population_size ({self.population_size}) entries, one per copy",
+             f"{grid.shape[0]} entries")
+      if grid.shape[1] != mu.size:
+        fail("grid", f"entries of initial_mu's size ({mu.size})", f"entries of {grid.shape[1]}")
+      if not np.all(np.isfinite(grid)):
+        fail("grid", "finite", self.grid)
+      return
+    if self.grid is not None:
+      fail("grid", "None unless mode='grid'", self.grid)
+    paper_options = self.mu_optimizer is not None or self.sigma != DEFAULT_SIGMA
+    if isinstance(self.strategy, str):
+      if self.strategy not in STRATEGY_NAMES:
+        fail("strategy", f"one of {STRATEGY_NAMES} or a strategy object", self.strategy)
+      if self.strategy == "default":
+        if paper_options:
+          raise ValueError(
+              "SearchConfig: `sigma` and `mu_optimizer` are the options of strategy='paper' "
+              "(the paper's algorithm); the default strategy is "
+              "jaxloss.search.strategies.DEFAULT: pass strategy='paper' with them, or "
+              "strategy=strategies.Gaussian(...) with your own options.")
+        if self.mode != "baseline" and self.population_size < 2:
+          fail("population_size", "at least 2 with strategy='default' (copy 0 trains with mu, "
+               "the others are samples)", self.population_size)
+        if mu.size % 4:
+          raise ValueError(
+              f"SearchConfig: strategy='default' (strategies.DEFAULT) sets one sigma per "
+              f"part of an AM-LFS theta (4 M values), but `initial_mu` has {mu.size}; pass "
+              f"strategy=strategies.Gaussian(sigma=...) or strategy='paper' for another loss.")
+      return
+    if self.strategy is None:
+      return
+    missing = [m for m in ("init", "ask", "tell", "mean") if not callable(
+        getattr(self.strategy, m, None))]
+    if missing:
+      fail("strategy", "an object with init/ask/tell/mean methods (missing "
+           f"{', '.join(missing)})", self.strategy)
+    if paper_options:
+      raise ValueError("SearchConfig: `sigma` and `mu_optimizer` are the options of "
+                       "strategy='paper'; with a strategy object set them on the strategy.")
+    try:
+      hash(self.strategy)
+    except TypeError:
+      fail("strategy", "hashable (e.g. a frozen dataclass): it keys the compiled program",
+           self.strategy)
+
+  @property
+  def uses_paper_policy(self) -> bool:
+    """The paper's ``GaussianPolicy(sigma, mu_optimizer)`` (``strategy='paper'`` or None)."""
+    return self.mode != "grid" and self.strategy in ("paper", None)
 
   @property
   def resolved_init(self) -> str:
@@ -183,10 +243,16 @@ class SearchConfig:
     return self.eval_batch_size or self.batch_size
 
   def build_strategy(self):
-    """The strategy the engine asks and tells: ``strategy``, else the paper's policy."""
-    if self.strategy is not None:
-      return self.strategy
-    return GaussianPolicy(self.sigma, self.mu_optimizer or default_mu_optimizer())
+    """The strategy the engine asks and tells (see ``strategy`` and ``grid``)."""
+    from jaxloss.search import strategies  # pylint: disable=import-outside-toplevel
+    if self.mode == "grid":
+      return strategies.Grid(np.asarray(self.grid, np.float64).reshape(len(self.grid), -1))
+    if self.uses_paper_policy or (self.mode == "baseline" and self.strategy == "default"):
+      # (baseline: every copy trains with initial_mu, which is all a strategy gives there)
+      return GaussianPolicy(self.sigma, self.mu_optimizer or default_mu_optimizer())
+    if self.strategy == "default":
+      return strategies.DEFAULT
+    return self.strategy
 
   def flags(self) -> Flags:
     """The mode as three booleans (runtime inputs: the modes share one compiled program)."""
@@ -270,12 +336,12 @@ def run_fingerprint(config: SearchConfig, spec: StepSpec, *, devices: dict, trai
   docs/search_api.md for the rules and their limits.
   """
   out = dict(config.fingerprint())
-  default = config.strategy is None
+  paper = config.uses_paper_policy
   out.update(to_json({
       "scan_unroll": config.scan_unroll,
       "compiler_options": [[str(k), str(v)] for k, v in spec.compiler_options],
-      "strategy": "default" if default else fp.describe(spec.strategy),
-      "mu_optimizer": fp.describe(spec.strategy.optimizer) if default else None,
+      "strategy": "paper" if paper else fp.describe(spec.strategy),
+      "mu_optimizer": fp.describe(spec.strategy.optimizer) if paper else None,
       "reward_fn": fp.describe(spec.reward_fn),
       "task": {"init": fp.describe(spec.task.init),
                "train_step": fp.describe(spec.task.train_step),
