@@ -222,51 +222,62 @@ def _effect_free_check():
   if os.environ.get("JAXLOSS_EFFECTFUL_CHECKS", "0") not in ("", "0"):
     return None
   try:
+    import inspect  # pylint: disable=import-outside-toplevel
+
     from jax._src import checkify as ck  # pylint: disable=import-outside-toplevel
     from jax._src.interpreters import partial_eval as pe  # pylint: disable=import-outside-toplevel
     from jax.extend import core as jex_core  # pylint: disable=import-outside-toplevel
     from jax.interpreters import ad, batching, mlir  # pylint: disable=import-outside-toplevel
-    make_error = (ck.FailedCheckError, ck.get_traceback, ck.assert_func, ck.init_error,
-                  ck._reduce_any_error, ck.check_discharge_rule)  # noqa: SLF001
-    del make_error
-  except (ImportError, AttributeError):
+    params = list(inspect.signature(ck.assert_func).parameters)
+    # jax <= 0.11: assert_func(error, pred, new_error), rules (error, enabled, *args);
+    # jax 0.12: a CheckifyContext first in both.
+    with_ctx = params[0] == "ctx"
+    if params[with_ctx:] != ["error", "pred", "new_error"]:
+      return None
+    checks, failed, traceback = ck.error_checks, ck.FailedCheckError, ck.get_traceback
+  except (ImportError, AttributeError, TypeError, ValueError):
     return None
+
+  class _Origin:  # the check's source location, hashable by identity (an eqn param)
+    def __init__(self, tb):
+      self.tb = tb
 
   prim = jex_core.Primitive("jaxloss_value_check")
   prim.multiple_results = True
-  prim.def_impl(lambda *args, err_tree: [])
-  prim.def_abstract_eval(lambda *args, err_tree: [])
-  mlir.register_lowering(prim, lambda ctx, *args, err_tree: [])
+  prim.def_impl(lambda *args, **params: [])
+  prim.def_abstract_eval(lambda *args, **params: [])
+  mlir.register_lowering(prim, lambda ctx, *args, **params: [])
 
-  def bind(error):
-    if any(map(jnp.shape, error._pred.values())):  # batched: the first failing entry
-      error = ck._reduce_any_error(error)
-    args, tree = jax.tree_util.tree_flatten(error)
-    prim.bind(*args, err_tree=tree)
-
-  def batch_rule(args, dims, *, err_tree):
+  def batch_rule(args, dims, **params):
+    # One check for the batch: it fails if any entry fails, reporting the first failing one.
     size = next(x.shape[d] for x, d in zip(args, dims) if d is not None)
-    args = [batching.bdim_at_front(a, d, size) for a, d in zip(args, dims)]
-    bind(jax.tree_util.tree_unflatten(err_tree, args))
+    pred, *fmt = (batching.bdim_at_front(a, d, size) for a, d in zip(args, dims))
+    first = jnp.argmin(pred)
+    prim.bind(jnp.all(pred), *(f[first] for f in fmt), **params)
     return [], []
 
-  def jvp_rule(primals, tangents, *, err_tree):
+  def jvp_rule(primals, tangents, **params):
     del tangents
-    prim.bind(*primals, err_tree=err_tree)
+    prim.bind(*primals, **params)
     return [], []
 
-  def checkify_rule(error, enabled_errors, *args, err_tree):
-    return ck.check_discharge_rule(error, enabled_errors, *args, err_tree=err_tree,
-                                   debug=True)
+  def checkify_rule(*args, msg, fmt_tree, origin):
+    ctx, (error, enabled, pred, *fmt) = (args[0], args[1:]) if with_ctx else (None, args)
+    if failed in enabled:
+      new = failed(origin.tb, msg, **jax.tree_util.tree_unflatten(fmt_tree, fmt))
+      error = ck.assert_func(*((ctx,) if with_ctx else ()), error, jnp.logical_not(pred), new)
+    return error, []
 
   batching.primitive_batchers[prim] = batch_rule
   ad.primitive_jvps[prim] = jvp_rule
-  ck.error_checks[prim] = checkify_rule
-  pe.dce_rules[prim] = lambda used_outputs, eqn: ([True] * len(eqn.invars), eqn)
+  checks[prim] = checkify_rule
+  # Never dead (jax <= 0.11 calls rule(used_outputs, eqn); 0.12 rule(used, live_ins, eqn)).
+  pe.dce_rules[prim] = lambda *args: ([True] * len(args[-1].invars), args[-1])
 
   def check(pred, msg, **fmt):
-    error = ck.FailedCheckError(ck.get_traceback(), msg, **fmt)
-    bind(ck.assert_func(ck.init_error, jnp.logical_not(pred), error))
+    leaves, fmt_tree = jax.tree_util.tree_flatten(fmt)
+    prim.bind(jnp.asarray(pred, bool), *(jnp.asarray(x) for x in leaves), msg=msg,
+              fmt_tree=fmt_tree, origin=_Origin(traceback()))
   return check
 
 
@@ -278,7 +289,7 @@ def value_check(pred: ArrayLike, msg: str, **fmt: Any) -> None:
   if _check_without_effect is None:
     checkify.debug_check(pred, msg, **fmt)
   else:
-    _check_without_effect(jnp.asarray(pred), msg, **fmt)
+    _check_without_effect(pred, msg, **fmt)
 
 
 def check_index_range(fn: str, name: str, index: Array, num_classes: int,
