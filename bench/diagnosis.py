@@ -145,8 +145,8 @@ def run(args):
             "mean_delta": float(d.mean()), "median_delta": float(np.median(d)),
             "best_delta": float(d.max()), "worst_delta": float(d.min()),
             "frac_better": float(np.mean(d > 0)),
-            # The study's epoch program evaluates the test split for copy 0 only (the
-            # others are nan): a test delta exists only where every copy has one.
+            # The CIFAR epoch program evaluates the test split for the best copy only (and
+            # copy 0 if asked; the others are nan): a delta needs every copy's.
             "mean_test_delta": float(np.mean(test[idx] - test[0])) if np.all(
                 np.isfinite(test[idx])) and np.isfinite(test[0]) else float("nan"),
             "guard": float(effects["guard"][idx].mean()),
