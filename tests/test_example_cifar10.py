@@ -52,6 +52,14 @@ def test_default_config_is_the_paper_and_he_recipe():
       'baseline-noise20-seed3')
   assert configs.default(mode='baseline').effective_population == 1
   assert configs.from_dict(configs.to_dict(c)) == c
+  # The paper's algorithm gets its own directory and its own row of the table.
+  assert configs.default(strategy='paper').run_name == 'amlfs-paper-noise0'
+  assert configs.default(mode='baseline', strategy='paper').run_name == 'baseline-noise0'
+  run = lambda config: report.Run('r', '.', config, None, [])
+  assert run({'mode': 'amlfs', 'strategy': 'default'}).mode == 'amlfs'
+  assert run({'mode': 'amlfs', 'strategy': 'paper'}).mode == 'amlfs-paper'
+  assert run({'mode': 'amlfs'}).mode == 'amlfs-paper'  # written before --strategy existed
+  assert run({'mode': 'baseline'}).mode == 'baseline'
 
 
 def test_config_rejects_bad_values():

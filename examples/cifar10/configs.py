@@ -165,7 +165,8 @@ class Config:
   @property
   def run_name(self) -> str:
     """Sub-directory of ``workdir`` for this run: all of table 2 fits in one working directory."""
-    name = f'{self.mode}-noise{int(round(100 * self.label_noise))}'
+    paper = '-paper' if self.strategy == 'paper' and self.mode != 'baseline' else ''
+    name = f'{self.mode}{paper}-noise{int(round(100 * self.label_noise))}'
     if self.seed:
       name += f'-seed{self.seed}'
     return name

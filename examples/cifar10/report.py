@@ -20,8 +20,10 @@ TEST_LOG = 'test.jsonl'
 CONFIG = 'config.json'
 RECORDS = 'records.jsonl'
 
-MODE_LABELS = {'amlfs': 'AM-LFS', 'random': 'random search', 'baseline': 'cross-entropy'}
-MODE_ORDER = ('baseline', 'amlfs', 'random')
+MODE_LABELS = {'amlfs': 'AM-LFS', 'random': 'random search', 'baseline': 'cross-entropy',
+               'amlfs-paper': "AM-LFS (paper's algorithm)",
+               'random-paper': 'random search (sigma 0.2)'}
+MODE_ORDER = ('baseline', 'amlfs', 'amlfs-paper', 'random', 'random-paper')
 # Li et al., ICCV 2019, table 2: CIFAR-10, ResNet-20, top-1 test error (%). The CE figure is He
 # et al.'s published ResNet-20 result.
 PAPER_TEST_ERROR = {0.0: {'baseline': 8.75, 'amlfs': 6.92},
@@ -79,7 +81,12 @@ class Run:
 
   @property
   def mode(self) -> str:
-    return self.config['mode']
+    """The mode, with '-paper' for a search with ``--strategy paper`` (or from a release before
+    ``--strategy``, when the paper's algorithm was the only one): never mixed in one row."""
+    mode = self.config['mode']
+    if mode in ('amlfs', 'random') and self.config.get('strategy', 'paper') == 'paper':
+      mode += '-paper'
+    return mode
 
   @property
   def label_noise(self) -> float:
