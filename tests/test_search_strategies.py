@@ -341,6 +341,8 @@ def test_grid_mode_trains_each_copy_with_its_own_theta_and_selects():
     config(grid=grid)
   with pytest.raises(ValueError, match="`grid` must be entries of initial_mu's size"):
     config(mode="grid", grid=[[0.1]] * 4, strategy="default")
+  with pytest.raises(ValueError, match="mode='grid' samples nothing"):
+    config(mode="grid", grid=grid, strategy="default", sigma=0.3)
 
 
 def test_the_library_default_runs_through_the_engine():

@@ -172,7 +172,11 @@ class SearchConfig:
       fail("init", "'shared', 'per_copy' or None", self.init)
 
   def _check_strategy(self, fail, mu) -> None:
+    paper_options = self.mu_optimizer is not None or self.sigma != DEFAULT_SIGMA
     if self.mode == "grid":
+      if paper_options:
+        raise ValueError("SearchConfig: `sigma` and `mu_optimizer` are the options of "
+                         "strategy='paper'; mode='grid' samples nothing and moves nothing.")
       if self.grid is None:
         fail("grid", "a list of one loss parameter vector per copy with mode='grid'", None)
       if self.strategy not in ("default", None):
@@ -189,7 +193,6 @@ class SearchConfig:
       return
     if self.grid is not None:
       fail("grid", "None unless mode='grid'", self.grid)
-    paper_options = self.mu_optimizer is not None or self.sigma != DEFAULT_SIGMA
     if isinstance(self.strategy, str):
       if self.strategy not in STRATEGY_NAMES:
         fail("strategy", f"one of {STRATEGY_NAMES} or a strategy object", self.strategy)
