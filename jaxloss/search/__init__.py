@@ -1,9 +1,10 @@
 """AM-LFS loss-function search (Li et al., ICCV 2019) as one jitted population program.
 
 A population of ``B`` copies of a model trains under ``jax.vmap`` (sharded over devices),
-each with its own loss parameters ``theta ~ N(mu, sigma^2 I)``; after every epoch the copies
-are scored on a validation split, ``mu`` takes a REINFORCE step (an optax update) and the
-best copy's whole training state is broadcast to all copies. See ``docs/search_api.md``.
+each with its own loss parameters ``theta`` asked of a strategy (``theta ~ N(mu, sigma^2)``
+for AM-LFS); after every epoch the copies are scored on a validation split, the strategy is
+told the rewards (REINFORCE moves ``mu`` as an optax step) and the best copy's whole
+training state is broadcast to all copies. See ``docs/search_api.md``.
 
 Quick start::
 
@@ -23,27 +24,16 @@ except ImportError as error:
       f"jaxloss.search needs optax and orbax-checkpoint ({error.name} is not installed): "
       "pip install 'jaxloss[search]'") from error
 
+from jaxloss.search import strategies
 from jaxloss.search.checkpoint import CheckpointDamagedError, CheckpointStore
-from jaxloss.search.config import MODES, Flags, SearchConfig, StepSpec
-from jaxloss.search.engine import Engine, run
-from jaxloss.search.loop import PopulationDivergedError, SearchResult, read_records
+from jaxloss.search.config import SELECTIONS, SearchConfig, StepSpec
+from jaxloss.search.engine import Engine
+from jaxloss.search.loop import PopulationDivergedError, SearchResult, read_records, run
 from jaxloss.search.outer_step import SearchState, tree_all_finite
-from jaxloss.search.policy import (
-  GaussianPolicy,
-  PolicyState,
-  default_mu_optimizer,
-  grad_log_prob,
-  log_prob,
-  normalize_rewards,
-  reinforce_ascent,
-  sample,
-  score,
-)
 from jaxloss.search.sharding import POPULATION_AXIS, population_mesh
 from jaxloss.search.task import (
   OptaxTaskState,
   Task,
-  TrainState,
   accuracy,
   classification_metrics,
   evaluate_dataset,
@@ -51,35 +41,25 @@ from jaxloss.search.task import (
 )
 
 __all__ = [
-    "MODES",
     "POPULATION_AXIS",
+    "SELECTIONS",
     "CheckpointDamagedError",
     "CheckpointStore",
     "Engine",
-    "Flags",
-    "GaussianPolicy",
     "OptaxTaskState",
-    "PolicyState",
     "PopulationDivergedError",
     "SearchConfig",
     "SearchResult",
     "SearchState",
     "StepSpec",
     "Task",
-    "TrainState",
     "accuracy",
     "classification_metrics",
-    "default_mu_optimizer",
     "evaluate_dataset",
-    "grad_log_prob",
-    "log_prob",
-    "normalize_rewards",
     "optax_task",
     "population_mesh",
     "read_records",
-    "reinforce_ascent",
     "run",
-    "sample",
-    "score",
+    "strategies",
     "tree_all_finite",
 ]

@@ -1,7 +1,8 @@
 """The search engine: the mesh, the shardings, the compiled programs and their one cache.
 
 The outer step itself is :func:`jaxloss.search.outer_step.outer_step` (pure, no mesh); the
-run loop (resume, records, checkpoints, callback) is :mod:`jaxloss.search.loop`. Here:
+run loop (resume, records, checkpoints, callback) is :func:`jaxloss.search.loop.run`, which
+drives an engine (the loop imports the engine, never the reverse). Here:
 
 * :class:`MeshPlacement` puts the step's arrays on a 1-D mesh: the per-copy work runs under
   ``jax.shard_map`` with specs built from the layout names the step declares (``'copies'``:
@@ -10,7 +11,7 @@ run loop (resume, records, checkpoints, callback) is :mod:`jaxloss.search.loop`.
 * :class:`Engine` compiles the outer step and the initialisation ahead of time, once per
   program: the cache key is the :class:`~jaxloss.search.config.StepSpec` (exactly what the
   step reads), the placement and the argument signature, so engines that build the same
-  program (a resumed run, another seed or mode) share it, and a changed field compiles anew.
+  program (a resumed run, another seed) share it, and a changed field compiles anew.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from jaxloss.search import loop
 from jaxloss.search import sharding as sh
-from jaxloss.search.config import MODES, Flags, InitSpec, SearchConfig, StepSpec, run_fingerprint
-from jaxloss.search.loop import PopulationDivergedError, SearchResult
+from jaxloss.search.config import InitSpec, SearchConfig, StepSpec
 from jaxloss.search.outer_step import (
   COPIES,
   INIT_STREAM,
@@ -37,15 +36,14 @@ from jaxloss.search.outer_step import (
   Placement,
   SearchState,
   outer_step,
-  tree_all_finite,
 )
+from jaxloss.search.resume import run_fingerprint
 from jaxloss.search.task import Task
 
 Array = jax.Array
 PyTree = Any
 
-__all__ = ["MODES", "Engine", "MeshPlacement", "PopulationDivergedError", "SearchConfig",
-           "SearchResult", "SearchState", "run", "tree_all_finite"]
+__all__ = ["Engine", "MeshPlacement"]
 
 # Compiled programs (outer steps and initialisations), shared by engines that build the same
 # program; the oldest is forgotten beyond _MAX_COMPILED.
@@ -91,7 +89,8 @@ class MeshPlacement(Placement):
 
 
 class Engine:
-  """Runs an AM-LFS search (or its ``random``/``baseline`` counterparts) for a :class:`Task`.
+  """Compiles and runs the outer step of a search for a :class:`Task` (the loop around it,
+  with checkpoints and records, is :func:`jaxloss.search.run`).
 
   Args:
     task: the user's ``init``/``train_step``/``evaluate``.
@@ -101,8 +100,7 @@ class Engine:
     axis_name: the population axis of ``mesh``.
 
   Attributes:
-    strategy: the strategy that is asked and told (``config.strategy``, else the paper's
-      :class:`GaussianPolicy`; also reachable as ``policy``, its older name).
+    strategy: the strategy object that is asked and told (``config.strategy`` resolved).
     spec: the :class:`StepSpec` of the compiled outer step.
   """
 
@@ -117,7 +115,7 @@ class Engine:
     self.mesh = sh.population_mesh(axis_name=axis_name) if mesh is None else mesh
     sh.check_population_size(self.mesh, axis_name, config.population_size)
     self.spec = StepSpec.from_config(task, config)
-    self.strategy = self.policy = self.spec.strategy
+    self.strategy = self.spec.strategy
     self.placement = MeshPlacement(self.mesh, axis_name)
     mu0 = jnp.asarray(config.initial_mu)
     self._mu0 = mu0 if jnp.issubdtype(mu0.dtype, jnp.floating) else mu0.astype(jnp.float32)
@@ -184,9 +182,6 @@ class Engine:
     data = np.asarray(jax.random.key_data(jax.random.key(self.config.seed)))
     return sh.put(data, self._replicated)
 
-  def _flags(self) -> Flags:
-    return Flags(*(sh.put(np.asarray(v), self._replicated) for v in self.config.flags()))
-
   # ------------------------------------------------------------- outer step
 
   def compile(self, state: SearchState, train: PyTree, val: PyTree,
@@ -196,7 +191,7 @@ class Engine:
     Compiled ahead of time once per program: the key is the :class:`StepSpec`, the
     placement and the arguments' shapes, dtypes and shardings.
     """
-    args = (state, Data(train, val, monitor or {}), self._seed_key(), self._flags())
+    args = (state, Data(train, val, monitor or {}), self._seed_key())
 
     def build():
       step = jax.jit(functools.partial(outer_step, self.spec, self.placement),
@@ -204,7 +199,7 @@ class Engine:
       return step.lower(*args).compile(self._compiler_options())
 
     key = ("step", self.spec, self.placement, jax.tree.structure(args), _signature(args))
-    return _BoundStep(_cached(key, build), args[-2:])
+    return _BoundStep(_cached(key, build), args[-1:])
 
   def step(self, state: SearchState, train: PyTree, val: PyTree,
            monitor: dict | None = None) -> tuple[SearchState, dict]:
@@ -218,22 +213,13 @@ class Engine:
                                  out_shardings=self._replicated)
     return self._select_jit(state.population, jnp.asarray(index, jnp.int32))
 
-  # ------------------------------------------------------------------- run
-
   def fingerprint(self, train: PyTree, val: PyTree, monitor: dict | None = None,
                   metadata: dict | None = None) -> dict:
-    """Everything the result of a run depends on (see :func:`config.run_fingerprint`)."""
+    """Everything the result of a run depends on (:func:`resume.run_fingerprint`)."""
     devices = {"count": int(sh.axis_size(self.mesh, self.axis_name)),
                "platform": str(self.mesh.devices.reshape(-1)[0].platform)}
     return run_fingerprint(self.config, self.spec, devices=devices, train=train, val=val,
                            monitor=monitor, metadata=metadata)
-
-  def run(self, train: PyTree, val: PyTree, *, monitor: dict[str, PyTree] | None = None,
-          resume: bool = False, callback: Callable[[dict, SearchState], None] | None = None,
-          stop_after: int | None = None, metadata: dict | None = None) -> SearchResult:
-    """Runs the search: see :func:`jaxloss.search.loop.run_search`."""
-    return loop.run_search(self, train, val, monitor=monitor, resume=resume, callback=callback,
-                           stop_after=stop_after, metadata=metadata)
 
 
 def _signature(args) -> tuple:
@@ -242,21 +228,10 @@ def _signature(args) -> tuple:
 
 
 class _BoundStep:
-  """A compiled outer step with its seed key and flags bound: ``fn(state, train, val)``."""
+  """A compiled outer step with its seed key bound: ``fn(state, train, val, monitor)``."""
 
   def __init__(self, compiled, extra_args):
     self.compiled, self.extra_args = compiled, extra_args
 
   def __call__(self, state, train, val, monitor=None):
     return self.compiled(state, Data(train, val, monitor or {}), *self.extra_args)
-
-
-def run(task: Task, config: SearchConfig, train: PyTree, val: PyTree, *,
-        monitor: dict[str, PyTree] | None = None,
-        mesh: jax.sharding.Mesh | None = None, axis_name: str = sh.POPULATION_AXIS,
-        resume: bool = False, callback: Callable[[dict, SearchState], None] | None = None,
-        stop_after: int | None = None, metadata: dict | None = None) -> SearchResult:
-  """``Engine(task, config, mesh=mesh).run(train, val, ...)``: see :func:`loop.run_search`."""
-  return Engine(task, config, mesh=mesh, axis_name=axis_name).run(
-      train, val, monitor=monitor, resume=resume, callback=callback, stop_after=stop_after,
-      metadata=metadata)

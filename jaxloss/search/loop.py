@@ -1,11 +1,11 @@
 """The search loop: run, resume, records, checkpoints, callback, ``stop_after``, metadata.
 
-:func:`run_search` runs the engine's compiled outer step epoch after epoch. Each epoch's
-record is built ONCE, complete (timings included), and then checkpointed (every checkpoint
-holds every record so far), appended to ``records.jsonl`` and handed to the callback: the
-three copies are the same. A resume continues the same run or refuses (the fingerprint,
-:func:`jaxloss.search.config.run_fingerprint`), falls back from a damaged checkpoint to the
-newest intact one, and rewrites the log from the checkpoint's records.
+:func:`run` builds an :class:`~jaxloss.search.engine.Engine` and runs its compiled outer step
+epoch after epoch. Each epoch's record is built ONCE, complete (timings included), and then
+checkpointed (every checkpoint holds every record so far), appended to ``records.jsonl`` and
+handed to the callback: the three copies are the same. A resume continues the same run or
+refuses (:mod:`jaxloss.search.resume`), falls back from a damaged checkpoint to the newest
+intact one, and rewrites the log from the checkpoint's records.
 """
 
 from __future__ import annotations
@@ -15,21 +15,21 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import numpy as np
 
 from jaxloss.search import sharding as sh
 from jaxloss.search.checkpoint import CheckpointStore
-from jaxloss.search.config import check_metadata, check_resume
+from jaxloss.search.config import SearchConfig
+from jaxloss.search.engine import Engine
 from jaxloss.search.outer_step import SearchState
 from jaxloss.search.records import Progress, RecordLog, to_json
-from jaxloss.search.task import check_split
-
-if TYPE_CHECKING:
-  from jaxloss.search.engine import Engine
+from jaxloss.search.resume import check_allow_changed, check_metadata, check_resume, lookup
+from jaxloss.search.task import Task, check_split
 
 PyTree = Any
 
@@ -48,12 +48,15 @@ class PopulationDivergedError(RuntimeError):
 
   def __init__(self, epoch: int, record: dict, last_checkpoint: int | None):
     self.epoch, self.record, self.last_checkpoint = epoch, record, last_checkpoint
-    where = ("no checkpoint was written" if last_checkpoint is None else
-             f"the last good checkpoint (after epoch {last_checkpoint - 1}) is kept")
+    if last_checkpoint is None:
+      where = "no checkpoint was written"
+    else:
+      where = (f"the last good checkpoint (after epoch {last_checkpoint - 1}) is kept: lower "
+               f"the learning rate (or the strategy's sigma) and continue from it with "
+               f"resume=True, allow_changed=('task.optimizer',) (or the entry you changed)")
     super().__init__(
         f"search: every copy of the population diverged (non-finite loss, training state or "
-        f"reward) in epoch {epoch}; {where}. Lower the learning rate or sigma, or check the "
-        f"loss for the sampled thetas: {record.get('thetas')!r:.200}")
+        f"reward) in epoch {epoch}; {where}. Sampled thetas: {record.get('thetas')!r:.200}")
 
 
 @dataclasses.dataclass
@@ -69,6 +72,9 @@ class SearchResult:
     search_state: the final :class:`SearchState` (population, strategy state, epoch counter).
     finished: all ``config.epochs`` are done (False after ``stop_after``; resume continues).
     metadata: the user's ``metadata`` of the run.
+    changes: the resumes that went on through ``allow_changed``, oldest first: ``{'epoch':
+      completed epochs at the resume, 'changed': [entry names], 'before': {entry: old
+      description}}`` (also in the checkpoints and in the next epoch's record).
   """
   state: PyTree
   best_index: int
@@ -78,6 +84,7 @@ class SearchResult:
   search_state: SearchState
   finished: bool = True
   metadata: dict = dataclasses.field(default_factory=dict)
+  changes: list = dataclasses.field(default_factory=list)
 
   @property
   def epochs_completed(self) -> int:
@@ -85,19 +92,41 @@ class SearchResult:
 
 
 def read_records(output_dir: str) -> list[dict]:
-  """The records of the run in ``output_dir`` (``records.jsonl``; a line cut by a kill ends
-  the list). The log is rewritten from the checkpoints on every resume."""
-  return RecordLog(os.path.join(output_dir, RECORDS_FILE), enabled=False).read()
+  """The records of the run in ``output_dir``.
+
+  From ``records.jsonl`` (a line cut by a kill ends the list) or, when that file is missing,
+  from the newest checkpoint (every checkpoint holds every record so far), as a resume
+  rebuilds them. Raises ``FileNotFoundError`` when ``output_dir`` holds no run.
+  """
+  path = os.path.join(output_dir, RECORDS_FILE)
+  if os.path.isfile(path):
+    return RecordLog(path, enabled=False).read()
+  checkpoints = os.path.join(output_dir, CHECKPOINTS_DIR)
+  if os.path.isdir(checkpoints):
+    store = CheckpointStore(checkpoints)
+    try:
+      for step in reversed(store.all_steps()):
+        try:
+          return list(store.restore_meta(step)["records"])
+        except Exception:  # pylint: disable=broad-except  (a damaged one: try the previous)
+          continue
+    finally:
+      store.close()
+  what = "is not a folder" if not os.path.isdir(output_dir) else (
+      f"holds neither {RECORDS_FILE} nor readable checkpoints")
+  raise FileNotFoundError(f"read_records: {output_dir!r} holds no search run (it {what}).")
 
 
-def run_search(engine: Engine, train: PyTree, val: PyTree, *,
-               monitor: dict[str, PyTree] | None = None, resume: bool = False,
-               callback: Callable[[dict, SearchState], None] | None = None,
-               stop_after: int | None = None, metadata: dict | None = None) -> SearchResult:
+def run(task: Task, config: SearchConfig, train: PyTree, val: PyTree, *,
+        monitor: dict[str, PyTree] | None = None, mesh: jax.sharding.Mesh | None = None,
+        axis_name: str = sh.POPULATION_AXIS, resume: bool = False, allow_changed=(),
+        callback: Callable[[dict, SearchState], None] | None = None,
+        stop_after: int | None = None, metadata: dict | None = None) -> SearchResult:
   """Runs ``config.epochs`` outer steps (continuing from the latest checkpoint if ``resume``).
 
   Args:
-    engine: the :class:`~jaxloss.search.engine.Engine` (task, config, mesh).
+    task: the user's :class:`~jaxloss.search.Task`.
+    config: a :class:`~jaxloss.search.SearchConfig`.
     train: the training split, a pytree of arrays with a leading example axis (numpy or
       device arrays; placed on every device of the mesh).
     val: the validation split (the reward); never pass the test split here.
@@ -105,10 +134,19 @@ def run_search(engine: Engine, train: PyTree, val: PyTree, *,
       every epoch the best copy is evaluated on each inside the same jitted program and
       the totals and score go to ``record['monitor'][name]``. They never influence the
       search (rewards, ``mu``, selection); they are for curves such as test error.
+    mesh: a mesh with an axis ``axis_name`` for the population (default: a 1-D mesh over
+      every device); ``B`` must be a multiple of its size.
+    axis_name: the population axis of ``mesh``.
     resume: continue from the latest intact checkpoint in ``output_dir`` (a fresh start
-      when there is none). The checkpoint's fingerprint must equal this run's (else a
-      ``ValueError`` naming what differs). Without it, a directory that already holds
-      checkpoints is an error.
+      when there is none). The checkpoint's fingerprint must equal this run's
+      (:mod:`jaxloss.search.resume`), else a ``ValueError`` names what differs. Without it,
+      a directory that already holds checkpoints is an error.
+    allow_changed: with ``resume``: the fingerprint entries allowed to differ from the
+      checkpoint's (``'task.optimizer'``, ``'task'`` for every task function, ``'strategy'``,
+      ``'metadata.note'``, ``'*'`` for any): the resume proceeds, warns, and records the
+      change (``SearchResult.changes``, the checkpoints, the next record's
+      ``'resumed_with_changes'``). E.g. after ``PopulationDivergedError``, lower the learning
+      rate and resume with ``allow_changed=('task.optimizer',)``.
     callback: ``callback(record, search_state)`` after every epoch, once the checkpoint and
       the record are written; raising from it stops the run (the checkpoint is kept).
       ``search_state`` is donated by the next step: do not keep references to it.
@@ -121,11 +159,13 @@ def run_search(engine: Engine, train: PyTree, val: PyTree, *,
   Raises:
     PopulationDivergedError: every copy diverged in some epoch.
   """
+  engine = Engine(task, config, mesh=mesh, axis_name=axis_name)
   cfg = engine.config
   if stop_after is not None and (isinstance(stop_after, bool) or
                                  not isinstance(stop_after, (int, np.integer)) or stop_after < 0):
     raise ValueError(f"search: `stop_after` must be a non-negative int or None, got "
                      f"{stop_after!r}.")
+  allow_changed = check_allow_changed(allow_changed)
   metadata = check_metadata(metadata)
   n_train = check_split("search", "train", train)
   if n_train < cfg.batch_size:
@@ -140,7 +180,7 @@ def run_search(engine: Engine, train: PyTree, val: PyTree, *,
   data = (engine.put_data(train), engine.put_data(val),
           {name: engine.put_data(d) for name, d in (monitor or {}).items()})
   try:
-    state, records = session.start(resume)
+    state, records = session.start(resume, allow_changed)
     return session.loop(state, records, *data, stop_after=stop_after)
   finally:
     session.close()
@@ -153,6 +193,7 @@ class _Session:
     cfg = engine.config
     self.engine, self.config, self.callback, self.metadata = engine, cfg, callback, metadata
     self.fingerprint = None
+    self.changes, self.pending_change = [], None
     self.is_main = jax.process_index() == 0
     self.store = self.log = None
     if cfg.output_dir is not None:
@@ -167,7 +208,7 @@ class _Session:
       self.store.wait()
       self.store.close()
 
-  def start(self, resume: bool) -> tuple[SearchState, list[dict]]:
+  def start(self, resume: bool, allow_changed: tuple) -> tuple[SearchState, list[dict]]:
     store, log = self.store, self.log
     latest = store.latest_step() if store is not None else None
     if latest is None:
@@ -178,17 +219,22 @@ class _Session:
       raise FileExistsError(
           f"search: {store.directory} already holds checkpoints (latest after epoch "
           f"{latest - 1}); pass resume=True to continue that run, or use a new `output_dir`.")
-    _, state, meta = store.restore_latest_intact(
-        self.engine.abstract_state(),
-        check_meta=lambda meta: check_resume(meta, self.fingerprint, self.config),
-        required_meta=("config",))
-    done = int(state.epoch)
-    if meta.get("records") is not None:  # every record so far is in the checkpoint
-      records = list(meta["records"])
-    else:  # a checkpoint of an older version: the log, plus the checkpoint's last record
-      records = [r for r in (log.read() if log is not None else []) if r["epoch"] < done]
-      if meta.get("record") is not None and (not records or records[-1]["epoch"] < done - 1):
-        records.append(meta["record"])
+    changed = []
+
+    def check(meta):
+      changed[:] = check_resume(meta.get("fingerprint"), self.fingerprint, allow_changed)
+
+    _, state, meta = store.restore_latest_intact(self.engine.abstract_state(), check_meta=check,
+                                                 required_meta=("fingerprint", "records"))
+    records = list(meta["records"])  # every record so far is in the checkpoint
+    self.changes = list(meta.get("changes", []))
+    if changed:
+      self.changes.append({"epoch": int(state.epoch), "changed": changed,
+                           "before": {n: lookup(meta["fingerprint"], n) for n in changed}})
+      self.pending_change = changed
+      warnings.warn(f"search: resuming {self.config.output_dir!r} after epoch "
+                    f"{int(state.epoch) - 1} with changed {', '.join(changed)} "
+                    "(allow_changed); the change is recorded.", RuntimeWarning, stacklevel=4)
     if log is not None:
       log.rewrite(records)  # repairs a missing, short, cut or longer log
     return state, records
@@ -202,7 +248,7 @@ class _Session:
       compiled = engine.compile(state, train, val, monitor)
       compile_s = time.perf_counter() - t
       progress = Progress(cfg.epochs, start, enabled=cfg.progress and self.is_main,
-                          desc=cfg.mode)
+                          desc=cfg.strategy_name)
       checkpoint_s = None  # the previous epoch's checkpoint write, in this invocation
       try:
         for epoch in range(start, end):
@@ -213,7 +259,9 @@ class _Session:
           t = time.perf_counter()
           host = sh.to_host(outputs)
           timing = {"compile_s": compile_s} if epoch == start else {}
-          record = _record(cfg.mode, host, timing)
+          record = _record(cfg, host, timing)
+          if self.pending_change:
+            record["resumed_with_changes"], self.pending_change = self.pending_change, None
           if bool(host["all_diverged"]):
             raise PopulationDivergedError(epoch, record,
                                           store.latest_step() if store is not None else None)
@@ -226,9 +274,8 @@ class _Session:
           records.append(record)
           if store is not None:
             t = time.perf_counter()
-            store.save(epoch + 1, state, {"config": cfg.fingerprint(),
-                                          "fingerprint": self.fingerprint, "record": record,
-                                          "records": list(records)})
+            store.save(epoch + 1, state, {"fingerprint": self.fingerprint,
+                                          "records": list(records), "changes": self.changes})
             checkpoint_s = time.perf_counter() - t
           if self.log is not None:
             self.log.append(record)
@@ -242,13 +289,14 @@ class _Session:
                         best_reward=math.nan if best_reward is None else best_reward,
                         mu=np.asarray(jax.device_get(engine.strategy.mean(state.policy))),
                         records=records, search_state=state,
-                        finished=int(state.epoch) >= cfg.epochs, metadata=self.metadata)
+                        finished=int(state.epoch) >= cfg.epochs, metadata=self.metadata,
+                        changes=list(self.changes))
 
 
-def _record(mode: str, host: dict, timing: dict) -> dict:
+def _record(cfg: SearchConfig, host: dict, timing: dict) -> dict:
   """The epoch's record (JSON types) from the step's outputs on the host."""
   record = {
-      "epoch": int(host["epoch"]), "mode": mode,
+      "epoch": int(host["epoch"]), "strategy": cfg.strategy_name, "selection": cfg.selection,
       "mu": host["mu"], "mu_next": host["mu_next"], "thetas": host["thetas"],
       "rewards": host["rewards"], "normalized_rewards": host["normalized_rewards"],
       "finite": host["finite"], "best_index": int(host["best_index"]),

@@ -2,21 +2,22 @@
 
 :func:`outer_step` is one epoch of the search, five named calls:
 
-1. :func:`sample`: ``B`` loss parameters from the strategy (``theta_i ~ N(mu, sigma^2 I)``
-   for the paper's policy; every copy gets the mean in ``baseline`` mode);
+1. :func:`sample`: ``B`` loss parameters asked of the strategy (``theta_i ~ N(mu, sigma^2
+   I)`` for the paper's; a grid's fixed thetas; ``mu`` itself for ``strategies.FIXED``);
 2. :func:`train_epoch`: every copy trains one epoch with its own ``theta`` (a ``lax.scan``
    over steps; each step gathers its batch by index from the device-resident split and calls
    the user's ``train_step`` under ``jax.vmap`` over the copies);
 3. :func:`score`: every copy is evaluated on the validation split, and its reward is
    ``reward_fn`` of the totals (a copy with a non-finite loss, state or reward is invalid);
 4. :func:`update_mean`: the strategy is told the rewards (REINFORCE on ``mu`` as an optax
-   step, for the paper's policy), which normalises them once;
-5. :func:`broadcast_best`: the best valid copy's WHOLE training state goes to every copy.
+   step, for the paper's), which normalises them once;
+5. :func:`select`: the best valid copy is found; with ``selection='best'`` its WHOLE
+   training state goes to every copy.
 
 Everything the step reads is in its :class:`~jaxloss.search.config.StepSpec` (and the
 traced arguments); where the arrays live is the business of a :class:`Placement`, which the
 engine implements with a mesh (``jax.shard_map`` for the per-copy work, sharding
-constraints for the population-wide values). :data:`ON_ONE_DEVICE` is the trivial one.
+constraints for the population-wide values); the base class is the trivial one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxloss.search.config import Flags, StepSpec
+from jaxloss.search.config import StepSpec
 from jaxloss.search.task import leading_size, sum_over_batches
 
 Array = jax.Array
@@ -45,8 +46,8 @@ class SearchState(NamedTuple):
   """Everything a search carries from one epoch to the next (and checkpoints).
 
   ``epoch``: completed outer steps (int32 scalar). ``population``: the user's training
-  state with a leading ``B`` axis on every leaf. ``policy``: the strategy's state (for the
-  paper's policy a :class:`~jaxloss.search.policy.PolicyState`: ``mu`` and its optax state).
+  state with a leading ``B`` axis on every leaf. ``policy``: the strategy's state (for a
+  ``strategies.Gaussian``: ``mu``, its optax state and a counter).
   """
   epoch: Array
   population: PyTree
@@ -84,19 +85,16 @@ class Placement:
     return tree
 
 
-ON_ONE_DEVICE = Placement()
-
-
 def outer_step(spec: StepSpec, place: Placement, state: SearchState, data: Data,
-               seed_key: Array, flags: Flags) -> tuple[SearchState, dict]:
+               seed_key: Array) -> tuple[SearchState, dict]:
   """One epoch of algorithm 1 (one jitted program)."""
   keys = epoch_keys(seed_key, state.epoch)
-  thetas = sample(spec, place, state.policy, keys[_SAMPLE], flags)                     # 1.
+  thetas = sample(spec, place, state.policy, keys[_SAMPLE])                            # 1.
   population, train = train_epoch(spec, place, state.population, thetas, data.train,  # 2.
                                   keys[_PERMUTATION], keys[_TRAIN])
   result = score(spec, place, population, train["finite"], data.val)                 # 3.
-  policy, info = update_mean(spec, state.policy, thetas, result, flags)               # 4.
-  population, best = broadcast_best(place, population, result, flags)                # 5.
+  policy, info = update_mean(spec, state.policy, thetas, result)                      # 4.
+  population, best = select(spec, place, population, result)                          # 5.
   new_state = SearchState(epoch=state.epoch + 1, population=population, policy=policy)
   outputs = {
       "epoch": state.epoch, "mu": spec.strategy.mean(state.policy),
@@ -118,16 +116,11 @@ def epoch_keys(seed_key: Array, epoch: Array) -> tuple[Array, Array, Array]:
 # ------------------------------------------------------------------------ 1. sample
 
 
-def sample(spec: StepSpec, place: Placement, policy: PyTree, key: Array, flags: Flags) -> Array:
-  """``(B, D)`` thetas: asked of the strategy, or its mean for every copy (baseline)."""
-  b, strategy = spec.population_size, spec.strategy
-
-  def mean():
-    mu = strategy.mean(policy)
-    return jnp.broadcast_to(mu, (b,) + mu.shape)
-
-  thetas = jax.lax.cond(flags.sample, lambda: strategy.ask(key, policy, b), mean)
-  return place.whole(thetas)
+def sample(spec: StepSpec, place: Placement, policy: PyTree, key: Array) -> Array:
+  """``(B, ...)`` thetas asked of the strategy, in the shape of its mean."""
+  mu = spec.strategy.mean(policy)
+  thetas = spec.strategy.ask(key, policy, spec.population_size)
+  return place.whole(thetas.reshape((spec.population_size,) + mu.shape))
 
 
 # ------------------------------------------------------------------- 2. train an epoch
@@ -201,29 +194,25 @@ def score(spec: StepSpec, place: Placement, population: PyTree, finite: Array,
 # ----------------------------------------------------------------------- 4. update mu
 
 
-def update_mean(spec: StepSpec, policy: PyTree, thetas: Array, result: Score,
-                flags: Flags) -> tuple[PyTree, dict]:
-  """Tells the strategy the rewards; its new state is kept only when ``flags.update``.
+def update_mean(spec: StepSpec, policy: PyTree, thetas: Array,
+                result: Score) -> tuple[PyTree, dict]:
+  """Tells the strategy the rewards (whether ``mu`` moves is the strategy's business).
 
-  ``info['normalized_rewards']`` comes from that one ``tell`` (computed once in every mode:
-  the records show it for ``random`` and ``baseline`` too).
+  ``info['normalized_rewards']`` is the fitness the strategy computed (once).
   """
-  told, info = spec.strategy.tell(policy, thetas, result.rewards, result.valid)
-  new = jax.lax.cond(flags.update, lambda: told, lambda: policy)
-  return new, info
+  return spec.strategy.tell(policy, thetas, result.rewards, result.valid)
 
 
 # ----------------------------------------------------------------- 5. broadcast the best
 
 
-def broadcast_best(place: Placement, population: PyTree, result: Score,
-                   flags: Flags) -> tuple[PyTree, Array]:
-  """Index of the best valid copy; its whole state goes to every copy when ``flags.select``."""
+def select(spec: StepSpec, place: Placement, population: PyTree,
+           result: Score) -> tuple[PyTree, Array]:
+  """Index of the best valid copy; with ``selection='best'`` its whole state goes to every
+  copy (``'none'``: the population is left as it is)."""
   best = jnp.argmax(jnp.where(result.valid, result.rewards, -jnp.inf)).astype(jnp.int32)
-  population = jax.lax.cond(
-      flags.select,
-      lambda pop: jax.tree.map(lambda a: jnp.broadcast_to(a[best], a.shape), pop),
-      lambda pop: pop, population)
+  if spec.selection == "best":
+    population = jax.tree.map(lambda a: jnp.broadcast_to(a[best], a.shape), population)
   return place.copies(population), best
 
 

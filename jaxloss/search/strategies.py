@@ -38,8 +38,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxloss.search.policy import normalize_rewards
-
 Array = jax.Array
 
 #: The four parts of ``theta = [a_t, b_t, a_tau, b_tau]`` (``M`` numbers each).
@@ -52,12 +50,48 @@ FITNESS = ("zscore", "rank")
 # ----------------------------------------------------------------------------------------------
 
 
+def normalize_rewards(rewards: Array, valid: Array | None = None) -> Array:
+  """Normalises rewards to zero mean and unit variance over the ``valid`` entries.
+
+  The mean and the (population, ``ddof=0``) standard deviation are computed over the valid
+  (finite) entries only, so a diverged copy cannot corrupt the others. If every valid
+  reward is equal (standard deviation 0), their normalised rewards are 0.
+
+  An invalid entry gets ``min(-1, min of the valid normalised rewards)``: never better than
+  any valid copy and at least one standard deviation below their mean, so REINFORCE pushes
+  ``mu`` away from the ``theta`` that made a copy diverge. With no valid entry, every
+  normalised reward is 0 (no update direction).
+
+  Args:
+    rewards: ``(B,)`` rewards (non-finite values allowed where ``valid`` is False).
+    valid: ``(B,)`` booleans; default: ``isfinite(rewards)``.
+  Returns:
+    ``(B,)`` normalised rewards in ``rewards``' floating dtype.
+  """
+  rewards = jnp.asarray(rewards)
+  if not jnp.issubdtype(rewards.dtype, jnp.floating):
+    rewards = rewards.astype(jnp.float32)
+  finite = jnp.isfinite(rewards)
+  valid = finite if valid is None else jnp.logical_and(jnp.asarray(valid, bool), finite)
+  safe = jnp.where(valid, rewards, 0)
+  count = jnp.sum(valid)
+  n = jnp.maximum(count, 1).astype(rewards.dtype)
+  mean = jnp.sum(safe) / n
+  centred = jnp.where(valid, safe - mean, 0)
+  std = jnp.sqrt(jnp.sum(centred * centred) / n)
+  z = jnp.where(std > 0, centred / jnp.where(std > 0, std, 1), 0)
+  worst_valid = jnp.min(jnp.where(valid, z, jnp.inf))
+  worst = jnp.where(count > 0, jnp.minimum(worst_valid, -1), 0).astype(rewards.dtype)
+  return jnp.where(valid, z, worst)
+
+
+
 def centered_ranks(rewards: Array, valid: Array | None = None) -> Array:
   """Ranks of the valid rewards mapped to ``[-0.5, 0.5]`` and scaled to unit variance.
 
   Ties share their average rank, so the result depends only on the ORDER of the rewards:
   any strictly increasing transform of the rewards gives the same output. Invalid entries
-  get ``min(-1, lowest valid value)``, as :func:`jaxloss.search.normalize_rewards`; all
+  get ``min(-1, lowest valid value)``, as :func:`normalize_rewards`; all
   equal (or fewer than two valid) gives 0.
   """
   rewards = jnp.asarray(rewards)
@@ -117,6 +151,12 @@ def _check_sigma(name: str, sigma) -> None:
       values > 0):
     raise ValueError(f"{name}: `sigma` must be a non-negative float or tuple of floats with "
                      f"at least one positive value (standard deviations), got {sigma!r}.")
+
+
+def _is_real(value) -> bool:
+  """A finite real Python/numpy number (not a bool)."""
+  return (isinstance(value, (int, float, np.integer, np.floating))
+          and not isinstance(value, (bool, np.bool_)) and math.isfinite(float(value)))
 
 
 def _hashable(value):
@@ -214,20 +254,21 @@ class Gaussian:
     _check_sigma("Gaussian", self.sigma)
     if self.fitness not in FITNESS:
       raise ValueError(f"Gaussian: `fitness` must be one of {FITNESS}, got {self.fitness!r}.")
-    if not (isinstance(self.drift_guard, (int, float)) and self.drift_guard >= 0):
+    if not (_is_real(self.drift_guard) and self.drift_guard >= 0):
       raise ValueError(f"Gaussian: `drift_guard` must be a float >= 0, got {self.drift_guard!r}.")
+    if not (_is_real(self.learning_rate) and self.learning_rate > 0):
+      # A negative rate would move mu toward LOWER reward; nan would make mu nan.
+      raise ValueError(f"Gaussian: `learning_rate` must be a positive finite float, got "
+                       f"{self.learning_rate!r}.")
+    for name in ("antithetic", "mean_copy", "update_mean", "whiten"):
+      if not isinstance(getattr(self, name), (bool, np.bool_)):
+        raise ValueError(f"Gaussian: `{name}` must be True or False, got "
+                         f"{getattr(self, name)!r}.")
     make_optimizer(self.optimizer, self.learning_rate)
 
   @property
   def mu_optimizer(self) -> optax.GradientTransformation:
     return _optimizer(self.optimizer, self.learning_rate)
-
-  def spec(self) -> str:
-    """A stable description (what a compiled step and a resumed run depend on)."""
-    if isinstance(self.optimizer, str):
-      return repr(self)
-    from jaxloss.search.fingerprint import describe  # pylint: disable=import-outside-toplevel
-    return repr(dataclasses.replace(self, optimizer="custom")) + f"[{describe(self.optimizer)}]"
 
   def init(self, mu: Array) -> GaussianState:
     mu = _float_dtype(mu)
@@ -343,6 +384,33 @@ class Gaussian:
 # ----------------------------------------------------------------------------------------------
 
 
+def _grid_thetas(owner: str, thetas) -> tuple:
+  """``thetas`` as a tuple of equal-length tuples of finite floats (else one clear error)."""
+  if isinstance(thetas, (str, bytes)) or not isinstance(
+      thetas, (list, tuple, np.ndarray)) and not hasattr(thetas, "__array__"):
+    raise ValueError(f"{owner}: `thetas` must be a sequence of loss parameter vectors (one per "
+                     f"copy), got {type(thetas).__name__}.")
+  rows = [np.atleast_1d(np.asarray(t)) for t in thetas]
+  if not rows:
+    raise ValueError(f"{owner}: `thetas` must hold at least one loss parameter vector, got an "
+                     "empty sequence.")
+  for i, row in enumerate(rows):
+    if row.ndim != 1 or not (np.issubdtype(row.dtype, np.floating)
+                             or np.issubdtype(row.dtype, np.integer)) or row.dtype == bool:
+      raise ValueError(f"{owner}: `thetas[{i}]` must be a vector of numbers, got "
+                       f"{np.asarray(thetas[i])!r:.80}.")
+  lengths = sorted({row.size for row in rows})
+  if len(lengths) != 1:
+    raise ValueError(f"{owner}: every entry of `thetas` must have the same length (a ragged "
+                     f"grid), got lengths {lengths}.")
+  grid = np.stack(rows).astype(np.float64)
+  if not np.all(np.isfinite(grid)):
+    bad = sorted({int(i) for i in np.argwhere(~np.isfinite(grid))[:, 0]})
+    raise ValueError(f"{owner}: every entry of `thetas` must be finite; entries {bad[:8]} are "
+                     "not.")
+  return tuple(tuple(float(v) for v in row) for row in grid)
+
+
 class GridState(NamedTuple):
   """A grid's state never changes; ``mu`` is the mean of its thetas (for reports only)."""
   mu: Array
@@ -361,17 +429,7 @@ class Grid:
   thetas: tuple
 
   def __post_init__(self):
-    value = _hashable(self.thetas)
-    if not isinstance(value, tuple) or not value:
-      raise ValueError("Grid: `thetas` must be a non-empty sequence of loss parameter vectors.")
-    value = tuple(v if isinstance(v, tuple) else (v,) for v in value)
-    if len({len(v) for v in value}) != 1:
-      raise ValueError("Grid: every theta must have the same length, got lengths "
-                       f"{sorted({len(v) for v in value})}.")
-    object.__setattr__(self, "thetas", value)
-
-  def spec(self) -> str:
-    return repr(self)
+    object.__setattr__(self, "thetas", _grid_thetas("Grid", self.thetas))
 
   def array(self, dtype=jnp.float32) -> Array:
     return jnp.asarray(np.asarray(self.thetas, np.float64), dtype)
@@ -392,6 +450,42 @@ class Grid:
 
   def tell(self, state: GridState, thetas: Array, rewards: Array,
            valid: Array | None = None) -> tuple[GridState, dict]:
+    del thetas
+    return state, {"normalized_rewards": normalize_rewards(rewards, valid)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Fixed
+# ----------------------------------------------------------------------------------------------
+
+
+class FixedState(NamedTuple):
+  """``mu``, which never changes."""
+  mu: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Fixed:
+  """Every copy trains with ``mu_0`` itself, every epoch; ``mu`` never moves.
+
+  The plain-loss baseline: with ``initial_mu=jaxloss.identity_theta(M)`` every copy trains
+  with cross-entropy. With ``SearchConfig(selection='none')`` the copies are independent runs
+  (``init='per_copy'``), and the best of them on validation is the equal-compute baseline of
+  a search with as many copies.
+  """
+
+  def init(self, mu: Array) -> FixedState:
+    return FixedState(mu=_float_dtype(mu))
+
+  def mean(self, state: FixedState) -> Array:
+    return state.mu
+
+  def ask(self, key: Array, state: FixedState, num: int) -> Array:
+    del key
+    return jnp.broadcast_to(state.mu, (num,) + state.mu.shape)
+
+  def tell(self, state: FixedState, thetas: Array, rewards: Array,
+           valid: Array | None = None) -> tuple[FixedState, dict]:
     del thetas
     return state, {"normalized_rewards": normalize_rewards(rewards, valid)}
 
@@ -451,9 +545,6 @@ class EvosaxStrategy:
   learning_rate: float = 0.05
   kwargs: tuple = ()
   params: tuple = ()
-
-  def spec(self) -> str:
-    return repr(self)
 
   def _es(self, mu: Array):
     return _evosax_algorithm(self.algorithm, self.population_size, mu.size, str(mu.dtype),
@@ -516,3 +607,33 @@ RANDOM = Gaussian(update_mean=False)
 #: so the broadcast copy is never worse on validation than mu's own loss).
 DEFAULT = Gaussian(sigma=(0.1, 0.05, 0.05, 0.01), antithetic=True, fitness="rank",
                    mean_copy=True, drift_guard=1.0, whiten=True, learning_rate=0.25)
+
+#: Every copy trains with ``mu_0`` itself (cross-entropy for ``jaxloss.identity_theta(M)``).
+FIXED = Fixed()
+
+#: The names ``SearchConfig(strategy=...)`` accepts, and the objects they stand for.
+NAMES = ("default", "paper", "random", "fixed")
+
+
+def resolve(strategy) -> Any:
+  """The strategy object for a name (:data:`NAMES`), or ``strategy`` itself (validated)."""
+  if isinstance(strategy, str):
+    named = {"default": DEFAULT, "paper": PAPER, "random": RANDOM, "fixed": FIXED}
+    if strategy not in named:
+      raise ValueError(f"`strategy` must be one of {NAMES} or a strategy object, got "
+                       f"{strategy!r}.")
+    return named[strategy]
+  if isinstance(strategy, type):
+    raise ValueError(f"`strategy` must be a strategy object, got the class "
+                     f"{strategy.__name__}: instantiate it, e.g. {strategy.__name__}(...).")
+  missing = [m for m in ("init", "ask", "tell", "mean") if not callable(getattr(strategy, m,
+                                                                                   None))]
+  if missing:
+    raise ValueError(f"`strategy` must be one of {NAMES} or an object with init/ask/tell/mean "
+                     f"methods (missing {', '.join(missing)}), got {strategy!r:.120}.")
+  try:
+    hash(strategy)
+  except TypeError:
+    raise ValueError("`strategy` must be hashable (e.g. a frozen dataclass): it keys the "
+                     "compiled program.") from None
+  return strategy

@@ -35,10 +35,21 @@ PyTree = Any
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-  """The three user functions the search engine drives (all pure, jit-able, vmap-able)."""
+  """The three user functions the search engine drives (all pure, jit-able, vmap-able).
+
+  ``parts``: the user's functions and objects the task was built from, as ``(name, object)``
+  pairs, for the resume fingerprint (a refused resume names them; :func:`optax_task` gives
+  ``init``, ``loss``, ``optimizer``, ``evaluate``). Empty: the three functions themselves.
+  """
   init: Callable[[Array], PyTree]
   train_step: Callable[[PyTree, PyTree, Array, Array], tuple[PyTree, dict]]
   evaluate: Callable[[PyTree, PyTree], dict]
+  parts: tuple = dataclasses.field(default=(), compare=False, repr=False)
+
+  def named_parts(self) -> tuple[tuple[str, Any], ...]:
+    """What the task depends on, by the user's names (``parts``, else the three functions)."""
+    return self.parts or (("init", self.init), ("train_step", self.train_step),
+                          ("evaluate", self.evaluate))
 
 
 class OptaxTaskState(NamedTuple):
@@ -46,7 +57,6 @@ class OptaxTaskState(NamedTuple):
 
   Not flax's ``flax.training.train_state.TrainState`` (which holds ``apply_fn`` and ``tx``):
   this one is plain arrays only, so that it can be vmapped, broadcast and checkpointed.
-  ``search.TrainState`` is its older name, kept as an alias.
 
   ``step`` counts optimisation steps (use it for schedules of your own; optax schedules
   count in ``opt_state``). ``model_state`` holds non-trained variables such as Flax
@@ -57,10 +67,6 @@ class OptaxTaskState(NamedTuple):
   params: PyTree
   model_state: PyTree
   opt_state: PyTree
-
-
-#: The older name of :class:`OptaxTaskState` (kept: examples and user code use it).
-TrainState = OptaxTaskState
 
 
 def optax_task(*, init: Callable[[Array], tuple[PyTree, PyTree]],
@@ -99,7 +105,9 @@ def optax_task(*, init: Callable[[Array], tuple[PyTree, PyTree]],
   def task_evaluate(state, batch):
     return evaluate(state.params, state.model_state, batch)
 
-  return Task(init=task_init, train_step=train_step, evaluate=task_evaluate)
+  return Task(init=task_init, train_step=train_step, evaluate=task_evaluate,
+              parts=(("init", init), ("loss", loss), ("optimizer", optimizer),
+                     ("evaluate", evaluate)))
 
 
 def classification_metrics(logits: Array, labels: Array) -> dict[str, Array]:
