@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import amlfs_study as study  # noqa: E402
 
 import jaxloss  # noqa: E402
+from jaxloss import search  # noqa: E402
 from jaxloss.search import strategies as st  # noqa: E402
 
 PART_NAMES = st.PARTS + ("all",)
@@ -80,7 +81,6 @@ def theta_effects(cos, s, y, theta, delta=0.01):
 
 
 def run(args):
-  args.test_copy0 = True
   problem = study.PROBLEMS[args.dataset](args)
   m = problem.num_intervals
   mu = np.asarray(jaxloss.identity_theta(m))
@@ -102,31 +102,32 @@ def run(args):
   out = {"args": vars(args), "states": []}
   for warm in args.warm:
     t0 = time.perf_counter()
-    ce = st.Grid([mu.tolist()])
+    # The start state: the initialisation, or `warm` epochs of cross-entropy (one copy)
+    # through the engine (search.run); the schedule counts on in the optimiser state.
     if warm:
-      pre = study.run_strategy(problem, ce, num=1, epochs=warm, seed=args.seed, select="none")
-      one = jax.tree.map(lambda a: a[0], pre["population"])
+      one = study.run_mode(problem, "fixed", num=1, selection="best", epochs=warm,
+                           seed=args.seed)["result"].state
     else:
-      one = jax.tree.map(lambda a: a[0], study.init_population(problem, args.seed, 1))
+      one = jax.jit(problem.task.init)(jax.random.key(args.seed))
     # Chunks of ``--chunk`` copies (copy 0 of every chunk is mu: one compiled program, and a
-    # check that the chunks agree on it), to bound memory.
+    # check that the chunks agree on it), to bound memory. Each chunk is ONE epoch of a grid
+    # of fixed thetas from the start state (search.run with initial_state, no selection).
     chunk = min(args.chunk or num, num)
     rest = np.asarray(thetas[1:])
-    vals, tests, mu_vals = [], [], []
+    vals, mu_vals = [], []
     for start in range(0, len(rest), chunk - 1):
       part = np.concatenate([np.asarray(thetas[:1]), rest[start:start + chunk - 1]])
       pad = chunk - len(part)
       part = np.concatenate([part, np.repeat(part[:1], pad, 0)]) if pad else part
-      pop = jax.tree.map(lambda a: jnp.broadcast_to(a, (chunk,) + a.shape).copy(), one)
-      res = study.run_strategy(problem, st.Grid(part.tolist()), num=chunk, epochs=1,
-                               seed=args.seed, select="none", population=pop, start_epoch=warm)
-      rec = res["records"][0]
-      v, t = np.asarray(rec["rewards"]), np.asarray(rec["test"])
+      res = study.run_mode(problem, st.Grid(part.tolist()), num=chunk, selection="none",
+                           epochs=1, seed=args.seed + warm, initial_state=one)
+      v = np.asarray(res["records"][0]["rewards"], np.float64)
       mu_vals.append(float(v[0]))
-      keep = chunk - pad
-      vals.append(v[1:keep]), tests.append(t[1:keep])
+      vals.append(v[1:chunk - pad])
+    copy0 = jax.tree.map(lambda a: a[0], res["result"].search_state.population)
+    mu_test = search.evaluate_dataset(problem.task, copy0, problem.test,
+                                      batch_size=problem.eval_batch_size)["accuracy"]
     val = np.concatenate([[mu_vals[0]], *vals])
-    test = np.concatenate([[float(res["records"][0]["test"][0])], *tests])
     if len(set(mu_vals)) > 1:
       print(f"  note: the mu copy differs between chunks: {mu_vals}")
     # Loss effects at the start state, on training examples.
@@ -145,14 +146,10 @@ def run(args):
             "mean_delta": float(d.mean()), "median_delta": float(np.median(d)),
             "best_delta": float(d.max()), "worst_delta": float(d.min()),
             "frac_better": float(np.mean(d > 0)),
-            # The CIFAR epoch program evaluates the test split for the best copy only (and
-            # copy 0 if asked; the others are nan): a delta needs every copy's.
-            "mean_test_delta": float(np.mean(test[idx] - test[0])) if np.all(
-                np.isfinite(test[idx])) and np.isfinite(test[0]) else float("nan"),
             "guard": float(effects["guard"][idx].mean()),
             "slope_ratio_abs_log": float(effects["slope_ratio_abs_log"][idx].mean()),
             "logit_shift": float(effects["logit_shift"][idx].mean())})
-    state = {"warm": warm, "mu_val": float(val[0]), "mu_test": float(test[0]),
+    state = {"warm": warm, "mu_val": float(val[0]), "mu_test": float(mu_test),
              "p_y": float(effects["p_y"][0]), "s_y": float(effects["s_y"][0]),
              "rows": rows, "seconds": time.perf_counter() - t0,
              "val": val.tolist(), "labels": labels}
@@ -171,37 +168,44 @@ def format_state(name, state) -> str:
            f"state mean p_y {state['p_y']:.3f}, mean s_y = |W_y||x| {state['s_y']:.2f} "
            f"({state['seconds']:.0f} s)",
            "| part | sigma | n | mean Δval | median Δval | best Δval | worst Δval | "
-           "frac > mu | mean Δtest | guard active | mean abs log slope ratio | "
-           "mean abs logit shift |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "frac > mu | guard active | mean abs log slope ratio | mean abs logit shift |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in state["rows"]:
     lines.append(f"| {r['part']} | {r['sigma']} | {r['n']} | {r['mean_delta']:+.4f} | "
                  f"{r['median_delta']:+.4f} | {r['best_delta']:+.4f} | {r['worst_delta']:+.4f} | "
-                 f"{r['frac_better']:.2f} | {r['mean_test_delta']:+.4f} | {r['guard']:.3f} | "
+                 f"{r['frac_better']:.2f} | {r['guard']:.3f} | "
                  f"{r['slope_ratio_abs_log']:.3f} | {r['logit_shift']:.3f} |")
   return "\n".join(lines)
 
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--dataset", choices=study.DATASETS, default="mnist1d")
-  p.add_argument("--epochs", type=int, default=20, help="length of the run the schedule is for")
-  p.add_argument("--warm", nargs="+", type=int, default=[0, 5])
-  p.add_argument("--samples", type=int, default=8)
-  p.add_argument("--sigmas", nargs="+", type=float, default=[0.2, 0.05])
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--batch-size", type=int, default=None)
-  p.add_argument("--label-noise", type=float, default=0.0)
-  p.add_argument("--depth", type=int, default=8)
-  p.add_argument("--width", type=int, default=8)
-  p.add_argument("--population", type=int, default=8)
-  p.add_argument("--num-train", type=int, default=0)
-  p.add_argument("--num-val", type=int, default=0)
+  p.add_argument("--dataset", choices=study.DATASETS, default="mnist1d",
+                 help="as examples/amlfs_study.py (default: mnist1d).")
+  p.add_argument("--data-dir", default=None,
+                 help=f"cifar10-subset: a CIFAR-10 folder or archive (default: "
+                      f"${study.DATA_DIR_ENV}).")
+  p.add_argument("--epochs", type=int, default=20,
+                 help="length of the run the learning-rate schedule is for (default: 20).")
+  p.add_argument("--warm", nargs="+", type=int, default=[0, 5],
+                 help="start states: after this many cross-entropy epochs (default: 0 5).")
+  p.add_argument("--samples", type=int, default=8,
+                 help="perturbed copies per part and sigma (default: 8).")
+  p.add_argument("--sigmas", nargs="+", type=float, default=[0.2, 0.05],
+                 help="standard deviations of the perturbations (default: 0.2 0.05).")
+  p.add_argument("--seed", type=int, default=0, help="initialisation and data order.")
+  p.add_argument("--batch-size", type=int, default=None, help="as amlfs_study.py.")
+  p.add_argument("--label-noise", type=float, default=0.0, help="training split only.")
+  p.add_argument("--depth", type=int, default=8, help="cifar10-subset: ResNet depth (6n+2).")
+  p.add_argument("--width", type=int, default=8, help="cifar10-subset: ResNet width.")
+  p.add_argument("--population", type=int, default=8, help="unused here (the problem's B).")
+  p.add_argument("--num-train", type=int, default=0, help="cifar10-subset: training images.")
+  p.add_argument("--num-val", type=int, default=0, help="cifar10-subset: validation images.")
   p.add_argument("--parts", nargs="+", default=None,
                  help="parts to perturb (default: the four parts and all); one coordinate: "
                       "'tau_biases[0]'")
   p.add_argument("--chunk", type=int, default=0, help="copies per program (0: all at once)")
-  p.add_argument("--json", default=None)
+  p.add_argument("--json", default=None, help="write the results to this file.")
   return p.parse_args(argv)
 
 

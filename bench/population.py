@@ -52,8 +52,7 @@ def synthetic_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def make(config: configs.Config):
   """The example's task and a search config for it (no output, no progress bar)."""
   program = train.make_program(config)
-  cfg = dataclasses.replace(train.search_config(config, "", program), output_dir=None,
-                            progress=False)
+  cfg = dataclasses.replace(train.search_config(config, ""), output_dir=None, progress=False)
   return program, search.Engine(program.task, cfg)
 
 

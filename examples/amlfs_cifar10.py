@@ -69,6 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def configs_from_args(args: argparse.Namespace) -> list[configs.Config]:
   """One configuration per (seed, mode) given, from the preset plus the flags."""
   values = flags.overrides(args, configs.Config)
+  flags.check_strategy_flags(values)
   if args.per_copy_augmentation:
     values['common_random_numbers'] = False
   preset = configs.smoke if args.smoke else configs.default

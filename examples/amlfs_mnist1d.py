@@ -3,7 +3,7 @@
 Runs on any laptop CPU in a few minutes, with no download (MNIST-1D is generated locally)::
 
   python examples/amlfs_mnist1d.py                       # amlfs, random, baseline; seed 0
-  python examples/amlfs_mnist1d.py --seeds 0 1 2 --label-noise 0.2 --output-dir runs/mnist1d
+  python examples/amlfs_mnist1d.py --seeds 0 1 2 --label-noise 0.2 --workdir runs/mnist1d
 
 Each mode trains a population of ``--population`` copies of a small 1-D CNN for
 ``--epochs`` epochs through the same engine (one jitted program per epoch, shared by the
@@ -18,7 +18,7 @@ three modes and all seeds):
   (the same selection budget as the searches); the mean over the copies, i.e. a single
   cross-entropy run, is printed as well.
 
-The test split is used only for the final table. ``--output-dir`` keeps, per mode and
+The test split is used only for the final table. ``--workdir`` keeps, per mode and
 seed, the per-epoch records (``records.jsonl``: mu, thetas, rewards, losses, timings) and
 the checkpoints (rerun the same command with ``--resume`` after an interruption).
 
@@ -26,8 +26,7 @@ Every field of :class:`Config` is a flag, with the vocabulary of ``amlfs_cifar10
 (``examples/flags.py``): ``--population``, ``--num-intervals``, ``--sigma``,
 ``--policy-learning-rate``, ``--learning-rate``, ``--batch-size``, ``--epochs``,
 ``--label-noise``, ``--logit-scale``, ``--workdir``, ``--no-progress``, ``--resume``,
-``--verbose``. The first spellings (``--intervals``, ``--scale``, ``--output-dir``,
-``--val-size``, ``--quiet``) still work.
+``--verbose``.
 """
 
 from __future__ import annotations
@@ -47,9 +46,8 @@ import optax
 
 import jaxloss
 from jaxloss import search
-from jaxloss.search import MODES as _SEARCH_MODES
 
-MODES = tuple(m for m in _SEARCH_MODES if m != "grid")  # grid: examples/amlfs_study.py
+MODES = ("amlfs", "random", "baseline")  # a grid and the other strategies: amlfs_study.py
 STRATEGIES = ("default", "paper")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -204,27 +202,19 @@ def make_task(*, learning_rate: float, total_steps: int, scale: float | None,
   return search.optax_task(init=init, loss=loss, optimizer=optimizer, evaluate=evaluate)
 
 
-def strategy_options(config: Config, mu_optimizer=None) -> dict:
-  """``SearchConfig`` options of ``--strategy``: the paper's reads sigma and the mu optimiser."""
-  if config.strategy == "paper":
-    return dict(strategy="paper", sigma=config.sigma,
-                mu_optimizer=mu_optimizer or optax.adam(config.policy_learning_rate))
-  return dict(strategy=config.strategy)
-
-
-def run_mode(task, mode, seed, splits, config: Config, *, mu_optimizer=None, resume=False,
-             progress=True) -> dict:
+def run_mode(task, mode, seed, splits, config: Config, *, resume=False, progress=True) -> dict:
   """One search; returns test accuracies, final mu and timings."""
   train, val, test = splits
   output_dir = (os.path.join(config.workdir, f"{mode}_seed{seed}") if config.workdir else None)
   search_config = search.SearchConfig(
-      initial_mu=jaxloss.identity_theta(config.num_intervals), mode=mode,
+      initial_mu=jaxloss.identity_theta(config.num_intervals),
       population_size=config.population, epochs=config.epochs, batch_size=config.batch_size,
       eval_batch_size=config.eval_batch_size, seed=seed, output_dir=output_dir,
-      progress=progress, **strategy_options(config, mu_optimizer))
+      progress=progress, **flags.search_options(mode, config.strategy, config.sigma,
+                                                config.policy_learning_rate))
   engine = search.Engine(task, search_config)
   start = time.perf_counter()
-  result = engine.run(train, val, resume=resume)
+  result = search.run(task, search_config, train, val, resume=resume)
   seconds = time.perf_counter() - start
   ebs = config.eval_batch_size
   test_acc = search.evaluate_dataset(task, result.state, test, batch_size=ebs)["accuracy"]
@@ -268,6 +258,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace) -> tuple[Config, list, list]:
   """``(config, modes, seeds)`` from the flags (modes default to all three)."""
   values = flags.overrides(args, Config)
+  flags.check_strategy_flags(values)
   modes = values.pop("mode", list(MODES))
   seeds = values.pop("seed", [0])
   return Config(**values), list(modes), list(seeds)
@@ -285,7 +276,6 @@ def main(argv=None) -> list[dict]:
     splits = ((x, add_label_noise(y, config.label_noise, seed=config.noise_seed)), val, test)
   steps = len(splits[0][1]) // config.batch_size * config.epochs
   task = make_task(learning_rate=config.learning_rate, total_steps=steps, scale=config.scale)
-  mu_optimizer = optax.adam(config.policy_learning_rate)  # one object: one compiled program
   print(f"MNIST-1D: {len(splits[0][1])} train / {len(splits[1][1])} val / "
         f"{len(splits[2][1])} test; label noise {config.label_noise:.0%}; "
         f"B={config.population}, {config.epochs} epochs, "
@@ -293,8 +283,8 @@ def main(argv=None) -> list[dict]:
   results = []
   for seed in seeds:
     for mode in modes:
-      r = run_mode(task, mode, seed, splits, config, mu_optimizer=mu_optimizer,
-                   resume=args.resume, progress=not args.no_progress)
+      r = run_mode(task, mode, seed, splits, config, resume=args.resume,
+                   progress=not args.no_progress)
       print(f"{mode:<9} seed {seed}: test {r['test_accuracy']:.4f}  val {r['val_accuracy']:.4f}"
             f"  ({r['seconds']:.1f} s)", flush=True)
       results.append(r)

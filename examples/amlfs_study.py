@@ -2,47 +2,34 @@
 
 ::
 
-  python examples/amlfs_study.py                                   # MNIST-1D, every mode, 3 seeds
+  python examples/amlfs_study.py                                   # MNIST-1D, 5 modes, 3 seeds
   python examples/amlfs_study.py --dataset mnist1d --label-noise 0.2
-  python examples/amlfs_study.py --dataset digits --seeds 0 1 2 3 4
-  python examples/amlfs_study.py --dataset cifar10-subset --epochs 10 --population 8 \\
-      --modes paper default random grid ce --seeds 0 1 2
+  python examples/amlfs_study.py --dataset digits --seeds 0 1 2 3 4     # needs [study]
+  python examples/amlfs_study.py --dataset cifar10-subset --data-dir DIR --epochs 10 \\
+      --population 8 --modes paper default random grid ce --seeds 0 1 2
 
-Every mode trains ``--population`` copies of one model through the SAME compiled epoch program
-(a ``lax.scan`` over steps of the task's ``train_step`` under ``jax.vmap``; every copy sees the
-same batches and augmentation keys), with the thetas the mode's strategy
-(``jaxloss.search.strategies``) asks for; after the epoch every copy is scored on the
-validation split, the strategy is told the rewards and (``--select best``, the default) the
-best copy's whole training state is copied to every copy. The reported model is the best copy
-of the last epoch; its test accuracy is measured on the test split, which nothing else sees.
+Every mode is one ``jaxloss.search.run`` per seed: the engine users run, with the mode's
+strategy (``jaxloss.search.strategies``) and selection, the test split as a monitored split
+(the best copy is evaluated on it after every epoch, inside the epoch's program; it never
+influences the search). The reported model is the best copy of the last epoch on the
+validation split; its test accuracy is the table's number. Every copy sees the same batches
+(common random numbers); one seed fixes the initialisation, the data order and the samples,
+so the same seed in two modes is a paired comparison.
 
-Modes (``MODES``): ``paper`` (AM-LFS exactly as section 3.4: sigma 0.2, Adam 0.05 on mu,
-z-scored rewards), ``default`` (``strategies.DEFAULT``), ``random`` (samples around mu_0, mu
-fixed), ``grid`` (fixed thetas: cross-entropy, CosFace margins, ArcFace-like, focal-like),
-``ce`` (cross-entropy, one copy: the same recipe without any search), and single-option
-ablations (``mean_copy``, ``antithetic``, ``rank``, ``parts``, ``guard``, ``small_lr``,
-``evosax``).
-
-The table gives test accuracy mean +- std over seeds and paired differences (same seed, so the
-same initialisation and data order) against ``ce`` and against ``grid`` (equal compute).
-This loop is independent of ``jaxloss.search.Engine`` (it drives a strategy through
-``init/ask/tell`` directly); it is also what ``bench/diagnosis.py`` trains with.
+The table gives test accuracy mean +- std over seeds, paired differences against ``ce`` and
+``grid`` (equal compute to the searches), and the compute of each row (copies x epochs).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import os
-import pickle
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -52,10 +39,10 @@ sys.path.insert(0, HERE)
 import jaxloss  # noqa: E402
 from jaxloss import search  # noqa: E402
 from jaxloss.search import strategies as st  # noqa: E402
-from jaxloss.search.task import sum_over_batches  # noqa: E402
 
-CIFAR_SUBSET = "/work/shared/data/cifar10-subset/cifar-10-batches-py"
 DATASETS = ("mnist1d", "digits", "cifar10-subset")
+#: Where ``--dataset cifar10-subset`` looks when ``--data-dir`` is not given.
+DATA_DIR_ENV = "JAXLOSS_CIFAR10_DIR"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -73,10 +60,9 @@ class Problem:
   batch_size: int
   eval_batch_size: int
   num_intervals: int = 6
-  unroll: Any = 1
   info: dict = dataclasses.field(default_factory=dict)
-  # head(state, x) -> (cosine (N, C), scale (N, C) or scalar): for the diagnosis only.
-  head: Callable | None = None
+  # head(state, x) -> (cosine (N, C), scale (N, C) or scalar): for bench/diagnosis.py only.
+  head: Any = None
 
 
 def add_label_noise(labels: np.ndarray, ratio: float, num_classes: int = 10, seed: int = 0):
@@ -84,24 +70,26 @@ def add_label_noise(labels: np.ndarray, ratio: float, num_classes: int = 10, see
   return noise(labels, ratio, num_classes, seed) if ratio else labels
 
 
-def load_cifar_subset(path: str = CIFAR_SUBSET, num_val: int = 1000, num_train=None):
-  """The shared real CIFAR-10 subset (official pickle layout): train / val / test uint8 NHWC.
+def load_cifar_subset(data_dir: str | None, num_val: int = 1000, num_train=None):
+  """A CIFAR-10 folder or archive read by the example's reader: train / val / test uint8 NHWC.
 
-  ``data_batch_1..5`` (4,136 images) give the last ``num_val`` as validation, the rest as
-  training; ``test_batch`` (1,034 real training images of official batch 5) is the test split.
+  The training split's last ``num_val`` images are the validation split, the rest (or the
+  first ``num_train``) the training split; the test split is the archive's ``test_batch``.
+  With the shared real subset (4,136 training and 1,034 test images): 3,136 / 1,000 / 1,034.
   """
-  def read(name):
-    with open(os.path.join(path, name), "rb") as f:
-      d = pickle.load(f, encoding="latin1")
-    x = np.asarray(d["data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(x), np.asarray(d["labels"], np.int32)
-
-  parts = [read(f"data_batch_{i}") for i in range(1, 6)]
-  x = np.concatenate([p[0] for p in parts])
-  y = np.concatenate([p[1] for p in parts])
-  xt, yt = read("test_batch")
-  n = len(y) - num_val if num_train is None else num_train
-  return (x[:n], y[:n]), (x[-num_val:], y[-num_val:]), (xt, yt)
+  from cifar10 import input_pipeline  # pylint: disable=import-outside-toplevel
+  data_dir = data_dir or os.environ.get(DATA_DIR_ENV)
+  if not data_dir:
+    raise SystemExit(f"amlfs_study.py: error: --dataset cifar10-subset needs --data-dir DIR "
+                     f"(or ${DATA_DIR_ENV}): a folder holding cifar-10-batches-py/ or an "
+                     "official CIFAR-10 archive.")
+  train, test = input_pipeline.load_cifar10(data_dir)
+  if num_val >= len(train):
+    raise SystemExit(f"amlfs_study.py: error: --num-val {num_val} leaves no training image "
+                     f"of the {len(train)} in {data_dir}.")
+  n = len(train) - num_val if num_train is None else min(num_train, len(train) - num_val)
+  x, y = train.images, train.labels.astype(np.int32)
+  return (x[:n], y[:n]), (x[-num_val:], y[-num_val:]), (test.images, test.labels.astype(np.int32))
 
 
 def mnist1d_problem(args) -> Problem:
@@ -124,7 +112,11 @@ def mnist1d_problem(args) -> Problem:
 def digits_problem(args) -> Problem:
   import flax.linen as nn  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel
-  from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+  try:
+    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise SystemExit("amlfs_study.py: error: --dataset digits needs scikit-learn: "
+                     "pip install -e '.[study]'") from None
 
   d = load_digits()
   x = (d.data / 16.0).astype(np.float32)
@@ -170,7 +162,7 @@ def digits_problem(args) -> Problem:
 def cifar_problem(args) -> Problem:
   from cifar10 import configs, input_pipeline, models  # pylint: disable=import-outside-toplevel
   from cifar10 import train as cifar_train  # pylint: disable=import-outside-toplevel
-  train, val, test = load_cifar_subset(num_val=args.num_val or 1000,
+  train, val, test = load_cifar_subset(args.data_dir, num_val=args.num_val or 1000,
                                        num_train=args.num_train or None)
   train = (train[0], add_label_noise(train[1], args.label_noise))
   bs = args.batch_size or 128
@@ -186,10 +178,8 @@ def cifar_problem(args) -> Problem:
     cos, scale, _ = models.head_outputs(features, kernel, "norms")
     return cos, scale
 
-  return Problem("cifar10-subset", program.task, train, val, test, bs, 500,
-                 unroll="python", head=head,
-                 info={"test_copy0": getattr(args, "test_copy0", False),
-                       "model": f"ResNet-{args.depth} width {args.width} (patches convs), "
+  return Problem("cifar10-subset", program.task, train, val, test, bs, 500, head=head,
+                 info={"model": f"ResNet-{args.depth} width {args.width} (patches convs), "
                                 f"SGD 0.1 momentum 0.9 wd 1e-4, lr /10 at 50%/75%, "
                                 f"crop+flip, eq. 4 scale ('norms'), float32"})
 
@@ -199,161 +189,27 @@ PROBLEMS = {"mnist1d": mnist1d_problem, "digits": digits_problem,
 
 
 # ----------------------------------------------------------------------------------------------
-# The population loop
+# One run: the engine
 # ----------------------------------------------------------------------------------------------
 
 
-def tree_finite(tree) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)
-            if jnp.issubdtype(a.dtype, jnp.inexact)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
-_EPOCHS: dict = {}
-
-
-def epoch_program(problem: Problem):
-  """``epoch(population, thetas, perm, key, train, val, test)``, jitted (one per problem).
-
-  Trains every copy one epoch (common batches and keys), then returns the new population,
-  the validation accuracy (the reward), the test accuracy of every copy (reports only), a
-  finite flag and the mean training loss per copy.
-  """
-  key_ = id(problem)
-  if key_ in _EPOCHS:
-    return _EPOCHS[key_]
-  task, bs, ebs = problem.task, problem.batch_size, problem.eval_batch_size
-
-  def epoch(population, thetas, perm, key, train, val, test):
-    steps = perm.shape[0] // bs
-
-    def body(pop, i):
-      idx = jax.lax.dynamic_slice_in_dim(perm, i * bs, bs)
-      batch = jax.tree.map(lambda a: a[idx], train)
-      pop, metrics = jax.vmap(task.train_step, in_axes=(0, None, 0, None))(
-          pop, batch, thetas, jax.random.fold_in(key, i))
-      return pop, metrics["loss"]
-
-    population, losses = jax.lax.scan(body, population, jnp.arange(steps),
-                                      unroll=problem.unroll)
-
-    def score(data):
-      totals = jax.vmap(lambda s: sum_over_batches(task.evaluate, s, data, ebs))(population)
-      return totals["correct"].astype(jnp.float32) / totals["count"].astype(jnp.float32)
-
-    finite = jnp.all(jnp.isfinite(losses), axis=0) & jax.vmap(tree_finite)(population)
-    return population, score(val), score(test), finite, jnp.mean(losses, axis=0)
-
-  if problem.unroll != "python":
-    fn = jax.jit(epoch, donate_argnums=(0,))
-    _EPOCHS[key_] = fn
-    return fn
-
-  # One jitted step called from Python: compiles in seconds where a scan unrolled over an
-  # epoch of conv-net steps takes many minutes on a loaded CPU (the same arithmetic).
-  @functools.partial(jax.jit, donate_argnums=(0,))
-  def step(pop, perm, i, key, thetas, train):
-    idx = jax.lax.dynamic_slice_in_dim(perm, i * bs, bs)
-    batch = jax.tree.map(lambda a: a[idx], train)
-    pop, metrics = jax.vmap(task.train_step, in_axes=(0, None, 0, None))(
-        pop, batch, thetas, jax.random.fold_in(key, i))
-    return pop, metrics["loss"]
-
-  def accuracy(state, data):
-    totals = sum_over_batches(task.evaluate, state, data, ebs)
-    return totals["correct"].astype(jnp.float32) / totals["count"].astype(jnp.float32)
-
-  @jax.jit
-  def scores(pop, val):
-    return jax.vmap(lambda s: accuracy(s, val))(pop), jax.vmap(tree_finite)(pop)
-
-  @jax.jit
-  def test_of(pop, index, test):
-    return accuracy(jax.tree.map(lambda a: a[index], pop), test)
-
-  def python_epoch(population, thetas, perm, key, train, val, test):
-    losses = []
-    for i in range(perm.shape[0] // bs):
-      population, loss = step(population, perm, jnp.asarray(i, jnp.int32), key, thetas, train)
-      losses.append(loss)
-    losses = jnp.stack(losses)
-    v, finite = scores(population, val)
-    finite = finite & jnp.all(jnp.isfinite(losses), axis=0)
-    # The test split only for copy 0 and the best copy (what the reports use): the CPU time
-    # of a conv net's evaluation is not negligible. The other entries are NaN.
-    vh, fh = np.asarray(v), np.asarray(finite)
-    best = int(np.argmax(np.where(fh, vh, -np.inf)))
-    t = np.full(vh.shape, np.nan, np.float32)
-    for i in ({0, best} if problem.info.get("test_copy0", True) else {best}):
-      t[i] = float(test_of(population, jnp.asarray(i, jnp.int32), test))
-    return population, v, jnp.asarray(t), finite, jnp.mean(losses, axis=0)
-
-  _EPOCHS[key_] = python_epoch
-  return python_epoch
-
-
-@jax.jit
-def broadcast_copy(population, index):
-  return jax.tree.map(lambda a: jnp.broadcast_to(a[index], a.shape), population)
-
-
-def init_population(problem: Problem, seed: int, num: int):
-  one = jax.jit(problem.task.init)(jax.random.key(seed))
-  return jax.tree.map(lambda a: jnp.broadcast_to(a, (num,) + jnp.shape(a)).copy(), one)
-
-
-def run_strategy(problem: Problem, strategy, *, num: int, epochs: int, seed: int,
-                 mu0=None, select: str = "best", population=None,
-                 start_epoch: int = 0, verbose: bool = False) -> dict:
-  """Runs ``strategy`` for ``epochs`` epochs of ``num`` copies; returns the records.
-
-  ``select``: ``'best'`` (copy the best copy's whole state to all copies after every epoch,
-  as AM-LFS), or ``'none'`` (independent copies; the final model is the best on validation).
-  """
-  mu0 = jaxloss.identity_theta(problem.num_intervals) if mu0 is None else jnp.asarray(mu0)
-  dev = jax.device_put
-  train, val, test = dev(problem.train), dev(problem.val), dev(problem.test)
-  epoch_fn = epoch_program(problem)
-  pop = init_population(problem, seed, num) if population is None else population
-  ask = jax.jit(strategy.ask, static_argnums=(2,))
-  tell = jax.jit(strategy.tell)
-  state = strategy.init(mu0)
-  base = jax.random.key(seed)
-  n_train = len(problem.train[1])
-  records = []
-  t0 = time.perf_counter()
-  for epoch in range(start_epoch, start_epoch + epochs):
-    key = jax.random.fold_in(jax.random.fold_in(base, 1), epoch)
-    thetas = ask(jax.random.fold_in(key, 0), state, num)
-    perm = jax.random.permutation(jax.random.fold_in(key, 1), n_train)
-    pop, rewards, test_acc, finite, loss = epoch_fn(pop, thetas, perm,
-                                                    jax.random.fold_in(key, 2), train, val, test)
-    mu = strategy.mean(state)
-    state, info = tell(state, thetas, rewards, finite)
-    rewards_h, finite_h = np.asarray(rewards), np.asarray(finite)
-    best = int(np.argmax(np.where(finite_h, rewards_h, -np.inf)))
-    rec = {"epoch": epoch, "mu": np.asarray(mu).tolist(),
-           "mu_next": np.asarray(strategy.mean(state)).tolist(),
-           "thetas": np.asarray(thetas).tolist(), "rewards": rewards_h.tolist(),
-           "test": np.asarray(test_acc).tolist(), "finite": finite_h.tolist(),
-           "loss": np.asarray(loss).tolist(), "best": best,
-           "best_val": float(rewards_h[best]), "best_test": float(np.asarray(test_acc)[best]),
-           "normalized": np.asarray(info["normalized_rewards"]).tolist(),
-           "seconds": time.perf_counter() - t0}
-    if "moved" in info:
-      rec["moved_fraction"] = float(np.mean(np.asarray(info["moved"])))
-    records.append(rec)
-    if verbose:
-      print(f"  epoch {epoch}: best val {rec['best_val']:.4f} (copy {best}) test "
-            f"{rec['best_test']:.4f}  median val {np.median(rewards_h):.4f}  "
-            f"|mu-mu0| {np.linalg.norm(np.asarray(mu) - np.asarray(mu0)):.3f}  "
-            f"{rec['seconds']:.0f}s", flush=True)
-    if select == "best" and num > 1:
-      pop = broadcast_copy(pop, jnp.asarray(best, jnp.int32))
-  last = records[-1]
-  return {"records": records, "test_accuracy": last["best_test"],
-          "val_accuracy": last["best_val"], "mu": last["mu_next"],
-          "seconds": time.perf_counter() - t0, "population": pop, "state": state}
+def run_mode(problem: Problem, strategy, *, num: int, selection: str, epochs: int, seed: int,
+             initial_state=None, verbose: bool = False) -> dict:
+  """``search.run`` of one mode and seed; the test split is monitored (the best copy's)."""
+  config = search.SearchConfig(
+      initial_mu=jaxloss.identity_theta(problem.num_intervals), strategy=strategy,
+      selection=selection, population_size=num, epochs=epochs, batch_size=problem.batch_size,
+      eval_batch_size=problem.eval_batch_size, seed=seed, progress=verbose)
+  start = time.perf_counter()
+  result = search.run(problem.task, config, problem.train, problem.val,
+                      monitor={"test": problem.test}, initial_state=initial_state)
+  seconds = time.perf_counter() - start
+  records = [{**r, "best_test": r["monitor"]["test"]["score"]} for r in result.records]
+  for r in records:
+    r.pop("monitor")
+  return {"records": records, "test_accuracy": records[-1]["best_test"],
+          "val_accuracy": result.best_reward, "mu": result.mu.tolist(), "seconds": seconds,
+          "result": result}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -376,7 +232,7 @@ def grid_thetas(num: int, m: int = 6) -> tuple[list, list]:
 
 
 def make_mode(name: str, num: int, m: int = 6):
-  """``(strategy, population size, select)`` of a study mode."""
+  """``(strategy, population size, selection)`` of a study mode (:data:`MODE_HELP`)."""
   if name == "paper":
     return st.PAPER, num, "best"
   if name == "default":
@@ -388,7 +244,9 @@ def make_mode(name: str, num: int, m: int = 6):
   if name == "grid_indep":
     return st.Grid(grid_thetas(num, m)[1]), num, "none"
   if name == "ce":
-    return st.Grid([np.asarray(jaxloss.identity_theta(m)).tolist()]), 1, "best"
+    return st.FIXED, 1, "best"
+  if name == "ce_best":
+    return st.FIXED, num, "none"
   ablations = {
       "mean_copy": dict(mean_copy=True),
       "antithetic": dict(antithetic=True),
@@ -419,11 +277,37 @@ def make_mode(name: str, num: int, m: int = 6):
   raise ValueError(f"unknown mode {name!r}")
 
 
+#: Every mode, and what it trains (B = --population).
+MODE_HELP = {
+    "paper": "AM-LFS exactly as the paper (strategies.PAPER: sigma 0.2, Adam 0.05 on mu, "
+             "z-scored rewards), B copies, the best broadcast after every epoch",
+    "default": "strategies.DEFAULT (the library's default strategy), B copies, best broadcast",
+    "random": "strategies.RANDOM: the paper's samples around mu_0, mu never moves (ablation)",
+    "grid": "B fixed losses (CE, CosFace 0.05/0.1/0.2, ArcFace-like 0.1/0.2, focal-like 1/2, "
+            "cycled), the best broadcast after every epoch (equal compute)",
+    "grid_indep": "the same B fixed losses as independent runs; the best on validation kept",
+    "ce": "cross-entropy, ONE copy (1/B of a search's compute)",
+    "ce_best": "cross-entropy, B independent copies (per-copy initialisation), the best on "
+               "validation kept (equal compute)",
+    "mean_copy": "PAPER + a mean copy (copy 0 trains with mu)",
+    "antithetic": "PAPER + mirrored samples",
+    "rank": "PAPER + rank fitness",
+    "parts": "PAPER + DEFAULT's per-part sigma",
+    "parts_whiten": "PAPER + per-part sigma and whitened Adam steps (0.25 sigma)",
+    "guard": "PAPER + a drift guard at one standard error",
+    "small_lr": "PAPER with Adam 0.01 on mu",
+    "small_sigma": "PAPER with sigma 0.05",
+    "mean_copy_parts": "PAPER + a mean copy and per-part sigma",
+    "evosax": "evosax's Open_ES (sigma 0.2, Adam 0.05); needs evosax",
+    "default-no_mean_copy": "DEFAULT without the mean copy",
+    "default-no_antithetic": "DEFAULT without mirrored samples",
+    "default-no_rank": "DEFAULT with z-scored rewards",
+    "default-no_guard": "DEFAULT without the drift guard",
+    "default-no_parts": "DEFAULT with the paper's sigma 0.2 and Adam 0.05 unwhitened",
+    "random_parts": "DEFAULT's samples around mu_0, mu never moves",
+}
 MODES = ("paper", "default", "random", "grid", "ce")
-ALL_MODES = MODES + ("grid_indep", "mean_copy", "antithetic", "rank", "parts", "guard",
-                     "small_lr", "small_sigma", "mean_copy_parts", "parts_whiten", "evosax",
-                         "default-no_mean_copy", "default-no_antithetic", "default-no_rank",
-                         "default-no_guard", "default-no_parts", "random_parts")
+ALL_MODES = tuple(MODE_HELP)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,14 +329,16 @@ def _paired(results, mode, ref):
 
 def table(results: list[dict]) -> str:
   modes = list(dict.fromkeys(r["mode"] for r in results))
-  lines = ["| mode | seeds | test accuracy | per seed | vs `ce` (paired) | vs `grid` (paired) "
-           "| s / run |", "|---|---|---|---|---|---|---|"]
+  lines = ["| mode | compute (copies x epochs) | seeds | test accuracy | per seed | "
+           "vs `ce` (paired) | vs `grid` (paired) | s / run |",
+           "|---|---|---|---|---|---|---|---|"]
   for mode in modes:
     rs = [r for r in results if r["mode"] == mode]
     acc = np.array([r["test_accuracy"] for r in rs])
     std = acc.std(ddof=1) if len(acc) > 1 else 0.0
     secs = np.mean([r["seconds"] for r in rs])
-    lines.append(f"| `{mode}` | {len(rs)} | {acc.mean():.4f} ± {std:.4f} | "
+    compute = f"{rs[0]['copies']} x {len(rs[0]['records'])}"
+    lines.append(f"| `{mode}` | {compute} | {len(rs)} | {acc.mean():.4f} ± {std:.4f} | "
                  + " ".join(f"{a:.3f}" for a in acc)
                  + f" | {_paired(results, mode, 'ce')} | {_paired(results, mode, 'grid')} "
                  f"| {secs:.0f} |")
@@ -498,28 +384,70 @@ def figure(results: list[dict], path: str, title: str) -> None:
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--dataset", choices=DATASETS, default="mnist1d")
-  p.add_argument("--modes", nargs="+", choices=ALL_MODES, default=list(MODES))
-  p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-  p.add_argument("--epochs", type=int, default=20)
-  p.add_argument("--population", type=int, default=8)
-  p.add_argument("--batch-size", type=int, default=None,
-                 help="default: 64 (mnist1d), 32 (digits), 128 (cifar10-subset)")
-  p.add_argument("--label-noise", type=float, default=0.0, help="training split only")
-  p.add_argument("--depth", type=int, default=8, help="CIFAR ResNet depth (6n+2)")
-  p.add_argument("--width", type=int, default=8, help="CIFAR ResNet width")
+  modes = "\n".join(f"  {name:<22} {text}" for name, text in MODE_HELP.items())
+  p = argparse.ArgumentParser(
+      description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog=f"modes (--modes):\n{modes}")
+  p.add_argument("--dataset", choices=DATASETS, default="mnist1d",
+                 help="mnist1d (generated locally: 3,800 train / 1,000 val / 1,200 test, a 1-D "
+                      "CNN); digits (scikit-learn's 8x8 digits: 1,000 / 400 / 397, an MLP; needs "
+                      "the [study] extra); cifar10-subset (a CIFAR-10 folder or archive from "
+                      "--data-dir, a ResNet of --depth and --width). Default: mnist1d.")
+  p.add_argument("--data-dir", default=None,
+                 help=f"cifar10-subset: a folder holding cifar-10-batches-py/ or an official "
+                      f"CIFAR-10 archive (default: ${DATA_DIR_ENV}).")
+  p.add_argument("--modes", nargs="+", choices=ALL_MODES, default=list(MODES), metavar="MODE",
+                 help=f"modes to run (see below; default: {' '.join(MODES)}).")
+  p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                 help="seeds; a seed fixes initialisation, data order and samples (default: "
+                      "0 1 2).")
+  p.add_argument("--epochs", type=_positive, default=20, help="epochs per run (default: 20).")
+  p.add_argument("--population", type=_positive, default=8,
+                 help="B, the copies of the searching modes (default: 8).")
+  p.add_argument("--batch-size", type=_positive, default=None,
+                 help="training batch size (default: 64 mnist1d, 32 digits, 128 cifar10-subset).")
+  p.add_argument("--label-noise", type=_fraction, default=0.0,
+                 help="symmetric label noise on the training split only, in [0, 1) (default 0).")
+  p.add_argument("--depth", type=_positive, default=8,
+                 help="cifar10-subset: ResNet depth, 6n+2 (default: 8).")
+  p.add_argument("--width", type=_positive, default=8,
+                 help="cifar10-subset: channels of the first stage (default: 8).")
   p.add_argument("--num-train", type=int, default=0,
-                 help="CIFAR subset: training images (0: all 3,136 not in the validation split)")
-  p.add_argument("--num-val", type=int, default=0, help="CIFAR subset: validation images "
-                 "(0: 1,000), the last ones of data_batch_5")
-  p.add_argument("--from-json", nargs="+", default=None,
-                 help="no training: merge the results of earlier --json files into the table")
-  p.add_argument("--output", default=None, help="markdown table (default: print only)")
-  p.add_argument("--figure", default=None, help="figure path (png)")
-  p.add_argument("--json", default=None, help="all records (json)")
-  p.add_argument("--verbose", action="store_true")
-  return p.parse_args(argv)
+                 help="cifar10-subset: training images (0, the default: every image not in "
+                      "the validation split).")
+  p.add_argument("--num-val", type=int, default=0,
+                 help="cifar10-subset: validation images, the last of the training split "
+                      "(0, the default: 1,000).")
+  p.add_argument("--from-json", nargs="+", default=None, metavar="FILE",
+                 help="no training: merge the results of earlier --json files into the table.")
+  p.add_argument("--output", default=None, help="write the markdown table to this file.")
+  p.add_argument("--figure", default=None, help="write the figure to this path (png).")
+  p.add_argument("--json", default=None, help="write every run's records to this file.")
+  p.add_argument("--verbose", action="store_true", help="a progress bar per run.")
+  args = p.parse_args(argv)
+  if args.dataset == "cifar10-subset" and (args.depth - 2) % 6:
+    p.error(f"--depth must be 6n+2 (8, 14, 20, ...), got {args.depth}.")
+  return args
+
+
+def _positive(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+  return value
+
+
+def _fraction(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+  if not 0.0 <= value < 1.0:
+    raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+  return value
 
 
 def main(argv=None) -> list[dict]:
@@ -535,13 +463,10 @@ def main(argv=None) -> list[dict]:
   results = []
   for seed in args.seeds:
     for mode in args.modes:
-      strategy, num, select = make_mode(mode, args.population, problem.num_intervals)
-      out = run_strategy(problem, strategy, num=num, epochs=args.epochs, seed=seed,
-                         select=select, verbose=args.verbose)
-      if select == "none":  # independent copies: the best on validation at the end
-        last = out["records"][-1]
-        out["test_accuracy"] = last["best_test"]
-      r = {"mode": mode, "seed": seed, "test_accuracy": out["test_accuracy"],
+      strategy, num, selection = make_mode(mode, args.population, problem.num_intervals)
+      out = run_mode(problem, strategy, num=num, selection=selection, epochs=args.epochs,
+                     seed=seed, verbose=args.verbose)
+      r = {"mode": mode, "seed": seed, "copies": num, "test_accuracy": out["test_accuracy"],
            "val_accuracy": out["val_accuracy"], "mu": out["mu"], "seconds": out["seconds"],
            "records": out["records"]}
       results.append(r)
@@ -565,10 +490,14 @@ def main(argv=None) -> list[dict]:
 def merge(args) -> list[dict]:
   results, header = [], None
   for path in args.from_json:
-    with open(path) as f:
-      data = json.load(f)
-    header = header or data["header"]
-    results += data["results"]
+    try:
+      with open(path) as f:
+        data = json.load(f)
+      header = header or data["header"]
+      results += data["results"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+      raise SystemExit(f"amlfs_study.py: error: --from-json {path}: not a --json file of this "
+                       f"script ({type(error).__name__}: {error}).") from None
   text = f"{header}\n\n{table(results)}\n"
   print(text)
   if args.output:

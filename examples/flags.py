@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import logging
 import operator
+import os
 import sys
 import types
 import typing
@@ -34,9 +35,6 @@ from typing import Any
 
 # Fields that take several values (the example runs each), and their plural spelling.
 MULTIPLE = {'mode': '--modes', 'seed': '--seeds'}
-# Older spellings kept working (the MNIST-1D example's first flags).
-ALIASES = {'num_intervals': ('--intervals',), 'workdir': ('--output-dir',),
-           'num_val': ('--val-size',), 'logit_scale': ('--scale',)}
 
 
 def _optional(tp) -> tuple[Any, bool]:
@@ -99,7 +97,6 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls, *,
       names.append(f'--{field.name}')
     if field.name in MULTIPLE:
       names.append(MULTIPLE[field.name])
-    names += [a for a in ALIASES.get(field.name, ()) if a not in names]
     default = getattr(defaults, field.name)
     help_text = field.metadata.get('help', '')
     shown = field.metadata.get('shown_default', repr(default))
@@ -125,7 +122,7 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
   group = parser.add_argument_group('running')
   group.add_argument('--resume', action='store_true',
                      help='continue the runs from their latest checkpoints.')
-  group.add_argument('--no-progress', '--quiet', dest='no_progress', action='store_true',
+  group.add_argument('--no-progress', dest='no_progress', action='store_true',
                      help='no progress bar.')
   group.add_argument('--verbose', action='store_true',
                      help="library log messages (orbax, absl, jax) at INFO; default: WARNING.")
@@ -183,3 +180,44 @@ def setup_logging(own: Iterable[str], verbose: bool = False) -> None:
     logging.getLogger(name).setLevel(logging.ERROR)
   if verbose:
     logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s')
+
+
+def search_options(mode: str, strategy: str, sigma: float, policy_learning_rate: float) -> dict:
+  """The ``SearchConfig`` options (``strategy``, ``selection``) of the examples' modes.
+
+  ``amlfs``: the search (``--strategy default``: ``strategies.DEFAULT``; ``paper``: the
+  paper's Gaussian with ``--sigma`` and Adam ``--policy-learning-rate`` on mu); ``random``: the
+  same samples around mu_0, which never moves; ``baseline``: cross-entropy
+  (``strategies.FIXED``), the copies independent (no selection).
+  """
+  from jaxloss.search import strategies  # pylint: disable=import-outside-toplevel
+  if mode == 'baseline':
+    return dict(strategy='fixed', selection='none')
+  if strategy == 'paper':
+    chosen = strategies.Gaussian(sigma=sigma, learning_rate=policy_learning_rate)
+  else:
+    chosen = strategies.DEFAULT
+  if mode == 'random':
+    chosen = dataclasses.replace(chosen, update_mean=False)
+  return dict(strategy=chosen, selection='best')
+
+
+# The flags only the paper's strategy reads (the default strategy has its own settings).
+PAPER_ONLY = ('sigma', 'policy_learning_rate')
+
+
+def check_strategy_flags(values: dict) -> None:
+  """Refuses, as argparse does (one line, status 2), flags the chosen strategy does not read."""
+  strategy = values.get('strategy', 'default')
+  unread = [f'--{name.replace("_", "-")}' for name in PAPER_ONLY if name in values]
+  if strategy != 'paper' and unread:
+    error(f"{' and '.join(unread)} {'is' if len(unread) == 1 else 'are'} read only by "
+          f"--strategy paper (strategy {strategy!r} sets its own sigma and step size); add "
+          f"--strategy paper or drop {'it' if len(unread) == 1 else 'them'}.")
+
+
+def error(message: str) -> typing.NoReturn:
+  """``prog: error: message`` on stderr and exit status 2, as argparse reports a bad flag."""
+  prog = os.path.basename(sys.argv[0]) or 'python'
+  print(f'{prog}: error: {message}', file=sys.stderr)
+  raise SystemExit(2)

@@ -57,14 +57,13 @@ def main(argv=None):
       batch_size=args.batch_size, num_train=n, num_val=64, eval_batch_size=64,
       epochs=args.epochs, conv_impl=impl, scan_unroll=unroll, mode='amlfs')
   program = train.make_program(config)
-  cfg = dataclasses.replace(train.search_config(config, '', program), output_dir=None,
-                            progress=False)
+  cfg = dataclasses.replace(train.search_config(config, ''), output_dir=None, progress=False)
   # CPU time of this process (all its threads) beside wall time: on a shared machine the wall
   # time depends on what else runs; the CPU time much less.
   cpu = [time.process_time()]
   t = time.perf_counter()
-  result = search.Engine(program.task, cfg).run(
-      (images, labels), val, callback=lambda record, state: cpu.append(time.process_time()))
+  result = search.run(program.task, cfg, (images, labels), val,
+                      callback=lambda record, state: cpu.append(time.process_time()))
   wall = time.perf_counter() - t
   compile_s = result.records[0]['time']['compile_s']
   steps = [r['time']['step_s'] for r in result.records[1:]]

@@ -41,6 +41,7 @@ import time
 from importlib import metadata
 from typing import Any
 
+import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -90,7 +91,7 @@ def init(key, *, model: models.CifarResNet, optimizer: optax.GradientTransformat
   variables = model.init(key, jnp.zeros((1,) + input_pipeline.IMAGE_SHAPE, model.dtype),
                          train=False)
   params = variables['params']
-  return search.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+  return search.OptaxTaskState(step=jnp.zeros((), jnp.int32), params=params,
                            model_state={'batch_stats': variables['batch_stats']},
                            opt_state=optimizer.init(params))
 
@@ -114,7 +115,7 @@ def train_step(state, batch, theta, key, *, model, optimizer, logit_scale):
       state.params, state.model_state, images, labels, theta)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  new_state = search.TrainState(step=state.step + 1, params=params, model_state=model_state,
+  new_state = search.OptaxTaskState(step=state.step + 1, params=params, model_state=model_state,
                                 opt_state=opt_state)
   accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
   return new_state, {'loss': loss, 'accuracy': accuracy}
@@ -131,20 +132,18 @@ def evaluate(state, batch, *, model, logit_scale):
 
 # The parts of the configuration that change the compiled program. Runs that share them share
 # one Task object, so the engine reuses its compiled outer step (the engine's program key is
-# the Task, B, the batch sizes, sigma, the optimiser of mu, the mesh and the unrolling; the
-# mode is a traced flag). `mode` is not here: amlfs and random runs of one configuration
-# compile once per process (a baseline too when it has the same B).
+# the Task, the strategy, B, the batch sizes, the mesh and the unrolling): seeds of one
+# configuration compile once per process.
 _PROGRAM_FIELDS = ('depth', 'width', 'dtype', 'conv_impl', 'logit_scale', 'learning_rate',
                    'momentum', 'weight_decay', 'epochs', 'batch_size', 'num_train',
                    'lr_drop_fractions', 'lr_drop_factor', 'num_intervals',
-                   'policy_learning_rate', 'eval_batch_size')
+                   'eval_batch_size')
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Program:
-  """What one configuration compiles: the engine's Task (and the optimiser of mu)."""
+  """What one configuration compiles: the engine's Task and the model."""
   task: search.Task
-  mu_optimizer: optax.GradientTransformation
   model: models.CifarResNet
 
 
@@ -165,13 +164,12 @@ def _build_program(config: configs.Config) -> Program:
   task = search.Task(init=functools.partial(init, model=model, optimizer=optimizer),
                      train_step=functools.partial(train_step, optimizer=optimizer, **bound),
                      evaluate=functools.partial(evaluate, **bound))
-  return Program(task=task, mu_optimizer=optax.adam(config.policy_learning_rate), model=model)
+  return Program(task=task, model=model)
 
 
-def search_config(config: configs.Config, run_dir: str, program: Program) -> search.SearchConfig:
+def search_config(config: configs.Config, run_dir: str) -> search.SearchConfig:
   return search.SearchConfig(
       initial_mu=jaxloss.identity_theta(config.num_intervals),
-      mode=config.mode,
       population_size=config.effective_population,
       epochs=config.epochs,
       batch_size=config.batch_size,
@@ -181,14 +179,8 @@ def search_config(config: configs.Config, run_dir: str, program: Program) -> sea
       output_dir=run_dir,
       max_to_keep=config.keep_checkpoints,
       scan_unroll=scan_unroll(config),
-      **strategy_options(config, program.mu_optimizer))
-
-
-def strategy_options(config: configs.Config, mu_optimizer) -> dict:
-  """``SearchConfig`` options of ``--strategy``: the paper's reads sigma and the mu optimiser."""
-  if config.strategy == 'paper':
-    return dict(strategy='paper', sigma=config.sigma, mu_optimizer=mu_optimizer)
-  return dict(strategy=config.strategy)
+      **flags.search_options(config.mode, config.strategy, config.sigma,
+                             config.policy_learning_rate))
 
 
 # scan_unroll='auto' on a CPU, from examples/cifar10/time_unroll.py (docs/cifar10.md): XLA:CPU
@@ -288,8 +280,8 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: int | None 
            len(data.train), int(data.flipped.sum()), len(data.val), len(data.test), data.source)
 
   program = make_program(config)
-  engine = search.Engine(program.task, dataclasses.replace(
-      search_config(config, run_dir, program), progress=progress))
+  engine = search.Engine(program.task, dataclasses.replace(search_config(config, run_dir),
+                                                          progress=progress))
   test = engine.put_data((data.test.images, data.test.labels))
 
   test_log_path = os.path.join(run_dir, TEST_LOG)
@@ -312,10 +304,11 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: int | None 
   train = (data.train.images, data.train.labels)
   val = (data.val.images, data.val.labels)
   try:
-    result = engine.run(train, val, monitor={'test': test}, resume=resume, callback=after_epoch,
+    result = search.run(program.task, engine.config, train, val, monitor={'test': test},
+                        mesh=engine.mesh, resume=resume, callback=after_epoch,
                         stop_after=stop_after, metadata=run_metadata(config))
   except ValueError as error:
-    if 'checkpoint was written with different options' in str(error):
+    if 'checkpoint was written by a different run' in str(error):
       raise ConfigMismatchError(f'--resume: the run in {run_dir} was started with other '
                                 f'options; resume it with the same ones. {error}') from error
     raise
