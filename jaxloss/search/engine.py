@@ -159,16 +159,38 @@ class Engine:
     seed = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
     return jax.eval_shape(self._init_state, seed, self._mu0)
 
-  def init(self) -> SearchState:
+  def init(self, initial_state: PyTree | None = None) -> SearchState:
     """The initial search state, placed on the mesh (the program is shared by engines that
-    initialise alike: other seeds, modes or initial means)."""
+    initialise alike: other seeds or initial means).
+
+    ``initial_state``: a training state of ONE copy (e.g. ``SearchResult.state`` of an
+    earlier run, or a pretrained model in the task's state structure): every copy starts
+    from it instead of ``task.init``.
+    """
     mu0 = sh.put(self._mu0, self._replicated)
     args = (self._seed_key(), mu0)
     key = ("init", self._init_spec, self.strategy, self.placement, _signature(args))
     compiled = _cached(key, lambda: jax.jit(
         self._init_state, out_shardings=self.state_shardings()).lower(*args).compile(
             self._compiler_options()))
-    return compiled(*args)
+    state = compiled(*args)
+    if initial_state is None:
+      return state
+    return state._replace(population=self._broadcast(initial_state, state.population))
+
+  def _broadcast(self, one: PyTree, population: PyTree) -> PyTree:
+    """``one`` copy's state on every copy, checked against the task's state structure."""
+    want = jax.tree.map(lambda a: (a.shape[1:], a.dtype), population)
+    got = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), one)
+    if jax.tree.structure(want) != jax.tree.structure(got) or jax.tree.leaves(
+        want) != jax.tree.leaves(got):
+      raise ValueError("search: `initial_state` must be ONE copy's training state, with the "
+                       "structure, shapes and dtypes `task.init` gives; got "
+                       f"{jax.tree.structure(got)} for {jax.tree.structure(want)}.")
+    b = self.config.population_size
+    return jax.tree.map(
+        lambda a: jax.device_put(jnp.broadcast_to(a, (b,) + jnp.shape(a)), self._pop_sharding),
+        one)
 
   def _compiler_options(self):
     return dict(self.spec.compiler_options) or None
@@ -214,12 +236,12 @@ class Engine:
     return self._select_jit(state.population, jnp.asarray(index, jnp.int32))
 
   def fingerprint(self, train: PyTree, val: PyTree, monitor: dict | None = None,
-                  metadata: dict | None = None) -> dict:
+                  metadata: dict | None = None, initial_state: PyTree | None = None) -> dict:
     """Everything the result of a run depends on (:func:`resume.run_fingerprint`)."""
     devices = {"count": int(sh.axis_size(self.mesh, self.axis_name)),
                "platform": str(self.mesh.devices.reshape(-1)[0].platform)}
     return run_fingerprint(self.config, self.spec, devices=devices, train=train, val=val,
-                           monitor=monitor, metadata=metadata)
+                           monitor=monitor, metadata=metadata, initial_state=initial_state)
 
 
 def _signature(args) -> tuple:

@@ -121,7 +121,8 @@ def run(task: Task, config: SearchConfig, train: PyTree, val: PyTree, *,
         monitor: dict[str, PyTree] | None = None, mesh: jax.sharding.Mesh | None = None,
         axis_name: str = sh.POPULATION_AXIS, resume: bool = False, allow_changed=(),
         callback: Callable[[dict, SearchState], None] | None = None,
-        stop_after: int | None = None, metadata: dict | None = None) -> SearchResult:
+        stop_after: int | None = None, metadata: dict | None = None,
+        initial_state: PyTree | None = None) -> SearchResult:
   """Runs ``config.epochs`` outer steps (continuing from the latest checkpoint if ``resume``).
 
   Args:
@@ -154,6 +155,9 @@ def run(task: Task, config: SearchConfig, train: PyTree, val: PyTree, *,
       written; ``resume=True`` continues); ``result.finished`` tells whether the run is done.
     metadata: a dict of JSON values about the run (e.g. the example's own options); part of
       the fingerprint, so a resume with other metadata refuses, naming the key.
+    initial_state: a training state of ONE copy (e.g. an earlier ``SearchResult.state``, or a
+      pretrained model): every copy starts from it instead of ``task.init`` (part of the
+      fingerprint; a resume continues from the checkpoint).
   Returns:
     a :class:`SearchResult`.
   Raises:
@@ -174,9 +178,9 @@ def run(task: Task, config: SearchConfig, train: PyTree, val: PyTree, *,
   check_split("search", "val", val)
   for name, data in (monitor or {}).items():
     check_split("search", f"monitor[{name!r}]", data)
-  session = _Session(engine, callback=callback, metadata=metadata)
+  session = _Session(engine, callback=callback, metadata=metadata, initial_state=initial_state)
   if cfg.output_dir is not None:
-    session.fingerprint = engine.fingerprint(train, val, monitor, metadata)
+    session.fingerprint = engine.fingerprint(train, val, monitor, metadata, initial_state)
   data = (engine.put_data(train), engine.put_data(val),
           {name: engine.put_data(d) for name, d in (monitor or {}).items()})
   try:
@@ -189,8 +193,9 @@ def run(task: Task, config: SearchConfig, train: PyTree, val: PyTree, *,
 class _Session:
   """One invocation of a run: its output files and what every epoch needs."""
 
-  def __init__(self, engine, *, callback, metadata):
+  def __init__(self, engine, *, callback, metadata, initial_state):
     cfg = engine.config
+    self.initial_state = initial_state
     self.engine, self.config, self.callback, self.metadata = engine, cfg, callback, metadata
     self.fingerprint = None
     self.changes, self.pending_change = [], None
@@ -214,7 +219,7 @@ class _Session:
     if latest is None:
       if log is not None:
         log.rewrite([])
-      return self.engine.init(), []
+      return self.engine.init(self.initial_state), []
     if not resume:
       raise FileExistsError(
           f"search: {store.directory} already holds checkpoints (latest after epoch "

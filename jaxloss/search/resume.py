@@ -240,7 +240,7 @@ _MISSING = "<missing>"
 
 
 def run_fingerprint(config, spec, *, devices: dict, train, val, monitor: dict | None,
-                    metadata: dict | None) -> dict:
+                    metadata: dict | None, initial_state=None) -> dict:
   """Everything the result of a run depends on (JSON), compared by a resume.
 
   ``config``: the :class:`~jaxloss.search.config.SearchConfig` (its plain options);
@@ -248,9 +248,9 @@ def run_fingerprint(config, spec, *, devices: dict, train, val, monitor: dict | 
   and the task: each of the user's functions under its own name, :meth:`Task.named_parts`);
   the splits (structure, shapes, dtypes, a content hash of a sample of their examples); the
   devices on the population axis (their number and platform change the rounding); the user's
-  ``metadata``.
+  ``metadata``; the ``initial_state`` the copies started from, if any.
   """
-  return {
+  out = {
       "options": config.options(),
       "strategy": describe(spec.strategy),
       "reward_fn": describe(spec.reward_fn),
@@ -260,6 +260,9 @@ def run_fingerprint(config, spec, *, devices: dict, train, val, monitor: dict | 
       "devices": devices,
       "metadata": check_metadata(metadata),
   }
+  if initial_state is not None:
+    out["initial_state"] = data_fingerprint(initial_state)
+  return out
 
 
 def check_metadata(metadata: dict | None) -> dict:
