@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxloss.search import MODES as _SEARCH_MODES
-
-# 'grid' needs a list of losses: examples/amlfs_study.py runs it.
-MODES = tuple(m for m in _SEARCH_MODES if m != 'grid')  # 'amlfs', 'random', 'baseline'
+# The example's modes (examples/flags.py, search_options, maps them to the library's strategy
+# and selection); a grid and the other strategies: examples/amlfs_study.py.
+MODES = ('amlfs', 'random', 'baseline')
 STRATEGIES = ('default', 'paper')
 
 CONV_IMPLS = ('xla', 'patches')
