@@ -187,8 +187,8 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 def config(**kwargs):
-  # strategy='paper': the engine tests check the paper's algorithm (GaussianPolicy, which reads
-  # `sigma` and `mu_optimizer`); the library default, strategies.DEFAULT, has its own tests
+  # strategy='paper': the engine tests check the paper's algorithm (strategies.PAPER: sigma
+  # 0.2, Adam 0.05 on mu); the library default, strategies.DEFAULT, has its own tests
   # (test_search_strategies.py, test_search_loop.py).
   defaults = dict(initial_mu=identity_theta(), population_size=4, epochs=3, batch_size=32,
                   seed=0, progress=False, compiler_options=FAST_COMPILE, strategy="paper")
