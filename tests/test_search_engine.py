@@ -1,4 +1,4 @@
-"""The outer step and the search loop on one device: modes, broadcast, randomness, faults."""
+"""The outer step and the search loop on one device: strategies, selection, randomness, faults."""
 
 import json
 import os
@@ -40,10 +40,10 @@ def _copy(population, i):
 @pytest.fixture(scope="module")
 def amlfs_run():
   train, val, _ = dataset()
-  return search.run(MLP_TASK, config(mode="amlfs", epochs=3), train, val)
+  return search.run(MLP_TASK, config(epochs=3), train, val)
 
 
-def test_amlfs_mode_records_learning_and_broadcast(amlfs_run):
+def test_paper_strategy_records_learning_and_broadcast(amlfs_run):
   result = amlfs_run
   records = result.records
   assert [r["epoch"] for r in records] == [0, 1, 2]
@@ -72,10 +72,10 @@ def test_amlfs_mode_records_learning_and_broadcast(amlfs_run):
 
 def test_same_seed_same_run_and_another_seed_differs(amlfs_run):
   train, val, _ = dataset()
-  again = search.run(MLP_TASK, config(mode="amlfs", epochs=3), train, val)
+  again = search.run(MLP_TASK, config(epochs=3), train, val)
   assert strip_times(again.records) == strip_times(amlfs_run.records)
   assert_trees_equal(again.search_state, amlfs_run.search_state)
-  other = search.run(MLP_TASK, config(mode="amlfs", epochs=1, seed=1), train, val)
+  other = search.run(MLP_TASK, config(epochs=1, seed=1), train, val)
   assert other.records[0]["thetas"] != amlfs_run.records[0]["thetas"]
 
 
@@ -85,7 +85,7 @@ def _without_monitor(records):
 
 def test_monitor_watches_the_best_copy_without_changing_the_search(amlfs_run):
   train, val, test = dataset()
-  watch = lambda data: search.run(MLP_TASK, config(mode="amlfs", epochs=3), train, val,
+  watch = lambda data: search.run(MLP_TASK, config(epochs=3), train, val,
                                   monitor={"test": data})
   watched = watch(test)
   # Other monitored data of the same shapes: the same compiled program, so the search
@@ -111,8 +111,8 @@ def test_monitor_watches_the_best_copy_without_changing_the_search(amlfs_run):
 
 def test_unrolled_epoch_trains_the_same_population():
   train, val, _ = dataset()
-  looped = search.run(MLP_TASK, config(mode="amlfs", epochs=1), train, val)
-  unrolled = search.run(MLP_TASK, config(mode="amlfs", epochs=1, scan_unroll=True), train, val)
+  looped = search.run(MLP_TASK, config(epochs=1), train, val)
+  unrolled = search.run(MLP_TASK, config(epochs=1, scan_unroll=True), train, val)
   # Two compiled programs (a loop, an unrolled epoch): equal up to float32 rounding only.
   np.testing.assert_allclose(unrolled.records[0]["thetas"], looped.records[0]["thetas"],
                              rtol=1e-6)
@@ -122,7 +122,7 @@ def test_unrolled_epoch_trains_the_same_population():
 
 def test_low_level_step_donates_the_state_and_keeps_the_data():
   train, val, _ = dataset()
-  engine = search.Engine(MLP_TASK, config(mode="amlfs"))  # the fixture's program
+  engine = search.Engine(MLP_TASK, config())  # the fixture's program
   state = engine.init()
   assert int(state.epoch) == 0 and _copies_equal(state.population)
   train, val = engine.put_data(train), engine.put_data(val)
@@ -133,9 +133,9 @@ def test_low_level_step_donates_the_state_and_keeps_the_data():
   assert outputs["thetas"].shape == (4, 8) and outputs["rewards"].shape == (4,)
 
 
-def test_random_mode_samples_around_the_fixed_initial_mean():
+def test_random_strategy_samples_around_the_fixed_initial_mean():
   train, val, _ = dataset()
-  result = search.run(MLP_TASK, config(mode="random", epochs=2), train, val)
+  result = search.run(MLP_TASK, config(strategy="random", epochs=2), train, val)
   mu0 = identity_theta().tolist()
   for r in result.records:
     assert r["mu"] == mu0 and r["mu_next"] == mu0
@@ -144,24 +144,25 @@ def test_random_mode_samples_around_the_fixed_initial_mean():
   assert _copies_equal(result.search_state.population)  # best copy broadcast by default
 
 
-def test_baseline_mode_fixed_theta_independent_copies():
+def test_fixed_strategy_without_selection_is_independent_copies():
   train, val, _ = dataset()
-  result = search.run(MLP_TASK, config(mode="baseline", epochs=2), train, val)
+  result = search.run(MLP_TASK, config(strategy="fixed", selection="none", epochs=2), train, val)
   mu0 = identity_theta().tolist()
   for r in result.records:
     assert r["mu"] == mu0 and r["mu_next"] == mu0 and r["thetas"] == [mu0] * 4
-  # Default for baseline: per-copy initialisation, nothing broadcast: independent runs.
+  # Default for selection='none': per-copy initialisation, nothing broadcast: independent runs.
   assert not _copies_equal(result.search_state.population)
   assert result.best_index == result.records[-1]["best_index"]
   assert_trees_equal(result.state, _copy(result.search_state.population, result.best_index))
   # Selection is configurable: with it, every copy continues from the best one.
-  chosen = search.run(MLP_TASK, config(mode="baseline", epochs=1, select_best=True), train, val)
+  chosen = search.run(MLP_TASK, config(strategy="fixed", init="per_copy", epochs=1), train, val)
   assert _copies_equal(chosen.search_state.population)
 
 
 def test_baseline_single_copy_is_plain_cross_entropy_training():
   train, val, _ = dataset()
-  single = search.run(MLP_TASK, config(mode="baseline", population_size=1, epochs=2), train,
+  single = search.run(MLP_TASK, config(strategy="fixed", selection="none",
+                                           population_size=1, epochs=2), train,
                       val)
   assert single.records[-1]["best_reward"] > CHANCE + 0.3
   assert single.records[-1]["thetas"] == [identity_theta().tolist()]
@@ -171,9 +172,12 @@ def test_broadcast_is_the_whole_training_state_of_the_best_copy():
   # linen + BatchNorm + SGD momentum + a schedule: params, batch_stats, momentum and
   # step counters must all come from the best copy.
   train, val, _ = dataset()
-  kept = search.run(LINEN_TASK, config(epochs=1, select_best=False), train, val)
-  chosen = search.run(LINEN_TASK, config(epochs=1, select_best=True), train, val)
-  assert strip_times(kept.records) == strip_times(chosen.records)
+  kept = search.run(LINEN_TASK, config(epochs=1, selection="none", init="shared"), train, val)
+  chosen = search.run(LINEN_TASK, config(epochs=1, selection="best"), train, val)
+  # The same epoch (the records differ only in naming the selection).
+  unnamed = lambda result: [{k: v for k, v in r.items() if k != "selection"}
+                            for r in strip_times(result.records)]
+  assert unnamed(kept) == unnamed(chosen)
   best = chosen.records[0]["best_index"]
   before, after = kept.search_state.population, chosen.search_state.population
   assert not _copies_equal(before)  # the copies differ (different thetas) before selection
@@ -188,9 +192,23 @@ def test_broadcast_is_the_whole_training_state_of_the_best_copy():
                          init.model_state["batch_stats"]["BatchNorm_0"]["mean"])
 
 
+def test_selection_none_never_broadcasts():
+  # The program of the previous test's unselected run (LINEN, selection='none', init='shared').
+  train, val, _ = dataset()
+  equal_after_epoch = []
+  result = search.run(LINEN_TASK, config(epochs=2, selection="none", init="shared"), train, val,
+                      callback=lambda record, state: equal_after_epoch.append(
+                          _copies_equal(state.population)))
+  assert equal_after_epoch == [False, False]  # the copies' states stay different
+  assert [r["selection"] for r in result.records] == ["none", "none"]
+  # Every copy trained both epochs on its own state (16 steps), none was replaced by another.
+  np.testing.assert_array_equal(result.search_state.population.step, [16] * 4)
+  assert_trees_equal(result.state, _copy(result.search_state.population, result.best_index))
+
+
 def test_common_random_numbers_and_per_copy_keys():
   train, val, _ = dataset()
-  shared = dict(mode="baseline", init="shared", epochs=1)
+  shared = dict(strategy="fixed", selection="none", init="shared", epochs=1)
   crn = search.run(MLP_TASK, config(common_random_numbers=True, **shared), train, val)
   # Same theta, same initialisation, same batches and same step keys: identical copies.
   assert _copies_equal(crn.search_state.population)
@@ -221,15 +239,14 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, amlfs_run):
     if record["epoch"] == 1:
       raise Killed
 
-  cfg = config(mode="amlfs", epochs=3, output_dir=out, max_to_keep=2)
+  cfg = config(epochs=3, output_dir=out, max_to_keep=2)
   with pytest.raises(Killed):
     search.run(MLP_TASK, cfg, train, val, callback=kill_after_epoch_1)
   assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == ["1", "2"]
   with pytest.raises(FileExistsError, match="resume=True"):
     search.run(MLP_TASK, cfg, train, val)
-  with pytest.raises(ValueError, match="different options"):
-    search.run(MLP_TASK, config(mode="amlfs", epochs=3, output_dir=out, seed=5), train, val,
-               resume=True)
+  with pytest.raises(ValueError, match=r"different run \(options.seed\)"):
+    search.run(MLP_TASK, config(epochs=3, output_dir=out, seed=5), train, val, resume=True)
   # A kill between the checkpoint and the log write: the record comes from the checkpoint.
   log_path = os.path.join(out, "records.jsonl")
   lines = open(log_path).read().splitlines()
@@ -287,7 +304,8 @@ def test_every_copy_diverged_stops_with_the_last_good_checkpoint(tmp_path):
   train, val, _ = dataset()
   theta = identity_theta().at[-2].set(10.0).at[-1].set(1.0)  # every copy, from epoch 1 on
   out = str(tmp_path / "diverge")
-  cfg = config(mode="baseline", population_size=8, initial_mu=theta, output_dir=out)
+  cfg = config(strategy="fixed", selection="none", population_size=8, initial_mu=theta,
+               output_dir=out)
   with pytest.raises(search.PopulationDivergedError, match="every copy") as info:
     search.run(POISONED_TASK, cfg, train, val)
   assert info.value.epoch == 1 and info.value.last_checkpoint == 1
@@ -308,8 +326,10 @@ def test_evaluate_dataset_includes_the_last_partial_batch():
 
 def test_configuration_errors():
   train, val, _ = dataset()
-  with pytest.raises(ValueError, match="mode"):
-    config(mode="grid")
+  with pytest.raises(ValueError, match="`strategy` must be one of"):
+    config(strategy="grid")
+  with pytest.raises(ValueError, match="`selection` must be one of"):
+    config(selection="grid")
   with pytest.raises(ValueError, match="initial_mu"):
     search.SearchConfig()
   with pytest.raises(ValueError, match="population_size"):

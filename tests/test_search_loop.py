@@ -4,6 +4,7 @@
 import dataclasses
 import inspect
 import os
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,8 @@ def _evaluate_again(state, batch):
 # without an entry here fails the test: every field the step reads must key its program.
 _CHANGES = {
     "task": lambda: (dataclasses.replace(MLP_TASK, evaluate=_evaluate_again), {}),
-    "strategy": lambda: (MLP_TASK, dict(sigma=0.3)),
+    "strategy": lambda: (MLP_TASK, dict(strategy=strategies.Gaussian(sigma=0.3))),
+    "selection": lambda: (MLP_TASK, dict(selection="none")),
     "reward_fn": lambda: (MLP_TASK, dict(reward_fn=lambda t: t["correct"] / t["count"] - 1.0)),
     "population_size": lambda: (MLP_TASK, dict(population_size=2)),
     "batch_size": lambda: (MLP_TASK, dict(batch_size=64)),
@@ -60,7 +62,8 @@ def test_a_change_of_any_field_the_step_reads_compiles_a_new_program(monkeypatch
   monkeypatch.setattr(engine_module, "_cached",
                       lambda key, build: key if key[0] == "step" else real(key, build))
   base_spec, base = _program_key(MLP_TASK)
-  again_spec, again = _program_key(MLP_TASK, seed=3, mode="random", epochs=7)  # runtime
+  again_spec, again = _program_key(MLP_TASK, seed=3, epochs=7, init="per_copy",  # inputs
+                                   initial_mu=np.asarray(identity_theta()) + 0.1)
   assert again_spec == base_spec and again == base  # inputs: the same program
   for name, change in _CHANGES.items():
     task, options = change()
@@ -100,9 +103,13 @@ def test_outer_step_is_five_named_calls_on_one_screen():
   assert len(source.splitlines()) <= 30
   body = source[source.index('"""One epoch'):]
   calls = [name + "(" for name in ("sample", "train_epoch", "score", "update_mean",
-                                   "broadcast_best")]
+                                   "select")]
   positions = [body.index(call) for call in calls]
   assert positions == sorted(positions)  # in the order of algorithm 1
+
+
+class _ListState(NamedTuple):
+  mu: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,20 +119,17 @@ class FixedList:
   thetas: tuple
 
   def init(self, mu):
-    return search.PolicyState(mu=jnp.asarray(mu), opt_state=())
+    return _ListState(mu=jnp.asarray(mu))
 
   def ask(self, key, state, num):
     del key
     return jnp.asarray(self.thetas, state.mu.dtype)[:num]
 
   def tell(self, state, thetas, rewards, valid):
-    return state, {"normalized_rewards": search.normalize_rewards(rewards, valid)}
+    return state, {"normalized_rewards": strategies.normalize_rewards(rewards, valid)}
 
   def mean(self, state):
     return state.mu
-
-  def spec(self):
-    return f"FixedList({self.thetas})"
 
 
 def test_a_strategy_plugs_into_the_outer_step():
@@ -137,40 +141,36 @@ def test_a_strategy_plugs_into_the_outer_step():
     np.testing.assert_allclose(r["thetas"], grid, rtol=1e-6)
     assert r["mu"] == r["mu_next"] == mu0.tolist()
   assert result.records[-1]["best_reward"] > 0.5
-  # The default strategy goes through the same slot.
+  assert result.records[0]["strategy"] == "FixedList"
+  # The named strategies go through the same slot.
   engine = search.Engine(MLP_TASK, config())
-  assert engine.strategy == search.GaussianPolicy(0.2, search.default_mu_optimizer())
+  assert engine.strategy == strategies.PAPER == strategies.Gaussian(sigma=0.2,
+                                                                    learning_rate=0.05)
   # The library's default is the measured one; the paper's stays available by name.
   assert search.Engine(MLP_TASK, config(strategy="default")).strategy == strategies.DEFAULT
-  assert search.SearchConfig(initial_mu=mu0).build_strategy() == strategies.DEFAULT
-  with pytest.raises(ValueError, match="`sigma` and `mu_optimizer` are the options of "
-                     "strategy='paper'"):
-    config(strategy=FixedList(grid), sigma=0.3)
-  with pytest.raises(ValueError, match="`sigma` and `mu_optimizer` are the options of "
-                     "strategy='paper'"):
-    config(strategy="default", sigma=0.3)
-  with pytest.raises(ValueError, match="4 M values"):
-    config(strategy="default", initial_mu=np.zeros(3))
+  assert search.SearchConfig(initial_mu=mu0).resolved_strategy == strategies.DEFAULT
+  with pytest.raises(ValueError, match=r"does not fit `initial_mu` of shape \(3,\)"):
+    config(strategy="default", initial_mu=np.zeros(3))  # per-part sigma: 4 M values
   with pytest.raises(ValueError, match="`strategy` must be one of"):
     config(strategy="papers")
-  with pytest.raises(ValueError, match="`strategy` must be an object with init/ask/tell/mean"):
+  with pytest.raises(ValueError, match="or an object with init/ask/tell/mean methods"):
     config(strategy=object())
 
 
 def test_stop_after_checkpoints_and_resumes_to_the_same_run(tmp_path):
   train, val, _ = dataset()
   out = str(tmp_path / "run")
-  cfg = config(mode="amlfs", epochs=3, output_dir=out)
-  whole = search.run(MLP_TASK, config(mode="amlfs", epochs=3), train, val)
+  cfg = config(epochs=3, output_dir=out)
+  whole = search.run(MLP_TASK, config(epochs=3), train, val)
   first = search.run(MLP_TASK, cfg, train, val, stop_after=1, metadata={"note": "a"})
   assert not first.finished and first.epochs_completed == 1
   assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == ["1"]
   second = search.run(MLP_TASK, cfg, train, val, resume=True, stop_after=1,
                       metadata={"note": "a"})
   assert not second.finished and second.epochs_completed == 2
-  with pytest.raises(ValueError, match=r"different options \(metadata.note\)"):
+  with pytest.raises(ValueError, match=r"different run \(metadata.note\)"):
     search.run(MLP_TASK, cfg, train, val, resume=True, metadata={"note": "b"})
-  with pytest.raises(ValueError, match=r"different options \(metadata.note\)"):
+  with pytest.raises(ValueError, match=r"different run \(metadata.note\)"):
     search.run(MLP_TASK, cfg, train, val, resume=True)
   last = search.run(MLP_TASK, cfg, train, val, resume=True, metadata={"note": "a"})
   assert last.finished and last.metadata == {"note": "a"}
@@ -185,13 +185,14 @@ def test_stop_after_checkpoints_and_resumes_to_the_same_run(tmp_path):
     search.run(MLP_TASK, cfg, train, val, resume=True, metadata={"f": object()})
 
 
-def test_read_records_of_a_missing_run_is_empty(tmp_path):
-  assert search.read_records(str(tmp_path / "nothing")) == []
-
-
-def test_old_names_remain():
-  assert search.TrainState is search.OptaxTaskState
-  assert search.score is search.grad_log_prob
+def test_one_way_to_say_each_thing():
+  """The removed aliases stay removed (issue 21): the strategy object is the one way."""
+  for name in ("TrainState", "score", "Flags", "MODES", "GaussianPolicy", "PolicyState",
+               "default_mu_optimizer", "normalize_rewards"):
+    assert not hasattr(search, name), name
+  fields = {f.name for f in dataclasses.fields(search.SearchConfig)}
+  assert not fields & {"mode", "sigma", "mu_optimizer", "grid", "select_best"}
   engine = search.Engine(MLP_TASK, config())
-  assert engine.policy is engine.strategy
-  assert isinstance(jax.tree.leaves(search.Flags(True, False, True)), list)
+  assert not hasattr(engine, "policy") and not hasattr(engine, "run")
+  with pytest.raises(ValueError, match="`epochs` must be a positive int"):
+    config(epochs=0)
