@@ -1,4 +1,5 @@
-"""The Gaussian policy of the search: sampling, log-density, reward normalisation, REINFORCE."""
+"""The paper's Gaussian policy (``strategies.PAPER``, ``strategies.Gaussian``): sampling,
+reward normalisation, the REINFORCE step on ``mu``."""
 
 import math
 
@@ -9,35 +10,59 @@ import optax
 import pytest
 from scipy import stats
 
-from jaxloss import search
-from jaxloss.search import policy as pol
+from jaxloss.search import resume, strategies
+
+PAPER = strategies.PAPER
 
 # Jitted once per shape: op-by-op dispatch compiles every primitive separately, which costs
 # seconds on the shared CI cores.
-normalize = jax.jit(pol.normalize_rewards)
+normalize = jax.jit(strategies.normalize_rewards)
+ask = jax.jit(lambda strategy, key, state, num: strategy.ask(key, state, num),
+              static_argnums=(0, 3))
+tell = jax.jit(lambda strategy, state, thetas, rewards, valid: strategy.tell(
+    state, thetas, rewards, valid), static_argnums=0)
+
+
+def test_paper_is_sigma_02_and_adam_005():
+  assert PAPER == strategies.Gaussian() == strategies.Gaussian(sigma=0.2, optimizer="adam",
+                                                               learning_rate=0.05)
+  assert hash(PAPER) == hash(strategies.Gaussian())  # a cache key
+  assert not (PAPER.antithetic or PAPER.mean_copy or PAPER.whiten) and PAPER.update_mean
+  assert PAPER.fitness == "zscore" and PAPER.drift_guard == 0
+  assert "0x" not in resume.describe(PAPER)
 
 
 def test_samples_have_standard_deviation_sigma_not_variance():
   mu = jnp.array([0.5, -1.0, 2.0, 0.0], jnp.float32)
-  thetas = pol.sample(jax.random.key(0), mu, 0.2, 20000)
+  thetas = ask(PAPER, jax.random.key(0), PAPER.init(mu), 20000)
   assert thetas.shape == (20000, 4) and thetas.dtype == jnp.float32
   std = np.std(np.asarray(thetas), axis=0)
   # The standard error of a sample standard deviation is sigma / sqrt(2n) = 0.001: 5 SE.
   np.testing.assert_allclose(std, 0.2, atol=0.005)
   np.testing.assert_allclose(np.mean(np.asarray(thetas), axis=0), mu,
                              atol=5 * 0.2 / math.sqrt(20000))
+  # Independent samples: their correlations are at the noise level (1 / sqrt(n) ~ 0.007).
+  corr = np.corrcoef(np.asarray(thetas), rowvar=False)
+  assert np.abs(corr - np.eye(4)).max() < 0.03
 
 
-def test_log_prob_is_the_density_that_is_sampled_and_its_gradient_is_the_score():
+def test_the_step_follows_the_gradient_of_the_log_density_that_is_sampled():
+  """REINFORCE: ``ascent = (1/B) sum_i z_i grad_mu log N(theta_i; mu, sigma^2)``, and that
+  gradient is ``(theta_i - mu) / sigma^2`` (the density of the samples, scipy's)."""
   rng = np.random.default_rng(0)
-  mu = rng.normal(size=(6,))
-  theta = rng.normal(size=(5, 6))
-  expected = stats.norm.logpdf(theta, loc=mu, scale=0.2).sum(axis=-1)
-  np.testing.assert_allclose(pol.log_prob(jnp.asarray(theta), jnp.asarray(mu), 0.2), expected,
+  mu = jnp.asarray(rng.normal(size=(6,)))
+  state = PAPER.init(mu)
+  thetas = PAPER.ask(jax.random.key(1), state, 5)
+  log_density = lambda theta, m: jnp.sum(jax.scipy.stats.norm.logpdf(theta, m, 0.2))
+  np.testing.assert_allclose(jax.vmap(log_density, (0, None))(thetas, mu),
+                             stats.norm.logpdf(thetas, loc=mu, scale=0.2).sum(axis=-1),
                              rtol=1e-12)
-  grad = jax.vmap(jax.grad(pol.log_prob, argnums=1), (0, None, None))(theta, mu, 0.2)
-  np.testing.assert_allclose(grad, pol.score(theta, mu, 0.2), rtol=1e-12)
-  np.testing.assert_allclose(pol.score(theta, mu, 0.2), (theta - mu) / 0.04, rtol=1e-12)
+  grad = jax.vmap(jax.grad(log_density, argnums=1), (0, None))(thetas, mu)
+  np.testing.assert_allclose(grad, (thetas - mu) / 0.04, rtol=1e-12)
+  rewards = jnp.asarray([0.1, 0.5, 0.2, 0.9, 0.4])
+  _, info = PAPER.tell(state, thetas, rewards, jnp.ones(5, bool))
+  z = normalize(rewards)
+  np.testing.assert_allclose(info["ascent"], jnp.mean(z[:, None] * grad, axis=0), rtol=1e-10)
 
 
 def test_normalize_rewards_zero_mean_unit_variance():
@@ -68,24 +93,29 @@ def test_normalize_rewards_degenerate_cases():
   tied = normalize(jnp.array([0.5, 0.5, jnp.nan]))
   np.testing.assert_array_equal(tied, [0.0, 0.0, -1.0])
   np.testing.assert_array_equal(normalize(jnp.full((3,), jnp.nan)), 0.0)
-  g = jax.jit(jax.grad(lambda r: jnp.sum(pol.normalize_rewards(r) ** 2)))(
+  g = jax.jit(jax.grad(lambda r: jnp.sum(strategies.normalize_rewards(r) ** 2)))(
       jnp.array([0.1, 0.2, 0.4]))
   assert np.all(np.isfinite(g))
 
 
 def test_reinforce_estimator_matches_analytic_gradient_of_expected_quadratic_reward():
   # R(theta) = -|theta - theta*|^2, theta ~ N(mu, sigma^2 I):
-  # E[R] = -|mu - theta*|^2 - D sigma^2, so grad_mu E[R] = -2 (mu - theta*).
-  d, n, sigma = 6, 20000, 0.2
+  # E[R] = -|mu - theta*|^2 - D sigma^2, so grad_mu E[R] = -2 (mu - theta*). The paper's
+  # step uses the z-scored rewards (R - mean) / std: its expectation is grad_mu E[R] / std(R)
+  # (the mean is a baseline: it changes the variance, not the expectation, up to O(1/n)).
+  # n = 2000: Gaussian.tell builds an (n, n) averaging matrix (3.2 GB at n = 20000).
+  d, n, sigma = 6, 2000, 0.2
   rng = np.random.default_rng(1)
   mu = jnp.asarray(rng.uniform(-1, 1, d))
   target = jnp.asarray(rng.uniform(-1, 1, d))
-  thetas = pol.sample(jax.random.key(3), mu, sigma, n)
+  state = PAPER.init(mu)
+  thetas = ask(PAPER, jax.random.key(3), state, n)
   rewards = -jnp.sum((thetas - target) ** 2, axis=-1)
-  estimate = np.asarray(pol.reinforce_ascent(thetas, mu, rewards, sigma))
-  analytic = np.asarray(-2 * (mu - target))
-  # Per-coordinate standard error of the mean of the n i.i.d. per-sample terms.
-  terms = np.asarray(rewards[:, None] * pol.score(thetas, mu, sigma))
+  _, info = tell(PAPER, state, thetas, rewards, jnp.ones(n, bool))
+  estimate = np.asarray(info["ascent"])
+  analytic = np.asarray(-2 * (mu - target)) / float(jnp.std(rewards))
+  # Per-coordinate standard error of the mean of the n per-sample terms.
+  terms = np.asarray(info["normalized_rewards"][:, None] * (thetas - mu) / sigma ** 2)
   stderr = terms.std(axis=0, ddof=1) / math.sqrt(n)
   # The test has power: the standard error is small next to the gradient (a sigma-for-
   # variance mistake would scale the estimate by 1/sigma = 5).
@@ -95,34 +125,48 @@ def test_reinforce_estimator_matches_analytic_gradient_of_expected_quadratic_rew
   assert np.all(np.abs(estimate - analytic) < 4 * stderr), (estimate, analytic, stderr)
 
 
-def test_policy_gradient_is_the_negated_normalised_estimate():
-  policy = search.GaussianPolicy(sigma=0.2, optimizer=optax.sgd(1.0))
+def test_the_optimizer_gets_the_negated_normalised_estimate():
+  gaussian = strategies.Gaussian(sigma=0.2, optimizer=optax.sgd(1.0))
   mu = jnp.array([0.3, -0.2, 0.0])
-  thetas = policy.sample(jax.random.key(0), mu, 8)
+  state = gaussian.init(mu)
+  thetas = gaussian.ask(jax.random.key(0), state, 8)
   rewards = jnp.arange(8.0)
   z = normalize(rewards)
-  expected = -jnp.mean(z[:, None] * (thetas - mu) / 0.04, axis=0)
-  np.testing.assert_allclose(policy.gradient(thetas, mu, rewards), expected, rtol=1e-12)
-  # A minimising optax step ascends the reward: mu moves towards high-reward samples.
-  state = policy.init(mu)
-  new = policy.update(state, thetas, rewards)
-  np.testing.assert_allclose(new.mu, mu - expected, rtol=1e-12)
+  ascent = jnp.mean(z[:, None] * (thetas - mu) / 0.04, axis=0)
+  # A minimising optax step on the gradient -ascent ascends the reward: with sgd(1),
+  # mu + ascent, towards the high-reward samples.
+  new, info = gaussian.tell(state, thetas, rewards, jnp.ones(8, bool))
+  np.testing.assert_allclose(info["ascent"], ascent, rtol=1e-12)
+  np.testing.assert_allclose(new.mu, mu + ascent, rtol=1e-12)
   assert float(jnp.dot(new.mu - mu, thetas[-1] - thetas[0])) > 0
+
+
+def test_the_paper_step_is_one_adam_step_of_rate_005():
+  mu = jnp.array([0.3, -0.2, 0.0, 1.0])
+  state = PAPER.init(mu)
+  thetas = PAPER.ask(jax.random.key(2), state, 8)
+  rewards = jnp.asarray([0.1, 0.5, 0.3, 0.9, 0.4, 0.45, 0.2, 0.8])
+  new, info = PAPER.tell(state, thetas, rewards, jnp.ones(8, bool))
+  adam = optax.adam(0.05)
+  updates, _ = adam.update(-info["ascent"], adam.init(mu), mu)
+  np.testing.assert_allclose(new.mu, mu + updates, rtol=1e-12)
+  # Adam's first step moves every coordinate by the learning rate, along the ascent.
+  np.testing.assert_allclose(np.abs(new.mu - mu), 0.05, rtol=1e-6)
+  np.testing.assert_array_equal(np.sign(new.mu - mu), np.sign(info["ascent"]))
+  assert int(new.count) == 1
 
 
 def test_reinforce_with_adam_drives_mu_to_the_optimum():
   d, b = 6, 32
   target = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, d), jnp.float32)
-  policy = search.GaussianPolicy()  # sigma 0.2, adam(0.05): the paper's settings
-  assert policy.sigma == 0.2
 
   @jax.jit
   def train(key):
     def step(state, k):
-      thetas = policy.sample(k, state.mu, b)
+      thetas = PAPER.ask(k, state, b)
       rewards = -jnp.sum((thetas - target) ** 2, axis=-1)
-      return policy.update(state, thetas, rewards), None
-    state, _ = jax.lax.scan(step, policy.init(jnp.zeros(d, jnp.float32)),
+      return PAPER.tell(state, thetas, rewards, jnp.ones(b, bool))[0], None
+    state, _ = jax.lax.scan(step, PAPER.init(jnp.zeros(d, jnp.float32)),
                             jax.random.split(key, 400))
     return state.mu
 
@@ -135,30 +179,20 @@ def test_reinforce_with_adam_drives_mu_to_the_optimum():
   assert float(jnp.max(jnp.abs(mu - target))) < 0.15, (mu, target)
 
 
-def test_policy_validation():
+def test_gaussian_validation():
   with pytest.raises(ValueError, match="sigma"):
-    search.GaussianPolicy(sigma=-0.2)
+    strategies.Gaussian(sigma=-0.2)
   with pytest.raises(ValueError, match="optax"):
-    search.GaussianPolicy(optimizer=0.05)
+    strategies.Gaussian(optimizer=0.05)
 
 
-def test_ask_tell_is_the_sample_update_pair_and_normalises_once():
-  policy = search.GaussianPolicy(sigma=0.2, optimizer=optax.adam(0.05))
-  state = policy.init(jnp.array([0.3, -0.2, 0.0, 1.0], jnp.float32))
-  key = jax.random.key(4)
-  # Two compiled programs each time: equal up to float32 rounding (not asserted bitwise).
-  close = lambda a, b: jax.tree.map(
-      lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
-  thetas = jax.jit(policy.ask, static_argnums=2)(key, state, 8)
-  close(thetas, jax.jit(policy.sample, static_argnums=2)(key, state.mu, 8))
+def test_tell_normalises_once_and_keeps_the_dtype():
+  state = PAPER.init(jnp.array([0.3, -0.2, 0.0, 1.0], jnp.float32))
+  thetas = ask(PAPER, jax.random.key(4), state, 8)
   rewards = jnp.array([0.1, 0.5, jnp.nan, 0.9, 0.4, 0.4, 0.2, 0.8], jnp.float32)
   valid = jnp.isfinite(rewards).at[5].set(False)
-  told, info = jax.jit(policy.tell)(state, thetas, rewards, valid)
-  updated = jax.jit(policy.update)(state, thetas, rewards, valid)
-  close(told, updated)
-  close(info["normalized_rewards"], normalize(rewards, valid))
+  told, info = tell(PAPER, state, thetas, rewards, valid)
+  np.testing.assert_allclose(info["normalized_rewards"], normalize(rewards, valid), rtol=1e-6)
   assert np.all(np.asarray(info["normalized_rewards"])[[2, 5]] <= -1)  # the worst
-  np.testing.assert_array_equal(policy.mean(told), told.mu)
-  assert isinstance(told, search.PolicyState) and told.mu.dtype == jnp.float32
-  assert "sigma=0.2" in policy.spec() and "0x" not in policy.spec()
-  assert hash(policy) == hash(search.GaussianPolicy(0.2, policy.optimizer))  # a cache key
+  np.testing.assert_array_equal(PAPER.mean(told), told.mu)
+  assert isinstance(told, strategies.GaussianState) and told.mu.dtype == jnp.float32

@@ -11,8 +11,8 @@ import optax
 import pytest
 
 import jaxloss
-from jaxloss.search import normalize_rewards
 from jaxloss.search import strategies as st
+from jaxloss.search.strategies import normalize_rewards
 
 M = 6
 D = 4 * M
@@ -26,22 +26,8 @@ def _key(i=0):
 # ------------------------------------------------------------------------------ paper
 
 
-def test_paper_is_the_policy_update():
-  """PAPER's tell equals GaussianPolicy.update: sigma 0.2, Adam 0.05, z-scored rewards."""
-  from jaxloss.search import GaussianPolicy
-  policy = GaussianPolicy()
-  s = st.PAPER.init(MU0)
-  thetas = st.PAPER.ask(_key(), s, 8)
-  np.testing.assert_allclose(thetas, policy.sample(_key(), MU0, 8), rtol=0, atol=0)
-  rewards = jnp.linspace(0.1, 0.9, 8)[::-1]
-  new, info = st.PAPER.tell(s, thetas, rewards, jnp.ones(8, bool))
-  ref = policy.update(policy.init(MU0), thetas, rewards, jnp.ones(8, bool))
-  np.testing.assert_allclose(new.mu, ref.mu, rtol=1e-6, atol=1e-7)
-  np.testing.assert_allclose(info["normalized_rewards"], normalize_rewards(rewards), rtol=1e-6)
-
-
 def test_strategies_are_hashable_and_jittable():
-  for strategy in (st.PAPER, st.DEFAULT, st.RANDOM, st.Grid([MU0.tolist()] * 3)):
+  for strategy in (st.PAPER, st.DEFAULT, st.RANDOM, st.FIXED, st.Grid([MU0.tolist()] * 3)):
     hash(strategy)
     assert "(" in repr(strategy)
   s = st.DEFAULT.init(MU0)
@@ -288,13 +274,6 @@ def test_replace_keeps_hashable():
 # ------------------------------------------------------------------------------ engine
 
 
-def _engine_takes_strategies() -> bool:
-  from jaxloss import search  # pylint: disable=import-outside-toplevel
-  return "strategy" in {f.name for f in dataclasses.fields(search.SearchConfig)}
-
-
-@pytest.mark.skipif(not _engine_takes_strategies(),
-                    reason="this engine has no SearchConfig(strategy=...) yet")
 def test_engine_runs_the_strategies():
   """Through the engine: grid copies keep their thetas; the mean copy trains with mu."""
   from jaxloss import search  # pylint: disable=import-outside-toplevel
@@ -318,8 +297,8 @@ def test_engine_runs_the_strategies():
     np.testing.assert_allclose(thetas[1] - mu, -(thetas[2] - mu), atol=1e-6)
 
 
-def test_grid_mode_trains_each_copy_with_its_own_theta_and_selects():
-  """``mode='grid'``: the grid list is the strategy; the thetas never move; selection is on."""
+def test_a_grid_trains_each_copy_with_its_own_theta_and_selects():
+  """``strategy=Grid(...)``: the thetas never move; the best copy is selected each epoch."""
   from jaxloss import search  # pylint: disable=import-outside-toplevel
   from tests.test_search_common import MLP_TASK, config, dataset, identity_theta
   train, val, _ = dataset()
@@ -327,22 +306,16 @@ def test_grid_mode_trains_each_copy_with_its_own_theta_and_selects():
   grid = [np.asarray(t).tolist() for t in (
       jaxloss.identity_theta(m), jaxloss.cosface_theta(0.1, m), jaxloss.cosface_theta(0.2, m),
       jaxloss.cosface_theta(0.3, m))]
-  cfg = config(mode="grid", grid=grid, strategy="default", epochs=2)
-  assert cfg.flags() == search.Flags(sample=True, update=False, select=True)
+  cfg = config(strategy=st.Grid(grid), epochs=2)
+  assert cfg.selection == "best" and cfg.resolved_init == "shared"
   result = search.run(MLP_TASK, cfg, train, val)
   for record in result.records:
     np.testing.assert_allclose(record["thetas"], grid, rtol=0, atol=1e-7)
-    assert 0 <= record["best_index"] < 4
-  with pytest.raises(ValueError, match="`grid` must be population_size"):
-    config(mode="grid", grid=grid[:3], strategy="default")
-  with pytest.raises(ValueError, match="`grid` must be a list"):
-    config(mode="grid", strategy="default")
-  with pytest.raises(ValueError, match="`grid` must be None unless mode='grid'"):
-    config(grid=grid)
-  with pytest.raises(ValueError, match="`grid` must be entries of initial_mu's size"):
-    config(mode="grid", grid=[[0.1]] * 4, strategy="default")
-  with pytest.raises(ValueError, match="mode='grid' samples nothing"):
-    config(mode="grid", grid=grid, strategy="default", sigma=0.3)
+    assert 0 <= record["best_index"] < 4 and record["strategy"] == "Grid"
+  with pytest.raises(ValueError, match="Grid: 3 thetas for a population of 4"):
+    config(strategy=st.Grid(grid[:3]))
+  with pytest.raises(ValueError, match="one theta per copy, each of 8 values"):
+    config(strategy=st.Grid([[0.1]] * 4))
 
 
 def test_the_library_default_runs_through_the_engine():
