@@ -25,7 +25,7 @@ if EXAMPLES not in sys.path:
   sys.path.insert(0, EXAMPLES)
 
 import flags  # noqa: E402
-from cifar10 import configs, input_pipeline, models, plots, report, train  # noqa: E402
+from cifar10 import configs, input_pipeline, models, plots, report  # noqa: E402
 
 import jaxloss  # noqa: E402
 
@@ -93,8 +93,15 @@ def test_every_config_field_is_a_flag_with_one_vocabulary():
                                              ('random', 2)]
   c = runs[0]
   assert c.strategy == 'paper'
-  assert train.strategy_options(c, 'mu-opt') == dict(strategy='paper', sigma=0.3,
-                                                      mu_optimizer='mu-opt')
+  from jaxloss.search import strategies
+  options = flags.search_options(c.mode, c.strategy, c.sigma, c.policy_learning_rate)
+  assert options == dict(strategy=strategies.Gaussian(sigma=0.3, learning_rate=0.01),
+                         selection='best')
+  assert flags.search_options('random', 'paper', 0.3, 0.01)['strategy'] == strategies.Gaussian(
+      sigma=0.3, learning_rate=0.01, update_mean=False)
+  assert flags.search_options('amlfs', 'default', 0.2, 0.05)['strategy'] is strategies.DEFAULT
+  assert flags.search_options('baseline', 'paper', 0.3, 0.01) == dict(strategy='fixed',
+                                                                       selection='none')
   assert amlfs_cifar10.config_from_args(amlfs_cifar10.parse_args([])).strategy == 'default'
   assert (c.sigma, c.policy_learning_rate, c.learning_rate, c.batch_size, c.depth) == (
       0.3, 0.01, 0.05, 64, 8)
@@ -117,10 +124,25 @@ def test_every_config_field_is_a_flag_with_one_vocabulary():
   assert shared <= set(fields)
   assert shared <= {f.name for f in dataclasses.fields(amlfs_mnist1d.Config)}
   config, modes, seeds = amlfs_mnist1d.config_from_args(amlfs_mnist1d.parse_args(
-      ['--num-intervals', '3', '--policy-learning-rate', '0.01', '--seeds', '1', '2',
-       '--intervals', '4', '--output-dir', 'x', '--quiet']))
-  assert (config.num_intervals, config.policy_learning_rate, config.workdir) == (4, 0.01, 'x')
+      ['--num-intervals', '3', '--strategy', 'paper', '--policy-learning-rate', '0.01',
+       '--seeds', '1', '2', '--workdir', 'x', '--no-progress']))
+  assert (config.num_intervals, config.policy_learning_rate, config.workdir) == (3, 0.01, 'x')
   assert modes == ['amlfs', 'random', 'baseline'] and seeds == [1, 2]
+
+
+@pytest.mark.parametrize('argv', [['--sigma', '0.3'], ['--policy-learning-rate', '0.1'],
+                                  ['--strategy', 'default', '--sigma', '0.3']])
+def test_flags_the_strategy_does_not_read_are_refused(argv, capsys):
+  import amlfs_cifar10
+  import amlfs_mnist1d
+  for example in (amlfs_cifar10, amlfs_mnist1d):
+    parse = (example.configs_from_args if example is amlfs_cifar10
+             else example.config_from_args)
+    with pytest.raises(SystemExit) as info:
+      parse(example.parse_args(argv))
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'read only by --strategy paper' in err
 
 
 # ------------------------------------------------------------------------------------------------
@@ -466,8 +488,9 @@ def _check_outputs(workdir, summary):
   assert env['backend'] == 'cpu' and {'jax', 'flax', 'optax', 'numpy'} <= set(env['packages'])
 
 
-def test_modes_of_one_configuration_share_one_compiled_program(tmp_path):
-  """amlfs and random (the mode is a traced flag of the engine's program) compile once."""
+def test_seeds_of_one_configuration_share_one_compiled_program(tmp_path):
+  """Two seeds of one configuration compile the outer step once (the seed is a traced input;
+  the strategy, which differs between modes, is part of the program)."""
   compiles = []
 
   def listener(event, duration, **kwargs):
@@ -478,18 +501,23 @@ def test_modes_of_one_configuration_share_one_compiled_program(tmp_path):
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
     # A learning rate no other test uses: a program this process has not compiled yet.
-    summaries = _main(['--workdir', str(tmp_path), '--modes', 'amlfs', 'random', '--epochs',
+    summaries = _main(['--workdir', str(tmp_path), '--seeds', '0', '1', '--epochs',
                        '1', '--depth', '8', '--learning-rate', '0.07'])
   finally:
     from jax._src import monitoring
     monitoring.unregister_event_duration_listener(listener)
-  assert [s['mode'] for s in summaries] == ['amlfs', 'random']
+  assert [s['mode'] for s in summaries] == ['amlfs', 'amlfs']
   assert len(compiles) == 1, compiles
+
+
+def test_random_mode_samples_as_the_search_and_never_moves_mu(tmp_path):
+  _main(['--workdir', str(tmp_path), '--modes', 'amlfs', 'random', '--epochs', '1',
+         '--depth', '8', '--strategy', 'paper'])
   amlfs, random = (_read_jsonl(os.path.join(tmp_path, name, 'records.jsonl'))
-                   for name in ('amlfs-noise0', 'random-noise0'))
+                   for name in ('amlfs-paper-noise0', 'random-paper-noise0'))
   assert random[0]['mu_next'] == random[0]['mu']  # random search never moves mu
   assert amlfs[0]['thetas'] == random[0]['thetas']  # same seed, same samples around mu_0
-  assert os.path.exists(os.path.join(tmp_path, 'random-noise0', 'theta.pdf'))
+  assert os.path.exists(os.path.join(tmp_path, 'random-paper-noise0', 'theta.pdf'))
 
 
 def test_train_step_is_a_module_function_and_identity_theta_is_cross_entropy():

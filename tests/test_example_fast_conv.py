@@ -131,7 +131,7 @@ def _task(conv_impl):
 def _search(conv_impl, train, val, test):
   task = _task(conv_impl)
   config = search.SearchConfig(
-      initial_mu=jaxloss.identity_theta(6), mode='amlfs', population_size=4, epochs=6,
+      initial_mu=jaxloss.identity_theta(6), population_size=4, epochs=6,
       batch_size=128, eval_batch_size=384, seed=0, output_dir=None, progress=False)
   result = search.run(task, config, train, val)
   return result, search.evaluate_dataset(task, result.state, test)['accuracy']

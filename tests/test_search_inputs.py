@@ -30,14 +30,8 @@ def test_initial_mu_must_be_a_non_empty_array_of_numbers(bad):
     config(initial_mu=bad)
 
 
-_ACCEPTED_NON_NUMBER = pytest.mark.xfail(strict=True, reason=(
-    "library bug: strategies._check_sigma converts with np.asarray(sigma, np.float64), which "
-    "accepts a numeric string and a bool"))
-
-
 @pytest.mark.parametrize("sigma", [0.0, -0.2, np.nan, np.inf, None, (0.0, 0.0, 0.0, 0.0),
-                                   pytest.param("0.2", marks=_ACCEPTED_NON_NUMBER),
-                                   pytest.param(True, marks=_ACCEPTED_NON_NUMBER)])
+                                   "0.2", True])
 def test_bad_sigma(sigma):
   with pytest.raises(ValueError, match="Gaussian: `sigma` must be a non-negative float"):
     strategies.Gaussian(sigma=sigma)

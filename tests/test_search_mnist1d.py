@@ -26,8 +26,8 @@ def _load_example():
 def test_amlfs_random_and_baseline_learn_mnist1d(tmp_path, capsys):
   example = _load_example()
   out = str(tmp_path / "runs")
-  results = example.main(["--epochs", "5", "--population", "8", "--seeds", "0", "--quiet",
-                          "--output-dir", out])
+  results = example.main(["--epochs", "5", "--population", "8", "--seeds", "0", "--no-progress",
+                          "--workdir", out])
   printed = capsys.readouterr().out
   with capsys.disabled():  # the table of test accuracies, shown in the test log
     print("\n" + printed)

@@ -226,11 +226,13 @@ class _Session:
           f"{latest - 1}); pass resume=True to continue that run, or use a new `output_dir`.")
     changed = []
 
-    def check(meta):
+    def check(meta):  # before the state is restored: a refusal leaves the checkpoint as it is
       changed[:] = check_resume(meta.get("fingerprint"), self.fingerprint, allow_changed)
+      if not isinstance(meta.get("records"), list):
+        raise ValueError("search: the checkpoint holds no records (it was not written by this "
+                         "version of jaxloss.search); start a new `output_dir`.")
 
-    _, state, meta = store.restore_latest_intact(self.engine.abstract_state(), check_meta=check,
-                                                 required_meta=("fingerprint", "records"))
+    _, state, meta = store.restore_latest_intact(self.engine.abstract_state(), check_meta=check)
     records = list(meta["records"])  # every record so far is in the checkpoint
     self.changes = list(meta.get("changes", []))
     if changed:

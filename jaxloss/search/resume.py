@@ -49,7 +49,9 @@ from typing import Any
 
 import numpy as np
 
-_MAX_DEPTH = 8
+# Deep enough for optax chains of schedules (a schedule's numbers sit ~10 closures down);
+# cycles are cut by `_Describer._active`.
+_MAX_DEPTH = 32
 _MAX_ELEMENTS = 1 << 20
 _SAMPLE_ROWS = 256
 

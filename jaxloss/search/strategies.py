@@ -146,6 +146,10 @@ def sigma_vector(sigma, dim: int, dtype=jnp.float32) -> Array:
 
 
 def _check_sigma(name: str, sigma) -> None:
+  flat = sigma if isinstance(sigma, (tuple, list)) else (sigma,)
+  if not all(_is_real(v) for v in flat):
+    raise ValueError(f"{name}: `sigma` must be a non-negative float or tuple of floats with "
+                     f"at least one positive value (standard deviations), got {sigma!r}.")
   values = np.atleast_1d(np.asarray(sigma, np.float64))
   if values.ndim != 1 or not np.all(np.isfinite(values)) or np.any(values < 0) or not np.any(
       values > 0):
@@ -303,21 +307,15 @@ class Gaussian:
       thetas = jnp.concatenate([flat[None], thetas], axis=0)
     return thetas.reshape((num,) + mu.shape)
 
-  def _units(self, n: int) -> np.ndarray:
-    """``(units, n)`` averaging matrix: mirrored pairs are one independent unit."""
+  def _units(self, contrib: Array) -> Array:
+    """The independent units of the per-sample contributions ``(n, D)``: each sample, or,
+    with mirrored sampling, the mean of each pair (and the unpaired last sample)."""
     if not self.antithetic:
-      return np.eye(n)
+      return contrib
+    n = contrib.shape[0]
     half = n // 2
-    rows = []
-    for i in range(half):
-      row = np.zeros(n)
-      row[i] = row[half + i] = 0.5
-      rows.append(row)
-    if n % 2:
-      row = np.zeros(n)
-      row[-1] = 1.0
-      rows.append(row)
-    return np.stack(rows)
+    pairs = 0.5 * (contrib[:half] + contrib[half:2 * half])
+    return jnp.concatenate([pairs, contrib[2 * half:]], axis=0)
 
   def tell(self, state: GaussianState, thetas: Array, rewards: Array,
            valid: Array | None = None) -> tuple[GaussianState, dict]:
@@ -330,7 +328,7 @@ class Gaussian:
     valid = jnp.isfinite(rewards) if valid is None else (jnp.asarray(valid, bool)
                                                          & jnp.isfinite(rewards))
     m = 1 if self.mean_copy else 0
-    n = self.num_samples(num)
+    self.num_samples(num)  # at least one sampled copy (a clear error otherwise)
     shaped = shape_fitness(self.fitness, rewards[m:], valid[m:])
     normalized = shaped
     if self.mean_copy:
@@ -340,7 +338,7 @@ class Gaussian:
     eps = jnp.where(sig > 0, (flat[m:] - flat_mu) / safe, 0)
     contrib = shaped[:, None] * eps / safe                  # (n, D)
     ascent = jnp.mean(contrib, axis=0)
-    units = jnp.asarray(self._units(n), flat.dtype) @ contrib      # (U, D), independent
+    units = self._units(contrib)                           # (U, D), independent
     u = units.shape[0]
     se = jnp.std(units, axis=0, ddof=1) / math.sqrt(u) if u > 1 else jnp.full_like(ascent, jnp.inf)
     if self.drift_guard > 0:

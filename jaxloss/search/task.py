@@ -39,7 +39,9 @@ class Task:
 
   ``parts``: the user's functions and objects the task was built from, as ``(name, object)``
   pairs, for the resume fingerprint (a refused resume names them; :func:`optax_task` gives
-  ``init``, ``loss``, ``optimizer``, ``evaluate``). Empty: the three functions themselves.
+  ``init``, ``loss``, ``optimizer``, ``evaluate``). They stand for the three functions only
+  while those are closures over exactly these objects (as :func:`optax_task` builds them; a
+  function replaced with ``dataclasses.replace`` is described itself).
   """
   init: Callable[[Array], PyTree]
   train_step: Callable[[PyTree, PyTree, Array, Array], tuple[PyTree, dict]]
@@ -48,8 +50,26 @@ class Task:
 
   def named_parts(self) -> tuple[tuple[str, Any], ...]:
     """What the task depends on, by the user's names (``parts``, else the three functions)."""
-    return self.parts or (("init", self.init), ("train_step", self.train_step),
-                          ("evaluate", self.evaluate))
+    functions = (("init", self.init), ("train_step", self.train_step),
+                 ("evaluate", self.evaluate))
+    return self.parts if self.parts and _closes_over(functions, self.parts) else functions
+
+
+def _closes_over(functions, parts) -> bool:
+  """Whether the functions' closures hold exactly the ``parts`` objects (by identity)."""
+  wanted, held = {id(obj) for _, obj in parts}, set()
+  for _, fn in functions:
+    cells = getattr(fn, "__closure__", None) or ()
+    contents = set()
+    for cell in cells:
+      try:
+        contents.add(id(cell.cell_contents))
+      except ValueError:  # an empty cell
+        return False
+    if not contents or not contents <= wanted:
+      return False
+    held |= contents
+  return held == wanted
 
 
 class OptaxTaskState(NamedTuple):
