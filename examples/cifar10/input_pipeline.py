@@ -323,7 +323,7 @@ def read(source: Source, *, num_train: int | None = None,
   :class:`DataError` naming the file and the problem."""
   if source.kind == 'tfds':
     rows = _tfds_sources(source.path, source.name)
-    log.info('Reading %s from tfds (%d train, %d test rows).', source.name, *map(len, rows))
+    log.debug('Reading %s from tfds (%d train, %d test rows).', source.name, *map(len, rows))
     train, test = (_read_tfds(r, f'{source.describe()}, {s} split')
                    for r, s in zip(rows, ('train', 'test')))
   else:
