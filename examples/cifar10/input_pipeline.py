@@ -273,14 +273,12 @@ def _read_tfds(rows, where: str) -> Split:
   n = len(rows)
   images = np.empty((n,) + IMAGE_SHAPE, np.uint8)
   labels = np.empty((n,), np.int64)
-  ids = []
+  ids = np.empty((n,), np.int64)
   for i in range(n):
     row = rows[i]
     images[i], labels[i] = row['image'], row['label']
-    text = row['id'].decode() if isinstance(row.get('id'), bytes) else str(row.get('id', i))
-    number = re.search(r'(\d+)$', text)
-    ids.append((int(number.group(1)) if number else -1, text))
-  order = sorted(range(n), key=ids.__getitem__)
+    ids[i] = int(re.sub(r'\D', '', str(row.get('id', i))) or -1)  # b'train_00042' -> 42
+  order = np.argsort(ids, kind='stable')
   return check_split(images[order], labels[order], where)
 
 
@@ -470,6 +468,9 @@ def with_label_noise(data: Data, config) -> Data:
 def _check_sizes(config, num_train: int, num_test: int, where: str) -> None:
   """:class:`DataError` (naming the flags to set) when ``where``, holding ``num_train``
   training and ``num_test`` test images, has fewer than ``config`` asks for."""
+  if config.num_val < 1 or (config.num_test is not None and config.num_test < 1):
+    raise DataError(f'--num-val and --num-test must be at least 1 (--num-test none: all test '
+                    f'images), got {config.num_val} and {config.num_test}.')
   wanted = config.num_train + config.num_val
   if wanted > num_train:
     val = max(1, num_train // 10)
