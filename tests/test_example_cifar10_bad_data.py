@@ -132,6 +132,8 @@ FOLDER_CASES = {
                    'data_batch_5', 'got uint8 (827, 32, 32, 3)'),
     'pixels int64': ({'data_batch_5': _set('data', lambda b: b['data'].astype(np.int64))},
                      'data_batch_5', 'got int64 (827, 3072)'),
+    'ragged labels': ({'data_batch_1': _set('labels', lambda b: [[0, 1], [2]] * 414)},
+                      'data_batch_1', "'data' and 'labels' are not arrays ("),
     'no images': ({'test_batch': lambda b: dict(b, data=b['data'][:0], labels=[])},
                   'test_batch', 'no images'),
     'truncated batch': ({'data_batch_2': _raw('data_batch_2')[:100_000]}, 'data_batch_2',

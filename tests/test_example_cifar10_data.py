@@ -9,6 +9,7 @@ Covered: the python-batches folder, a ``cifar-10-python.tar.gz`` built from it, 
 version (a tiny synthetic ``cifar-10-binary.tar.gz`` and its folder), the tfds route (rows
 served shuffled under ``tfds.testing.mock_data``, sorted back by id), the same split whichever
 reader, the messages when there is no data, and label noise on data given to ``train.run``.
+Damaged data (each case, and the CLI's one-line error) are in ``test_example_cifar10_bad_data.py``.
 """
 
 import os

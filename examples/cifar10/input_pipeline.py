@@ -165,7 +165,10 @@ def _parse(name: str, raw: bytes, where: str) -> Split:
     if not {'data', 'labels'} <= set(keys):
       raise DataError(f"{where}: a CIFAR-10 batch is a dict with 'data' and 'labels', got "
                       f'{sorted(map(str, keys)) if keys else type(batch).__name__}.')
-    rows, labels = np.asarray(batch[keys['data']]), np.asarray(batch[keys['labels']])
+    try:
+      rows, labels = np.asarray(batch[keys['data']]), np.asarray(batch[keys['labels']])
+    except ValueError as error:  # ragged lists
+      raise DataError(f"{where}: 'data' and 'labels' are not arrays ({error}).") from None
     if rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] != ROW_BYTES:
       raise DataError(f"{where}: 'data' must be uint8 rows of {ROW_BYTES} bytes (32x32x3 "
                       f'pixels), got {rows.dtype} {rows.shape}.')
@@ -273,12 +276,15 @@ def _read_tfds(rows, where: str) -> Split:
   n = len(rows)
   images = np.empty((n,) + IMAGE_SHAPE, np.uint8)
   labels = np.empty((n,), np.int64)
-  ids = np.empty((n,), np.int64)
+  ids = []
   for i in range(n):
     row = rows[i]
     images[i], labels[i] = row['image'], row['label']
-    ids[i] = int(re.sub(r'\D', '', str(row.get('id', i))) or -1)  # b'train_00042' -> 42
-  order = np.argsort(ids, kind='stable')
+    text = row.get('id', str(i))
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    number = re.search(r'\d+$', text)
+    ids.append((int(number.group()) if number else -1, text))
+  order = sorted(range(n), key=ids.__getitem__)
   return check_split(images[order], labels[order], where)
 
 
