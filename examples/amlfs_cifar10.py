@@ -35,12 +35,14 @@ import flags  # noqa: E402
 from cifar10 import configs, input_pipeline, report  # noqa: E402
 
 log = logging.getLogger('amlfs_cifar10')
+PROG = os.path.basename(__file__)  # argparse's name for the program, also under pytest
 OWN_LOGGERS = ('amlfs_cifar10', 'cifar10')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
-      description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+      prog=PROG, description=__doc__.split('\n\n')[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter,
       epilog='\n\n'.join(__doc__.split('\n\n')[1:3]))
   what = parser.add_argument_group('what to do (default: train)')
   what.add_argument('--smoke', action='store_true',
@@ -81,6 +83,11 @@ def config_from_args(args: argparse.Namespace) -> configs.Config:
   return configs_from_args(args)[0]
 
 
+def _data_key(config: configs.Config) -> tuple:
+  return (config.data_dir, config.dataset, config.num_train, config.num_val, config.num_test,
+          config.split_seed)
+
+
 def _fail(error: Exception) -> None:
   print(f'\n{error}', file=sys.stderr)
   raise SystemExit(2) from None
@@ -114,23 +121,27 @@ def main(argv=None):
     source = input_pipeline.locate(first.data_dir, first.dataset)
   except input_pipeline.DataNotFoundError as error:
     _fail(error)
+  # Every run's data, read and checked before anything compiles: clean data read once per
+  # split (each run adds its own label noise); bad data or too few images: one line.
+  cache = {}
+  try:
+    for config in runs:
+      if _data_key(config) not in cache:
+        cache[_data_key(config)] = input_pipeline.prepare_data(
+            dataclasses.replace(config, label_noise=0.0), source=source)
+  except input_pipeline.DataError as error:
+    print(f'{PROG}: error: {" ".join(str(error).split())}', file=sys.stderr)
+    raise SystemExit(2) from None
   from cifar10 import train  # jax and the library: after the arguments and the data are checked
 
-  cache = {}
   summaries = []
   for config in runs:
     log.info('CIFAR-10 / ResNet-%d (%s, B=%d, label noise %.0f%%, %d epochs, seed %d) -> %s',
              config.depth, config.mode, config.effective_population, 100 * config.label_noise,
              config.epochs, config.seed, os.path.join(config.workdir, config.run_name))
-    # Clean data read once per split; each run adds its own label noise.
-    key = (config.data_dir, config.dataset, config.num_train, config.num_val, config.num_test,
-           config.split_seed)
-    if key not in cache:
-      cache[key] = input_pipeline.prepare_data(
-          dataclasses.replace(config, label_noise=0.0), source=source)
     try:
       summary = train.run(config, resume=args.resume, stop_after=args.stop_after,
-                          data=cache[key], progress=not args.no_progress)
+                          data=cache[_data_key(config)], progress=not args.no_progress)
     except (FileExistsError, train.ConfigMismatchError) as error:
       _fail(error)
     run_dir = os.path.join(config.workdir, config.run_name)

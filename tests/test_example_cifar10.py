@@ -360,11 +360,11 @@ def test_prepare_data_split_is_fixed_and_noise_touches_the_training_split_only()
   assert changed.sum() == 30 and (changed == data.flipped).all()
   # The split depends on split_seed only: the same images with or without noise, any mode.
   clean = input_pipeline.prepare_data(
-      configs.smoke(num_train=150, num_val=40, mode='baseline'), loader=loader)
+      configs.smoke(num_train=150, num_val=40, num_test=30, mode='baseline'), loader=loader)
   np.testing.assert_array_equal(_ids(clean.train), train_ids)
   np.testing.assert_array_equal(clean.train.labels, train.labels[train_ids])
   moved = input_pipeline.prepare_data(
-      configs.smoke(num_train=150, num_val=40, split_seed=1), loader=loader)
+      configs.smoke(num_train=150, num_val=40, num_test=30, split_seed=1), loader=loader)
   assert not np.array_equal(_ids(moved.val), val_ids)
   with pytest.raises(ValueError, match='exceeds'):
     input_pipeline.split_train_val(train, 190, 20, seed=0)

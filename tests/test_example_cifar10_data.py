@@ -1,4 +1,4 @@
-"""The CIFAR-10 example's readers on real images: /work/shared-style subset in the official layout.
+"""The CIFAR-10 example's readers on real images: a shared subset in the official layout.
 
 ``../shared/data/cifar10-subset`` (relative to the repository) holds real CIFAR-10 images as
 ``cifar-10-batches-py/`` (4,136 training images over ``data_batch_1..5``, and 1,034 further
@@ -9,6 +9,7 @@ Covered: the python-batches folder, a ``cifar-10-python.tar.gz`` built from it, 
 version (a tiny synthetic ``cifar-10-binary.tar.gz`` and its folder), the tfds route (rows
 served shuffled under ``tfds.testing.mock_data``, sorted back by id), the same split whichever
 reader, the messages when there is no data, and label noise on data given to ``train.run``.
+Damaged data (each case, and the CLI's one-line error) are in ``test_example_cifar10_bad_data.py``.
 """
 
 import os
@@ -62,7 +63,7 @@ def test_python_folder_reader_gives_the_pickled_images(expected):
   assert (len(train_y), len(test_y)) == (4136, 1034)
   for where in (SUBSET, BATCHES):  # the folder holding cifar-10-batches-py/, or that folder
     source = input_pipeline.locate(where)
-    assert source.kind == 'python-folder'
+    assert source.kind == 'folder'
     train, test = input_pipeline.read(source)
     _assert_same(train, train_x, train_y)
     _assert_same(test, test_x, test_y)
@@ -80,7 +81,7 @@ def test_python_tarball_reader_equals_the_folder(tmp_path, expected):
     tar.add(BATCHES, arcname='cifar-10-batches-py')
   for where in (str(tmp_path), str(tarball)):
     source = input_pipeline.locate(where)
-    assert source.kind == 'python-tarball' and source.path == str(tarball)
+    assert source.kind == 'tarball' and source.path == str(tarball)
     train, test = input_pipeline.read(source)
     _assert_same(train, train_x, train_y)
     _assert_same(test, test_x, test_y)
@@ -111,15 +112,15 @@ def test_binary_version_reader_tarball_and_folder(tmp_path):
   train_x = np.concatenate([batches[n][1] for n in train_names])
   train_y = np.concatenate([batches[n][2] for n in train_names])
   test_x, test_y = batches['test_batch.bin'][1:]
-  for where, kind in ((tarball.parent, 'binary-tarball'), (tarball, 'binary-tarball'),
-                      (folder.parent, 'binary-folder'), (folder, 'binary-folder')):
+  for where, kind in ((tarball.parent, 'tarball'), (tarball, 'tarball'), (folder.parent, 'folder'),
+                      (folder, 'folder')):
     source = input_pipeline.locate(str(where))
     assert source.kind == kind, where
     train, test = input_pipeline.read(source)
     _assert_same(train, train_x, train_y)
     _assert_same(test, test_x, test_y)
   (folder / 'test_batch.bin').write_bytes(b'\0' * 3000)  # not whole records
-  with pytest.raises(ValueError, match='3073-byte records'):
+  with pytest.raises(input_pipeline.DataError, match='test_batch.bin: 3,000 bytes .* 3073-byte'):
     input_pipeline.read(input_pipeline.locate(str(folder)))
 
 
@@ -245,8 +246,8 @@ def test_cli_end_to_end_on_real_images_folder_tarball_and_given_data(tmp_path):
                                             str(tmp_path / 'a')])
   tar_run = amlfs_cifar10.main(common + ['--data-dir', str(archive), '--workdir',
                                          str(tmp_path / 'b')])
-  assert folder_run['data']['source'].startswith('python batches folder')
-  assert tar_run['data']['source'].startswith('python-version tarball')
+  assert folder_run['data']['source'].startswith('folder ')
+  assert tar_run['data']['source'].startswith('tarball ')
   assert folder_run['data_sha256'] == tar_run['data_sha256']
   assert folder_run['final_test_error'] == tar_run['final_test_error']
   assert _records(tmp_path / 'a') == _records(tmp_path / 'b')

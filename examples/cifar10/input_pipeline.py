@@ -1,37 +1,27 @@
-"""CIFAR-10 input: the images on the host once (numpy), then uint8 arrays on the device.
+"""CIFAR-10 input: checked uint8 arrays on the host, augmentation and normalisation on the device.
 
-Host side (numpy, once per run). :func:`locate` finds the data and says exactly what to do when
-there is none, before anything else starts; :func:`read` loads it. Every route gives the same
-arrays in the same order (the official order: ``data_batch_1`` ... ``data_batch_5``, then
-``test_batch``), so the train/validation split is the same whichever reader loaded the images:
+Host side (numpy, once per run): :func:`locate` finds the data or says what to run,
+:func:`read` loads and checks it, :func:`prepare_data` draws the run's train/validation split
+and label noise. Every route gives the same arrays in the official order (``data_batch_1`` ...
+``data_batch_5``, then ``test_batch``), so the split is the same whichever route read them:
 
-* **The official archives, numpy and pickle only** (no TensorFlow, no download):
-  ``cifar-10-batches-py/`` (what torchvision and Keras download and unpack), the
-  ``cifar-10-python.tar.gz`` it comes in (read without unpacking), the binary version
-  ``cifar-10-binary.tar.gz`` or its ``cifar-10-batches-bin/`` folder. ``--data-dir`` names the
-  folder that holds one of them (or the archive or batches folder itself).
-* **A tfds data_dir** holding a prepared ``cifar10`` in the array_record format, read with
-  ``tfds.data_source`` (numpy and PIL; no TensorFlow at read time). tfds stores the rows in a
-  shuffled order; they are sorted by their ``id`` (``train_00042``: the index in the official
-  order). *Preparing* it needs TensorFlow once: :func:`prepare_tfds` (``--prepare``), which
-  writes array_record wherever the data_dir is (tfds itself writes TFRecord, which has no
-  random access, for any data_dir but the default).
+* the official archives, with numpy and pickle (no TensorFlow): ``cifar-10-batches-py/`` (what
+  torchvision and Keras download), the ``cifar-10-python.tar.gz`` it comes in (read without
+  unpacking), the binary version ``cifar-10-binary.tar.gz`` or its ``cifar-10-batches-bin/``;
+* a tfds data_dir with ``cifar10`` prepared in array_record, read with ``tfds.data_source`` (no
+  TensorFlow at read time; tfds stores the rows shuffled, they are sorted back by their ``id``).
+  Preparing it needs TensorFlow once: :func:`prepare_tfds`.
 
-Then :func:`split_train_val` draws the fixed train/validation split from ``split_seed``, and
-:func:`symmetric_label_noise` corrupts a fixed fraction of the *training* labels (never the
-validation split that the reward uses, never the test split). :func:`with_label_noise` applies
-(or checks) the configured noise on data prepared elsewhere.
+Bad data stop a run before anything compiles: every batch must be readable and complete, hold
+``(N, 3072)`` pixel rows (32x32x3) and as many labels as images, all in 0..9, else a
+:class:`DataError` names the file and the problem in one line.
 
-Device side (inside the jitted epoch):
-
-* :func:`augment`: pad-4 random crop and horizontal flip of a uint8 batch from one key, so all
-  copies of the population that receive the same key see the same augmented batch.
-* :func:`normalize`: uint8 -> per-channel standardised float.
+Device side (inside the jitted epoch): :func:`augment` (pad-4 random crop and flip of a uint8
+batch from one key) and :func:`normalize` (per-channel standardisation).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import importlib.util
@@ -41,6 +31,7 @@ import pickle
 import re
 import socket
 import tarfile
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +39,7 @@ import numpy as np
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
+ROW_BYTES = 32 * 32 * 3
 # Per-channel mean and standard deviation of the 50k CIFAR-10 training images (in [0, 1]).
 # (The often-copied std (0.2023, 0.1994, 0.2010) is not the pixel standard deviation.)
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -57,10 +49,13 @@ PYTHON_FOLDER, PYTHON_TARBALL = 'cifar-10-batches-py', 'cifar-10-python.tar.gz'
 BINARY_FOLDER, BINARY_TARBALL = 'cifar-10-batches-bin', 'cifar-10-binary.tar.gz'
 TRAIN_BATCHES = tuple(f'data_batch_{i}' for i in range(1, 6))
 TEST_BATCH = 'test_batch'
+BATCH_FILES = TRAIN_BATCHES + (TEST_BATCH,)  # the python version; the binary one adds '.bin'
+WANTED = frozenset(BATCH_FILES + tuple(n + '.bin' for n in BATCH_FILES))
 URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
 # Where torchvision (root='./data') and Keras (~/.keras/datasets) put their download: looked at
 # when no --data-dir is given and tfds has no prepared copy.
 COMMON_LOCATIONS = ('data', os.path.join('~', '.keras', 'datasets'))
+ARCHIVES = f'{PYTHON_FOLDER}/, {PYTHON_TARBALL} or {BINARY_TARBALL}'
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +66,11 @@ class DataNotFoundError(RuntimeError):
 
 class MissingDependencyError(DataNotFoundError):
   """The route asked for needs a package that is not installed; the message says which."""
+
+
+class DataError(ValueError):
+  """The data are there but unusable (or fewer than asked for): one line naming the file and
+  the problem."""
 
 
 def _get_started(data_dir: str | None, looked: str) -> str:
@@ -103,22 +103,41 @@ class Split:
     return Split(self.images[index], self.labels[index])
 
 
+def check_split(images, labels, where: str) -> Split:
+  """``Split(images, labels)`` if they are CIFAR-10's, else :class:`DataError` naming ``where``:
+  uint8 ``(N, 32, 32, 3)`` images, ``N > 0`` integer labels in 0..9."""
+  images, labels = np.asarray(images), np.asarray(labels)
+  problem = None
+  if images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPE:
+    problem = f'images must be uint8 (N, 32, 32, 3), got {images.dtype} {images.shape}'
+  elif not len(images):
+    problem = 'no images'
+  elif labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+    problem = f'labels must be a list of integers, got {labels.dtype} of shape {labels.shape}'
+  elif len(labels) != len(images):
+    problem = f'{len(labels):,} labels for {len(images):,} images'
+  else:
+    bad = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
+    if bad.size:
+      problem = (f'{bad.size:,} of {len(labels):,} labels are outside 0..{NUM_CLASSES - 1} '
+                 f'(the first: {labels[bad[0]]} at index {bad[0]})')
+  if problem:
+    raise DataError(f'{where}: {problem}.')
+  return Split(images, labels.astype(np.int32))
+
+
 @dataclasses.dataclass(frozen=True)
 class Source:
-  """Where the images are: ``kind`` is one of :data:`KINDS`, ``path`` a file or folder (the
-  tfds data_dir for ``'tfds'``; None: tfds's default)."""
+  """Where the images are: ``kind`` 'folder' (of batch files), 'tarball' or 'tfds' (``path``:
+  its data_dir, None for tfds's default)."""
   kind: str
   path: str | None
   name: str = 'cifar10'
 
   def describe(self) -> str:
-    what = {'python-folder': 'python batches folder', 'python-tarball': 'python-version tarball',
-            'binary-folder': 'binary batches folder', 'binary-tarball': 'binary-version tarball',
-            'tfds': f'tfds {self.name} (array_record)'}[self.kind]
-    return f'{what} {self.path or "(tfds default data_dir)"}'
-
-
-KINDS = ('python-folder', 'python-tarball', 'binary-folder', 'binary-tarball', 'tfds')
+    if self.kind == 'tfds':
+      return f'tfds {self.name} (array_record) in {self.path or "the default data_dir"}'
+    return f'{self.kind} {self.path}'
 
 
 # ------------------------------------------------------------------------------------------------
@@ -126,108 +145,87 @@ KINDS = ('python-folder', 'python-tarball', 'binary-folder', 'binary-tarball', '
 # ------------------------------------------------------------------------------------------------
 
 
-def _from_rows(rows: np.ndarray) -> np.ndarray:
-  """``(N, 3072)`` uint8 rows laid out R(1024) G(1024) B(1024) -> ``(N, 32, 32, 3)``."""
-  return np.ascontiguousarray(rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+def _parse(name: str, raw: bytes, where: str) -> Split:
+  """One batch file, checked: a protocol-2 pickle ``{'data': (N, 3072) uint8, 'labels': [N]}``
+  or, for ``*.bin``, records of 1 label byte and 3072 pixel bytes; pixels R(1024) G B."""
+  if name.endswith('.bin'):
+    if not raw or len(raw) % (ROW_BYTES + 1):
+      raise DataError(f'{where}: {len(raw):,} bytes are not whole {ROW_BYTES + 1}-byte records '
+                      f'(1 label + {ROW_BYTES} pixels): a truncated or damaged file.')
+    records = np.frombuffer(raw, np.uint8).reshape(-1, ROW_BYTES + 1)
+    rows, labels = records[:, 1:], records[:, 0]
+  else:
+    try:
+      batch = pickle.loads(raw, encoding='latin1')  # written by Python 2
+    except Exception as error:  # noqa: BLE001 (damaged pickles raise anything)
+      raise DataError(f'{where}: not a readable pickle ({type(error).__name__}: {error}): a '
+                      f'truncated or damaged file.') from None
+    keys = {k.decode('latin1') if isinstance(k, bytes) else k: k for k in (
+        batch if isinstance(batch, dict) else ())}
+    if not {'data', 'labels'} <= set(keys):
+      raise DataError(f"{where}: a CIFAR-10 batch is a dict with 'data' and 'labels', got "
+                      f'{sorted(map(str, keys)) if keys else type(batch).__name__}.')
+    try:
+      rows, labels = np.asarray(batch[keys['data']]), np.asarray(batch[keys['labels']])
+    except ValueError as error:  # ragged lists
+      raise DataError(f"{where}: 'data' and 'labels' are not arrays ({error}).") from None
+    if rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] != ROW_BYTES:
+      raise DataError(f"{where}: 'data' must be uint8 rows of {ROW_BYTES} bytes (32x32x3 "
+                      f'pixels), got {rows.dtype} {rows.shape}.')
+  images = np.ascontiguousarray(rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+  return check_split(images, labels, where)
 
 
-def _unpickle(f) -> Split:
-  batch = pickle.load(f, encoding='latin1')  # protocol-2 pickles written by Python 2
-  data = np.asarray(batch['data'], np.uint8)
-  return Split(_from_rows(data), np.asarray(batch['labels'], np.int32))
-
-
-def _unbinary(raw: bytes) -> Split:
-  """The binary version: records of 1 label byte and 3072 pixel bytes."""
-  records = np.frombuffer(raw, np.uint8)
-  if records.size % 3073:
-    raise ValueError(f'a CIFAR-10 binary batch holds whole 3073-byte records, got {records.size} '
-                     f'bytes.')
-  records = records.reshape(-1, 3073)
-  return Split(_from_rows(records[:, 1:]), records[:, 0].astype(np.int32))
-
-
-def _concat(splits) -> Split:
-  splits = list(splits)
-  return Split(np.concatenate([s.images for s in splits]),
-               np.concatenate([s.labels for s in splits]))
-
-
-def _batch_files(binary: bool) -> tuple:
-  return tuple(b + '.bin' for b in TRAIN_BATCHES + (TEST_BATCH,)) if binary else (
-      TRAIN_BATCHES + (TEST_BATCH,))
-
-
-def _read_folder(folder: str, binary: bool) -> tuple[Split, Split]:
-  parsed = []
-  for name in _batch_files(binary):
-    with open(os.path.join(folder, name), 'rb') as f:
-      parsed.append(_unbinary(f.read()) if binary else _unpickle(f))
-  return _concat(parsed[:5]), parsed[5]
-
-
-def _read_tarball(path: str, binary: bool) -> tuple[Split, Split]:
-  wanted = _batch_files(binary)
-  found = {}
-  with tarfile.open(path, 'r:*') as tar:
+def _batch_files(source: Source):
+  """``(name, where, bytes)`` of every batch file of a folder or tarball."""
+  if source.kind == 'folder':
+    for name in sorted(WANTED & set(os.listdir(source.path))):
+      with open(os.path.join(source.path, name), 'rb') as f:
+        yield name, f.name, f.read()
+    return
+  with tarfile.open(source.path, 'r:*') as tar:
     for member in tar:
-      base = os.path.basename(member.name)
-      if member.isfile() and base in wanted:
-        f = tar.extractfile(member)
-        found[base] = _unbinary(f.read()) if binary else _unpickle(f)
-  missing = [n for n in wanted if n not in found]
+      name = os.path.basename(member.name)
+      if member.isfile() and name in WANTED:
+        yield name, f'{source.path} ({member.name})', tar.extractfile(member).read()
+
+
+def _read_archive(source: Source) -> tuple[Split, Split]:
+  try:
+    if source.kind == 'tarball' and not tarfile.is_tarfile(source.path):
+      raise DataError(f'{source.path}: not a tar archive (plain, gzip, bz2 or xz): a damaged '
+                      f'download?')
+    found = {name: _parse(name, raw, where) for name, where, raw in _batch_files(source)}
+  except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+    what = 'a truncated or damaged tar archive' if source.kind == 'tarball' else 'unreadable'
+    raise DataError(f'{getattr(error, "filename", None) or source.path}: {what} '
+                    f'({type(error).__name__}: {error}).') from None
+  suffix = '.bin' if found and not set(found) & set(BATCH_FILES) else ''
+  missing = [n + suffix for n in BATCH_FILES if n + suffix not in found]
   if missing:
-    raise DataNotFoundError(f'{path} lacks {missing}: not a complete CIFAR-10 archive.')
-  return _concat(found[n] for n in wanted[:5]), found[wanted[5]]
-
-
-def _tar_kind(path: str) -> str | None:
-  with tarfile.open(path, 'r:*') as tar:
-    for member in tar:
-      base = os.path.basename(member.name)
-      if base == 'data_batch_1':
-        return 'python-tarball'
-      if base == 'data_batch_1.bin':
-        return 'binary-tarball'
-  return None
+    raise DataError(f'{source.path}: no {", ".join(missing)} (CIFAR-10 has data_batch_1 ... '
+                    f'data_batch_5 and test_batch): an incomplete copy.')
+  train = [found[n + suffix] for n in TRAIN_BATCHES]
+  images, labels = (np.concatenate([getattr(s, a) for s in train]) for a in ('images', 'labels'))
+  return Split(images, labels), found[TEST_BATCH + suffix]
 
 
 def _archive_in(path: str) -> Source | None:
-  """The archive at ``path`` (a tarball, a batches folder, or a folder holding either)."""
-  path = os.path.expanduser(path)
+  """The archive at ``path``: a tarball, a folder of batch files, or a folder holding either."""
   if os.path.isfile(path):
-    kind = _tar_kind(path) if tarfile.is_tarfile(path) else None
-    return Source(kind, path) if kind else None
-  if not os.path.isdir(path):
-    return None
-  candidates = [(path, 'data_batch_1', 'python-folder'),
-                (path, 'data_batch_1.bin', 'binary-folder'),
-                (os.path.join(path, PYTHON_FOLDER), 'data_batch_1', 'python-folder'),
-                (os.path.join(path, BINARY_FOLDER), 'data_batch_1.bin', 'binary-folder')]
-  for folder, probe, kind in candidates:
-    if os.path.isfile(os.path.join(folder, probe)):
-      return Source(kind, folder)
-  for tarball, kind in ((PYTHON_TARBALL, 'python-tarball'), (BINARY_TARBALL, 'binary-tarball')):
-    if os.path.isfile(os.path.join(path, tarball)):
-      return Source(kind, os.path.join(path, tarball))
+    return Source('tarball', path)
+  for folder in (path, os.path.join(path, PYTHON_FOLDER), os.path.join(path, BINARY_FOLDER)):
+    if os.path.isdir(folder) and WANTED & set(os.listdir(folder)):
+      return Source('folder', folder)
+  for tarball in (os.path.join(path, PYTHON_TARBALL), os.path.join(path, BINARY_TARBALL)):
+    if os.path.isfile(tarball):
+      return Source('tarball', tarball)
   return None
 
 
 # ------------------------------------------------------------------------------------------------
 # tensorflow-datasets (array_record, read with tfds.data_source)
 # ------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _quiet_absl():
-  """tfds warns through absl about every folder it looks at; we report ourselves."""
-  logger = logging.getLogger('absl')
-  level = logger.level
-  logger.setLevel(max(level, logging.ERROR))
-  try:
-    yield
-  finally:
-    logger.setLevel(level)
 
 
 def _has_module(name: str) -> bool:
@@ -241,45 +239,58 @@ def _tfds_sources(data_dir: str | None, name: str):
   """``(train, test)`` tfds data sources; never downloads or prepares."""
   import tensorflow_datasets as tfds  # an optional dependency: imported on use
 
-  # tfds.data_source asks for array_record only at the default location; elsewhere it would
-  # accept TFRecord, which it cannot read by index.
-  with _quiet_absl():
+  absl = logging.getLogger('absl')  # tfds warns about every folder it looks at; we report
+  level = absl.level
+  absl.setLevel(max(level, logging.ERROR))
+  try:  # array_record: elsewhere than the default data_dir tfds would accept TFRecord files,
+    # which it cannot read by index.
     return tfds.data_source(name, split=['train', 'test'], data_dir=data_dir, download=False,
                             builder_kwargs={'file_format': 'array_record'})
+  finally:
+    absl.setLevel(level)
 
 
-def _tfds_diagnosis(data_dir: str | None, name: str, error: Exception) -> str:
-  """Why a tfds data_dir cannot be read, with what to run."""
-  root = os.path.expanduser(data_dir or os.environ.get('TFDS_DATA_DIR')
-                            or os.path.join('~', 'tensorflow_datasets'))
-  files = []
-  for folder, _, names in os.walk(os.path.join(root, name)):
-    files += [os.path.join(folder, n) for n in names]
-  shown = data_dir or root
-  if any('.tfrecord' in f for f in files) and not any('.array_record' in f for f in files):
-    return (f'{shown} holds {name} prepared as TFRecord (what tfds writes for a data_dir given '
-            f'to it), which tfds.data_source cannot read by index. Prepare it again in the '
-            f'array_record format (needs TensorFlow):\n\n'
-            f'  pip install -e ".[prepare]"\n'
-            f'  python examples/amlfs_cifar10.py --prepare --data-dir {shown}\n\n'
-            f'(delete {os.path.join(root, name)} first), or use the official archive:\n\n'
-            + _get_started(data_dir, 'no array_record files').split('\n\n', 1)[1])
-  if not any('dataset_info.json' in f for f in files):
-    archives = f'{PYTHON_FOLDER}/, {PYTHON_TARBALL} or {BINARY_TARBALL}'
-    return _get_started(data_dir, f'{shown} holds neither {archives} nor a prepared tfds {name}')
-  return _get_started(data_dir, f'{shown} holds no readable tfds {name} '
-                      f'({type(error).__name__}: {str(error)[:200]})')
-
-
-def _tfds_source(data_dir: str | None, name: str) -> tuple[Source | None, str | None]:
-  """``(Source, None)`` when tfds has a prepared copy, else ``(None, why)``."""
+def _tfds_source(data_dir: str | None, name: str) -> tuple[Source | None, str]:
+  """``(Source, '')`` when tfds has a prepared copy, else ``(None, why and what to run)``."""
   if not _has_module('tensorflow_datasets'):
-    return None, 'tensorflow-datasets is not installed'
+    return None, _get_started(data_dir, f'{data_dir} holds no {ARCHIVES}; to read a prepared '
+                              f'tfds data_dir: pip install -e ".[tfds]"')
   try:
     _tfds_sources(data_dir, name)
+    return Source('tfds', data_dir, name), ''
   except Exception as error:  # noqa: BLE001 (tfds raises KeyError, AssertionError, ...)
-    return None, _tfds_diagnosis(data_dir, name, error)
-  return Source('tfds', data_dir, name), None
+    why = f'no readable tfds {name} ({type(error).__name__}: {str(error)[:200]})'
+  root = os.path.expanduser(data_dir or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets')
+  files = ' '.join(n for _, _, names in os.walk(os.path.join(root, name)) for n in names)
+  if '.tfrecord' in files and '.array_record' not in files:  # what tfds writes by itself
+    why = (f'{name} prepared as TFRecord, which tfds.data_source cannot read by index: delete '
+           f'{os.path.join(root, name)} and prepare it again in array_record (--prepare)')
+  elif 'dataset_info.json' not in files:
+    why = f'neither {ARCHIVES} nor a prepared tfds {name}'
+  return None, _get_started(data_dir, f'{data_dir or root} holds {why}')
+
+
+def _read_tfds(rows, where: str) -> Split:
+  """All rows of a tfds data source (one by one: any data source, tfds's mock too), sorted by
+  their ``id`` (``train_00042``: the index in the official order)."""
+  n = len(rows)
+  images = np.empty((n,) + IMAGE_SHAPE, np.uint8)
+  labels = np.empty((n,), np.int64)
+  ids = []
+  for i in range(n):
+    row = rows[i]
+    images[i], labels[i] = row['image'], row['label']
+    text = row.get('id', str(i))
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    number = re.search(r'\d+$', text)
+    ids.append((int(number.group()) if number else -1, text))
+  order = sorted(range(n), key=ids.__getitem__)
+  return check_split(images[order], labels[order], where)
+
+
+# ------------------------------------------------------------------------------------------------
+# Locate, read, prepare
+# ------------------------------------------------------------------------------------------------
 
 
 def locate(data_dir: str | None = None, name: str = 'cifar10') -> Source:
@@ -290,70 +301,37 @@ def locate(data_dir: str | None = None, name: str = 'cifar10') -> Source:
   or a tfds data_dir. None: tfds's default data_dir, then ``./data`` and ``~/.keras/datasets``.
   """
   if data_dir is not None:
-    if not os.path.exists(os.path.expanduser(data_dir)):
+    path = os.path.expanduser(data_dir)
+    if not os.path.exists(path):
       raise DataNotFoundError(_get_started(data_dir, f'{data_dir} does not exist'))
-    found = _archive_in(data_dir)
-    if found is not None:
-      return found
-    source, why = _tfds_source(data_dir, name)
-    if source is not None:
-      return source
-    if why == 'tensorflow-datasets is not installed':
-      raise DataNotFoundError(_get_started(
-          data_dir, f'{data_dir} holds no {PYTHON_FOLDER}/, {PYTHON_TARBALL} or '
-          f'{BINARY_TARBALL}; if it is a prepared tfds data_dir, install tensorflow-datasets to '
-          f'read it: pip install -e ".[tfds]"'))
-    raise DataNotFoundError(why)
-  source, why = _tfds_source(None, name)
-  if source is not None:
+    source, why = _archive_in(path), ''
+    if source is None:
+      source, why = _tfds_source(data_dir, name)
+    if source is None:
+      raise DataNotFoundError(why)
     return source
+  source = _tfds_source(None, name)[0]
   for place in COMMON_LOCATIONS:
-    found = _archive_in(place)
-    if found is not None:
-      return found
-  places = ', '.join(COMMON_LOCATIONS)
-  raise DataNotFoundError(_get_started(
-      None, f'no --data-dir given, tfds has no prepared copy in its default data_dir, and '
-      f'{places} hold no archive'))
-
-
-def _numeric_id(example_id) -> tuple:
-  """tfds's ``'train_00042'`` -> ``(42, '')``: the row's index in the official order."""
-  text = example_id.decode() if isinstance(example_id, bytes) else str(example_id)
-  match = re.search(r'(\d+)$', text)
-  return (int(match.group(1)), '') if match else (-1, text)
-
-
-def _read_tfds(source, limit: int | None) -> Split:
-  """All rows of a tfds data source, in the official order (sorted by ``id``)."""
-  n = len(source)
-  images = np.empty((n,) + IMAGE_SHAPE, np.uint8)
-  labels = np.empty((n,), np.int32)
-  ids = []
-  for i in range(n):  # one by one: works with any data source (and tfds's mock)
-    example = source[i]
-    images[i] = example['image']
-    labels[i] = example['label']
-    ids.append(_numeric_id(example['id']) if 'id' in example else (i, ''))
-  order = sorted(range(n), key=ids.__getitem__)
-  split = Split(images[order], labels[order])
-  return split if limit is None else split.take(slice(0, limit))
+    source = source or _archive_in(os.path.expanduser(place))
+  if source is None:
+    raise DataNotFoundError(_get_started(
+        None, f'no --data-dir given, tfds has no prepared copy in its default data_dir, and '
+        f'{", ".join(COMMON_LOCATIONS)} hold no archive'))
+  return source
 
 
 def read(source: Source, *, num_train: int | None = None,
          num_test: int | None = None) -> tuple[Split, Split]:
-  """The ``train`` (50k) and ``test`` (10k) splits of ``source`` as uint8 numpy arrays, in the
-  official order; ``num_train``/``num_test`` keep the first examples."""
+  """The ``train`` (50k) and ``test`` (10k) splits of ``source``, checked, as uint8 numpy arrays
+  in the official order; ``num_train``/``num_test`` keep the first examples. Raises
+  :class:`DataError` naming the file and the problem."""
   if source.kind == 'tfds':
-    train_source, test_source = _tfds_sources(source.path, source.name)
-    log.info('Reading %s from tfds (%d train, %d test rows).', source.name, len(train_source),
-             len(test_source))
-    return _read_tfds(train_source, num_train), _read_tfds(test_source, num_test)
-  binary = source.kind.startswith('binary')
-  if source.kind.endswith('folder'):
-    train, test = _read_folder(source.path, binary)
+    rows = _tfds_sources(source.path, source.name)
+    log.debug('Reading %s from tfds (%d train, %d test rows).', source.name, *map(len, rows))
+    train, test = (_read_tfds(r, f'{source.describe()}, {s} split')
+                   for r, s in zip(rows, ('train', 'test')))
   else:
-    train, test = _read_tarball(source.path, binary)
+    train, test = _read_archive(source)
   return train.take(slice(0, num_train)), test.take(slice(0, num_test))
 
 
@@ -364,42 +342,32 @@ def load_cifar10(data_dir: str | None = None, *, num_train: int | None = None,
 
 
 def prepare_tfds(data_dir: str | None = None, name: str = 'cifar10') -> Source:
-  """Downloads and prepares tfds's ``cifar10`` in the array_record format (needs TensorFlow).
-
-  tfds's cifar10 builder reads the download with ``tf.io.gfile`` and encodes every image to PNG
-  with ``tf.image``; reading afterwards needs no TensorFlow (which can then be removed).
-  """
+  """Downloads and prepares tfds's ``cifar10`` in the array_record format (needs TensorFlow:
+  tfds's builder reads the download with ``tf.io.gfile`` and encodes every image to PNG with
+  ``tf.image``; reading afterwards needs no TensorFlow)."""
   missing = [m for m in ('tensorflow', 'tensorflow_datasets', 'importlib_resources')
              if not _has_module(m)]
   if missing:
     raise MissingDependencyError(
-        f'Preparing CIFAR-10 with tensorflow-datasets needs {", ".join(missing)} (tfds 4.9 '
-        f'encodes the images with TensorFlow, and imports importlib_resources when building). '
-        f'Install them with\n\n  pip install -e ".[prepare]"\n\n(or pip install tensorflow-cpu '
-        f'tensorflow-datasets importlib_resources), then run this command again; TensorFlow can '
-        f'be removed afterwards. Or skip TensorFlow altogether:\n\n'
-        + _get_started(data_dir, 'preparation not possible here').split('\n\n', 1)[1])
+        f'Preparing CIFAR-10 with tensorflow-datasets needs {", ".join(missing)}: pip install -e '
+        f'".[prepare]" (TensorFlow can be removed afterwards). Or skip TensorFlow altogether:\n\n'
+        + _get_started(data_dir, '').split('\n\n', 1)[1])
   source, _ = _tfds_source(data_dir, name)
   if source is not None:
     return source
   host = URL.split('/')[2]
-  try:
+  try:  # offline, tfds would retry for minutes
     socket.create_connection((host, 443), timeout=10).close()
   except OSError as error:
     raise DataNotFoundError(
-        f'Cannot reach {host} ({error}); tfds would retry for minutes. Download {URL} on a '
-        f'machine with internet access, copy it into a folder DIR here, and run\n\n'
+        f'Cannot reach {host} ({error}). Download {URL} on a machine with internet access, copy '
+        f'it into a folder DIR here, and run\n\n'
         f'  python examples/amlfs_cifar10.py --data-dir DIR\n') from None
   import tensorflow_datasets as tfds
 
   builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')
   builder.download_and_prepare(file_format='array_record')
   return Source('tfds', data_dir, name)
-
-
-# ------------------------------------------------------------------------------------------------
-# Split, label noise, the run's data
-# ------------------------------------------------------------------------------------------------
 
 
 def split_train_val(train: Split, num_train: int, num_val: int, seed: int) -> tuple[Split, Split]:
@@ -451,7 +419,7 @@ def _sha256(*arrays) -> str:
 
 @dataclasses.dataclass
 class Data:
-  """What a run trains, validates and tests on (host arrays).
+  """What a run trains, validates and tests on (host arrays; checked as :func:`check_split`).
 
   ``label_noise``/``noise_seed``: the noise already in ``train.labels`` (``flipped`` marks the
   changed labels; None: none changed). :func:`with_label_noise` applies a configuration's noise
@@ -466,6 +434,9 @@ class Data:
   source: str = 'given by the caller'
 
   def __post_init__(self):
+    for name in ('train', 'val', 'test'):
+      split = getattr(self, name)
+      setattr(self, name, check_split(split.images, split.labels, f'{self.source}, {name} split'))
     if self.flipped is None:
       self.flipped = np.zeros(len(self.train), bool)
 
@@ -500,11 +471,31 @@ def with_label_noise(data: Data, config) -> Data:
       f'clean data (label_noise=0) and let the run add its noise.')
 
 
+def _check_sizes(config, num_train: int, num_test: int, where: str) -> None:
+  """:class:`DataError` (naming the flags to set) when ``where``, holding ``num_train``
+  training and ``num_test`` test images, has fewer than ``config`` asks for."""
+  if config.num_val < 1 or (config.num_test is not None and config.num_test < 1):
+    raise DataError(f'--num-val and --num-test must be at least 1 (--num-test none: all test '
+                    f'images), got {config.num_val} and {config.num_test}.')
+  wanted = config.num_train + config.num_val
+  if wanted > num_train:
+    val = max(1, num_train // 10)
+    raise DataError(
+        f'{where} holds {num_train:,} training images, fewer than --num-train '
+        f'{config.num_train} + --num-val {config.num_val} = {wanted}: set --num-train and '
+        f'--num-val to at most {num_train} together (e.g. --num-train {num_train - val} '
+        f'--num-val {val}).')
+  if config.num_test is not None and config.num_test > num_test:
+    raise DataError(f'{where} holds {num_test:,} test images, fewer than --num-test '
+                    f'{config.num_test}: set --num-test {num_test} or less (none: all of them).')
+
+
 def prepare_data(config, *, loader=None, source: Source | None = None) -> Data:
   """Loads CIFAR-10 and applies the run's split and label noise (training split only).
 
   ``source``: from :func:`locate` (default: ``locate(config.data_dir)``). ``loader``: a
   function ``(data_dir, *, num_train, num_test, name) -> (train, test)`` instead (tests).
+  Raises :class:`DataError` for bad data, or fewer images than the configuration asks for.
   """
   limit = dict(num_train=config.num_train + config.num_val, num_test=config.num_test)
   if loader is not None:
@@ -514,6 +505,7 @@ def prepare_data(config, *, loader=None, source: Source | None = None) -> Data:
     source = source or locate(config.data_dir, config.dataset)
     full_train, test = read(source, **limit)
     described = source.describe()
+  _check_sizes(config, len(full_train), len(test), described)
   train, val = split_train_val(full_train, config.num_train, config.num_val, config.split_seed)
   return with_label_noise(Data(train, val, test, source=described), config)
 
