@@ -61,7 +61,7 @@ class PopulationDivergedError(RuntimeError):
 
 @dataclasses.dataclass
 class SearchResult:
-  """What :meth:`Engine.run` returns.
+  """What :func:`jaxloss.search.run` returns.
 
   Attributes:
     state: the final model (the best copy's training state, without the population axis).

@@ -328,8 +328,9 @@ def _describe_entry(name: str, saved: dict) -> str:
   head, _, sub = name.partition(".")
   if head == "task" and sub:
     value = lookup(saved, name)
-    qualname = value.split("#")[0] if isinstance(value, str) else ""
-    where = f" ({qualname})" if qualname and " " not in qualname else ""
+    qualname = value.split("#")[0] if isinstance(value, str) and "#" in value else ""
+    plain = qualname and not any(c in qualname for c in " ()[]{}:,")  # a function's name
+    where = f" ({qualname})" if plain else ""
     return f"the task's `{sub}`{where}"
   return f"`{name}`"
 
