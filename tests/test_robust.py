@@ -281,8 +281,6 @@ def _reduced(module, reduction):
 _APL_CONFIGS = (
     ("gce", (jaxloss.generalized_cross_entropy, dict(q=0.7),
              lambda: GeneralizedCrossEntropy(C, q=0.7))),
-    ("gce_q0.3", (jaxloss.generalized_cross_entropy, dict(q=0.3),
-                  lambda: GeneralizedCrossEntropy(C, q=0.3))),
     ("ngce", (jaxloss.normalized_generalized_cross_entropy, dict(q=0.1),
               lambda: NormalizedGeneralizedCrossEntropy(C, q=0.1))),
     ("nce", (jaxloss.normalized_cross_entropy, {}, lambda: NormalizedCrossEntropy(C))),
@@ -776,10 +774,7 @@ def _single(name, x, y, w):
 _LOSSES = (
     ("gce", functools.partial(jaxloss.generalized_cross_entropy, q=0.5)),
     ("ngce", functools.partial(jaxloss.normalized_generalized_cross_entropy, q=0.3)),
-    ("nce", jaxloss.normalized_cross_entropy),
     ("nfl", functools.partial(jaxloss.normalized_focal_loss, gamma=0.5)),
-    ("rce", jaxloss.reverse_cross_entropy),
-    ("mae", jaxloss.softmax_mae_loss),
     ("sce", jaxloss.symmetric_cross_entropy),
     ("apl_nfl_mae", functools.partial(jaxloss.active_passive_loss, active="nfl",
                                       passive="mae", alpha=2.0, beta=0.5)),
@@ -790,6 +785,10 @@ _LOSSES = (
     ("bi_tempered_bisection", functools.partial(jaxloss.bi_tempered_logistic_loss, t1=0.5,
                                                 t2=0.8, num_iters=20)),
 )
+
+
+# The class-axis and dtype handling is shared by every loss of a kernel: a few suffice.
+_KERNEL_SAMPLES = tuple(c for c in _LOSSES if c[0] in ("gce", "apl_nfl_mae", "bi_tempered"))
 
 
 class WeightsMasksTest(parameterized.TestCase):
@@ -821,7 +820,6 @@ class WeightsMasksTest(parameterized.TestCase):
     both = np.array([True, False, False, True, False, True])  # sample 2 ignored as well
     for kwargs, target, counted in (
         (dict(where=jnp.asarray(keep)), y, keep),
-        (dict(ignore_index=-1), jnp.where(jnp.asarray(keep), y, -1), keep),
         (dict(ignore_index=-1, where=jnp.asarray(keep)), y.at[2].set(-1), both)):
       out = fn(x_bad, target, reduction="none", **kwargs)
       np.testing.assert_allclose(out, jnp.where(counted, full, 0.0), rtol=1e-12)
@@ -830,7 +828,7 @@ class WeightsMasksTest(parameterized.TestCase):
       np.testing.assert_array_equal(g[~counted], 0.0)
       self.assertTrue(np.all(np.isfinite(g[counted])))
 
-  @parameterized.named_parameters(*_LOSSES)
+  @parameterized.named_parameters(*_KERNEL_SAMPLES)
   def test_class_axis(self, fn):
     x, y = _data(shape=(2, C, 3))
     flat = fn(jnp.moveaxis(x, 1, -1).reshape(-1, C), y.reshape(-1), reduction="none")
@@ -841,7 +839,7 @@ class WeightsMasksTest(parameterized.TestCase):
     np.testing.assert_allclose(fn(x[0, :, 0], y[0, 0], reduction="none"), flat[0],
                                rtol=1e-12)
 
-  @parameterized.named_parameters(*_LOSSES)
+  @parameterized.named_parameters(*_KERNEL_SAMPLES)
   def test_bfloat16_computes_in_float32(self, fn):
     x, y = _data(dtype=np.float32)
     xb = x.astype(jnp.bfloat16)
