@@ -160,7 +160,7 @@ def _index_targets(fn: str, x: Array, input_shape, target, ignore_index: int, wh
   return x, counted, index, bad
 
 
-def _reduce(fn, loss, counted, index, weight, bad, reduction, out_dtype):
+def _reduce(loss, counted, index, weight, bad, reduction, out_dtype):
   denominator = None
   if weight is not None:
     target_weight = jnp.take(weight, index, mode="clip")
@@ -257,7 +257,7 @@ def _softmax_kernel(input, target, weight, where, coefs, params, *, fn, terms, i
       term = jnp.where(params["gamma"] == 0, -target_logp, jnp.zeros((), dtype))
     term = term if coef is None else jnp.asarray(coef, dtype) * term
     loss = term if loss is None else loss + term
-  return _reduce(fn, loss, counted, index, weight, bad, reduction, out_dtype)
+  return _reduce(loss, counted, index, weight, bad, reduction, out_dtype)
 
 
 def _softmax_loss(fn, input, target, terms, coefs, params, weight, ignore_index, reduction,
@@ -779,7 +779,7 @@ def _bi_tempered_kernel(input, target, weight, where, t1, t2, label_smoothing, *
   bad = bad | param_bad
   if probabilities:
     return C.reduce_loss(loss, reduction, counted, out_dtype=out_dtype, bad=bad)
-  return _reduce(fn, loss, counted, index, weight, bad, reduction, out_dtype)
+  return _reduce(loss, counted, index, weight, bad, reduction, out_dtype)
 
 
 def bi_tempered_logistic_loss(input: ArrayLike, target: ArrayLike, t1: float, t2: float,
