@@ -42,6 +42,18 @@ Beyond torch: ``cosine_logits``, ``cosface``, ``arcface``, ``sphereface``,
 ``softmax_focal_loss``, ``sigmoid_focal_loss`` (``focal``, torchvision's); the
 AM-LFS loss and its helpers (``amlfs``).
 
+Noisy labels (``robust``; ``jaxloss.nn`` class in parentheses)::
+
+  generalized_cross_entropy             GCE, Zhang & Sabuncu 2018  (GeneralizedCrossEntropyLoss)
+  symmetric_cross_entropy               SCE, Wang et al. 2019      (SymmetricCrossEntropyLoss)
+  reverse_cross_entropy                 RCE                        (ReverseCrossEntropyLoss)
+  softmax_mae_loss                      1 - p_y (not l1_loss)      (SoftmaxMAELoss)
+  normalized_cross_entropy              NCE, Ma et al. 2020        (NormalizedCrossEntropyLoss)
+  normalized_focal_loss                 NFL                        (NormalizedFocalLoss)
+  normalized_generalized_cross_entropy  NGCE                 (NormalizedGeneralizedCrossEntropyLoss)
+  active_passive_loss                   NCE+RCE, NFL+MAE, ...      (ActivePassiveLoss)
+  bi_tempered_logistic_loss             Amid et al. 2019           (BiTemperedLogisticLoss)
+
 Coming from optax (each row the same number; jaxloss takes the class axis at
 position 1, torch's layout, and reduces with ``reduction=`` instead of
 ``.mean()``)::
@@ -112,10 +124,22 @@ from jaxloss.margin import (
     soft_margin_loss,
 )
 from jaxloss.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
+from jaxloss.robust import (
+    active_passive_loss,
+    bi_tempered_logistic_loss,
+    generalized_cross_entropy,
+    normalized_cross_entropy,
+    normalized_focal_loss,
+    normalized_generalized_cross_entropy,
+    reverse_cross_entropy,
+    softmax_mae_loss,
+    symmetric_cross_entropy,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "active_passive_loss",
     "adaptive_log_prob",
     "adaptive_log_softmax_with_loss",
     "adaptive_predict",
@@ -124,6 +148,7 @@ __all__ = [
     "amlfs_transforms",
     "arcface",
     "arcface_theta",
+    "bi_tempered_logistic_loss",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "combined_margin",
@@ -135,6 +160,7 @@ __all__ = [
     "ctc_loss",
     "fit_theta",
     "gaussian_nll_loss",
+    "generalized_cross_entropy",
     "hinge_embedding_loss",
     "huber_loss",
     "identity_theta",
@@ -150,13 +176,19 @@ __all__ = [
     "multilabel_soft_margin_loss",
     "nll_loss",
     "nn",
+    "normalized_cross_entropy",
+    "normalized_focal_loss",
+    "normalized_generalized_cross_entropy",
     "pairwise_distance",
     "poisson_nll_loss",
+    "reverse_cross_entropy",
     "sigmoid_focal_loss",
     "smooth_l1_loss",
     "soft_margin_loss",
     "softmax_focal_loss",
+    "softmax_mae_loss",
     "sphereface",
+    "symmetric_cross_entropy",
     "triplet_margin_loss",
     "triplet_margin_with_distance_loss",
 ]

@@ -506,6 +506,24 @@ def static_float(fn: str, name: str, value: Any) -> float:
     ) from None
 
 
+def class_axis(fn: str, ndim: int, axis: Any) -> int:
+  """The class axis of an ``ndim``-dimensional input, as a non-negative int.
+
+  ``axis`` is a static int, negative from the end; torch's default ``1`` on an
+  unbatched ``(C,)`` input means its only axis (torch's convention), and
+  ``axis=-1`` is JAX's class-last layout. ``ValueError`` when out of range.
+  """
+  axis = static_int(fn, "axis", axis)
+  if ndim == 1 and axis == 1:
+    return 0
+  if not -ndim <= axis < ndim:
+    raise ValueError(
+        f"{fn}: `axis` must lie in [-{ndim}, {ndim}) for `input` of {ndim} dimensions, "
+        f"got {axis}."
+    )
+  return axis % ndim
+
+
 def check_label_smoothing(fn: str, label_smoothing: Any) -> float:
   """``label_smoothing`` as a static float in ``[0, 1]``.
 

@@ -47,6 +47,17 @@ from jaxloss.margin import (
   soft_margin_loss,
 )
 from jaxloss.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
+from jaxloss.robust import (
+  active_passive_loss,
+  bi_tempered_logistic_loss,
+  generalized_cross_entropy,
+  normalized_cross_entropy,
+  normalized_focal_loss,
+  normalized_generalized_cross_entropy,
+  reverse_cross_entropy,
+  softmax_mae_loss,
+  symmetric_cross_entropy,
+)
 
 ArrayLike = C.ArrayLike
 
@@ -404,6 +415,99 @@ class SigmoidFocalLoss(_Loss):
 
   def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none"):
     super().__init__(alpha=alpha, gamma=gamma, reduction=reduction)
+
+
+class GeneralizedCrossEntropyLoss(_Loss):
+  """GCE on logits; see :func:`jaxloss.generalized_cross_entropy`."""
+  _fn = staticmethod(generalized_cross_entropy)
+
+  def __init__(self, q: float = 0.7, weight: ArrayLike | None = None, ignore_index: int = -100,
+               reduction: str = "mean", *, axis: int = 1):
+    super().__init__(q=q, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                     axis=axis)
+
+
+class NormalizedGeneralizedCrossEntropyLoss(_Loss):
+  """NGCE on logits; see :func:`jaxloss.normalized_generalized_cross_entropy`."""
+  _fn = staticmethod(normalized_generalized_cross_entropy)
+
+  def __init__(self, q: float = 0.7, weight: ArrayLike | None = None, ignore_index: int = -100,
+               reduction: str = "mean", *, axis: int = 1):
+    super().__init__(q=q, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                     axis=axis)
+
+
+class NormalizedCrossEntropyLoss(_Loss):
+  """NCE on logits; see :func:`jaxloss.normalized_cross_entropy`."""
+  _fn = staticmethod(normalized_cross_entropy)
+
+  def __init__(self, weight: ArrayLike | None = None, ignore_index: int = -100,
+               reduction: str = "mean", *, axis: int = 1):
+    super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction, axis=axis)
+
+
+class NormalizedFocalLoss(_Loss):
+  """NFL on logits; see :func:`jaxloss.normalized_focal_loss`."""
+  _fn = staticmethod(normalized_focal_loss)
+
+  def __init__(self, gamma: float = 0.5, weight: ArrayLike | None = None,
+               ignore_index: int = -100, reduction: str = "mean", *, axis: int = 1):
+    super().__init__(gamma=gamma, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                     axis=axis)
+
+
+class ReverseCrossEntropyLoss(_Loss):
+  """RCE on logits; see :func:`jaxloss.reverse_cross_entropy`."""
+  _fn = staticmethod(reverse_cross_entropy)
+
+  def __init__(self, A: float = -4.0, weight: ArrayLike | None = None,
+               ignore_index: int = -100, reduction: str = "mean", *, axis: int = 1):
+    super().__init__(A=A, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                     axis=axis)
+
+
+class SoftmaxMAELoss(_Loss):
+  """``1 - p_y`` of the softmax; see :func:`jaxloss.softmax_mae_loss` (not ``L1Loss``)."""
+  _fn = staticmethod(softmax_mae_loss)
+
+  def __init__(self, weight: ArrayLike | None = None, ignore_index: int = -100,
+               reduction: str = "mean", *, axis: int = 1):
+    super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction, axis=axis)
+
+
+class SymmetricCrossEntropyLoss(_Loss):
+  """SCE on logits; see :func:`jaxloss.symmetric_cross_entropy`."""
+  _fn = staticmethod(symmetric_cross_entropy)
+
+  def __init__(self, alpha: float = 0.1, beta: float = 1.0, A: float = -4.0,
+               weight: ArrayLike | None = None, ignore_index: int = -100,
+               reduction: str = "mean", *, axis: int = 1):
+    super().__init__(alpha=alpha, beta=beta, A=A, weight=weight, ignore_index=ignore_index,
+                     reduction=reduction, axis=axis)
+
+
+class ActivePassiveLoss(_Loss):
+  """An active-passive loss (NCE+RCE, ...); see :func:`jaxloss.active_passive_loss`."""
+  _fn = staticmethod(active_passive_loss)
+
+  def __init__(self, active: str = "nce", passive: str = "rce", alpha: float = 1.0,
+               beta: float = 1.0, weight: ArrayLike | None = None, ignore_index: int = -100,
+               reduction: str = "mean", *, gamma: float = 0.5, q: float = 0.7,
+               A: float = -4.0, axis: int = 1):
+    super().__init__(active=active, passive=passive, alpha=alpha, beta=beta, weight=weight,
+                     ignore_index=ignore_index, reduction=reduction, gamma=gamma, q=q, A=A,
+                     axis=axis)
+
+
+class BiTemperedLogisticLoss(_Loss):
+  """The bi-tempered logistic loss; see :func:`jaxloss.bi_tempered_logistic_loss`."""
+  _fn = staticmethod(bi_tempered_logistic_loss)
+
+  def __init__(self, t1: float, t2: float, label_smoothing: float = 0.0, num_iters: int = 5,
+               weight: ArrayLike | None = None, ignore_index: int = -100,
+               reduction: str = "mean", *, axis: int = 1):
+    super().__init__(t1=t1, t2=t2, label_smoothing=label_smoothing, num_iters=num_iters,
+                     weight=weight, ignore_index=ignore_index, reduction=reduction, axis=axis)
 
 
 class AMLFSLoss(_Loss):

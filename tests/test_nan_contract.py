@@ -176,6 +176,25 @@ _CASES["triplet_margin_with_distance_loss_traced_margin"] = Case(
         a, p, n, distance_function=lambda x, y: jnp.sum((x - y) ** 2, -1), margin=m, **kw),
     (_X, _P, _COS, jnp.array(0.5)), (_X, _P, _COS, jnp.array(0.0)), _ALL,
     np.ones((N, C), bool), r"triplet_margin_with_distance_loss: `margin` must be greater than 0")
+_CASES["generalized_cross_entropy_index_too_large"] = Case(
+    jaxloss.generalized_cross_entropy, (_X, _GOOD_T), (_X, jnp.array([C, 1, 3])), _ROW0,
+    _rows(_ROW0), r"generalized_cross_entropy: `target` holds class index 4", _ROW0 == 0)
+_CASES["active_passive_loss_negative_index"] = Case(
+    lambda x, t, **kw: jaxloss.active_passive_loss(x, t, "nfl", "rce", **kw), (_X, _GOOD_T),
+    (_X, jnp.array([-2, 1, 3])), _ROW0, _rows(_ROW0),
+    r"active_passive_loss: `target` holds class index -2", _ROW0 == 0)
+_CASES["bi_tempered_logistic_loss_index_too_large"] = Case(
+    lambda x, t, **kw: jaxloss.bi_tempered_logistic_loss(x, t, 0.8, 1.2, **kw), (_X, _GOOD_T),
+    (_X, jnp.array([C, 1, 3])), _ROW0, _rows(_ROW0),
+    r"bi_tempered_logistic_loss: `target` holds class index 4", _ROW0 == 0)
+_CASES["generalized_cross_entropy_traced_q"] = Case(
+    lambda x, t, q, **kw: jaxloss.generalized_cross_entropy(x, t, q, **kw),
+    (_X, _GOOD_T, jnp.array(0.7)), (_X, _GOOD_T, jnp.array(1.5)), _ALL, np.ones((N, C), bool),
+    r"generalized_cross_entropy: `q` must lie in \[0, 1\]; got 1.5")
+_CASES["bi_tempered_logistic_loss_traced_t2"] = Case(
+    lambda x, t, t2, **kw: jaxloss.bi_tempered_logistic_loss(x, t, 0.5, t2, **kw),
+    (_X, _GOOD_T, jnp.array(1.5)), (_X, _GOOD_T, jnp.array(-1.0)), _ALL, np.ones((N, C), bool),
+    r"bi_tempered_logistic_loss: `t2` must be finite and positive; got -1")
 _CASES["ctc_concatenated_length_mismatch"] = Case(
     lambda lp, t, il, tl, **kw: jaxloss.ctc_loss(lp, t, il, tl, **kw),
     _ctc([1, 2, 3, 4]), _ctc([1, 2, 3, 4], tl=[2, 1]), np.array([True, True]),
