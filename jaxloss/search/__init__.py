@@ -24,7 +24,7 @@ except ImportError as error:
       f"jaxloss.search needs optax and orbax-checkpoint ({error.name} is not installed): "
       "pip install 'jaxloss[search]'") from error
 
-from jaxloss.search import strategies
+from jaxloss.search import selection, strategies
 from jaxloss.search.checkpoint import CheckpointDamagedError, CheckpointStore
 from jaxloss.search.config import SELECTIONS, SearchConfig, StepSpec
 from jaxloss.search.engine import Engine
@@ -60,6 +60,7 @@ __all__ = [
     "population_mesh",
     "read_records",
     "run",
+    "selection",
     "strategies",
     "tree_all_finite",
 ]

@@ -20,15 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxloss.search import selection as selection_rules
 from jaxloss.search import strategies
 from jaxloss.search.task import Task, accuracy
 
 Array = jax.Array
 
-#: What happens to the population after each epoch's scoring: ``'best'`` (the paper): the
-#: best valid copy's whole training state goes to every copy; ``'none'``: nothing (the copies
-#: are independent runs; the best on validation is reported).
-SELECTIONS = ("best", "none")
+#: The names of the selection rules (:mod:`jaxloss.search.selection`).
+SELECTIONS = tuple(selection_rules.NAMES)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -50,9 +49,19 @@ class SearchConfig:
       strategy object: ``strategies.Gaussian(sigma=..., learning_rate=..., ...)``,
       ``strategies.Grid(thetas)`` (copy ``i`` trains with ``thetas[i]``), an
       ``EvosaxStrategy``, or your own frozen dataclass with ``init``/``ask``/``tell``/``mean``.
-    selection: after each epoch, ``'best'`` (the paper: the best valid copy's whole training
-      state is broadcast to every copy) or ``'none'`` (independent copies; the result is the
-      best copy on validation of the last epoch).
+    selection: what happens to the population after each epoch (a name or a rule of
+      :mod:`jaxloss.search.selection`): ``'best'`` (the paper: the best valid copy's whole
+      training state is broadcast to every copy), ``'guarded'`` (the best copy replaces the
+      population only when it leads copy 0 by ``k = 2`` paired standard errors on the same
+      validation examples, else copy 0 does; ``selection.Guarded(k)`` for another ``k``),
+      ``'average'`` (every copy receives the average of the copies' states;
+      ``selection.Average(top_k, weighted)``), ``'truncation'`` (the worst quarter takes the
+      states of random best-quarter copies; ``selection.Truncation(fraction)``) or ``'none'``
+      (independent copies; the result is the best copy on validation of the last epoch).
+    select_until: when selection stops (the copies then train on independently, e.g. through
+      the learning-rate drops): a fraction of the run (selection after epochs ``e`` with
+      ``e + 1 <= select_until * epochs``), a function of the 0-based epoch returning whether
+      to select after it, or None (every epoch).
     population_size: ``B``, the number of copies (a multiple of the mesh's device count).
     epochs: outer steps (each trains every copy one epoch).
     batch_size: training batch size; an epoch is ``n_train // batch_size`` steps over a fresh
@@ -85,7 +94,8 @@ class SearchConfig:
   """
   initial_mu: Any = None
   strategy: Any = "default"
-  selection: str = "best"
+  selection: Any = "best"
+  select_until: Any = None
   population_size: int = 8
   epochs: int = 10
   batch_size: int = 128
@@ -110,8 +120,16 @@ class SearchConfig:
       resolved = strategies.resolve(self.strategy)
     except ValueError as error:
       raise ValueError(f"SearchConfig: {error}") from None
-    if self.selection not in SELECTIONS:
-      fail("selection", f"one of {SELECTIONS}", self.selection)
+    try:
+      selection_rules.resolve(self.selection)
+    except ValueError as error:
+      raise ValueError(f"SearchConfig: {error}") from None
+    until = self.select_until
+    if until is not None and not callable(until) and not (
+        isinstance(until, (int, float, np.integer, np.floating))
+        and not isinstance(until, (bool, np.bool_)) and 0 < until <= 1):
+      fail("select_until", "a fraction of the run in (0, 1], a function of the epoch or None",
+           until)
     for name in ("population_size", "epochs", "batch_size", "max_to_keep"):
       value = getattr(self, name)
       if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
@@ -137,13 +155,33 @@ class SearchConfig:
     return strategies.resolve(self.strategy)
 
   @property
+  def resolved_selection(self):
+    """The selection rule object (a name resolved through :func:`selection.resolve`)."""
+    return selection_rules.resolve(self.selection)
+
+  @property
+  def selection_name(self) -> str:
+    """The name given, or the rule's class name (records)."""
+    return self.selection if isinstance(self.selection, str) else type(self.selection).__name__
+
+  def selects_after(self, epoch: int) -> bool:
+    """Whether the selection rule runs after (0-based) ``epoch`` (``select_until``)."""
+    until = self.select_until
+    if until is None:
+      return True
+    if callable(until):
+      return bool(until(epoch))
+    return epoch + 1 <= until * self.epochs + 1e-9
+
+  @property
   def strategy_name(self) -> str:
     """The name given, or the strategy object's class name (records, progress bar)."""
     return self.strategy if isinstance(self.strategy, str) else type(self.strategy).__name__
 
   @property
   def resolved_init(self) -> str:
-    return self.init or ("per_copy" if self.selection == "none" else "shared")
+    independent = isinstance(self.resolved_selection, selection_rules.Independent)
+    return self.init or ("per_copy" if independent else "shared")
 
   @property
   def resolved_eval_batch_size(self) -> int:
@@ -154,7 +192,7 @@ class SearchConfig:
     ``epochs``, the output options and the callables, which the resume fingerprint describes
     itself: :func:`jaxloss.search.resume.run_fingerprint`)."""
     return {
-        "selection": self.selection, "population_size": int(self.population_size),
+        "population_size": int(self.population_size),
         "batch_size": int(self.batch_size),
         "eval_batch_size": None if self.eval_batch_size is None else int(self.eval_batch_size),
         "seed": int(self.seed), "common_random_numbers": bool(self.common_random_numbers),
@@ -214,7 +252,7 @@ class StepSpec:
   """
   task: Task
   strategy: Any
-  selection: str
+  selection: Any
   reward_fn: Callable[[dict], Array]
   population_size: int
   batch_size: int
@@ -230,7 +268,8 @@ class StepSpec:
 
   @classmethod
   def from_config(cls, task: Task, config: SearchConfig) -> StepSpec:
-    return cls(task=task, strategy=config.resolved_strategy, selection=config.selection,
+    return cls(task=task, strategy=config.resolved_strategy,
+               selection=config.resolved_selection,
                reward_fn=config.reward_fn or accuracy,
                population_size=int(config.population_size), batch_size=int(config.batch_size),
                eval_batch_size=int(config.resolved_eval_batch_size),

@@ -213,7 +213,8 @@ class Engine:
     Compiled ahead of time once per program: the key is the :class:`StepSpec`, the
     placement and the arguments' shapes, dtypes and shardings.
     """
-    args = (state, Data(train, val, monitor or {}), self._seed_key())
+    args = (state, Data(train, val, monitor or {}), self._seed_key(),
+            sh.put(np.asarray(True), self._replicated))
 
     def build():
       step = jax.jit(functools.partial(outer_step, self.spec, self.placement),
@@ -221,7 +222,7 @@ class Engine:
       return step.lower(*args).compile(self._compiler_options())
 
     key = ("step", self.spec, self.placement, jax.tree.structure(args), _signature(args))
-    return _BoundStep(_cached(key, build), args[-1:])
+    return _BoundStep(_cached(key, build), args[2], self._replicated)
 
   def step(self, state: SearchState, train: PyTree, val: PyTree,
            monitor: dict | None = None) -> tuple[SearchState, dict]:
@@ -250,10 +251,13 @@ def _signature(args) -> tuple:
 
 
 class _BoundStep:
-  """A compiled outer step with its seed key bound: ``fn(state, train, val, monitor)``."""
+  """A compiled outer step with its seed key bound: ``fn(state, train, val, monitor,
+  select=True)`` (``select``: whether the selection rule runs after this epoch)."""
 
-  def __init__(self, compiled, extra_args):
-    self.compiled, self.extra_args = compiled, extra_args
+  def __init__(self, compiled, seed_key, replicated):
+    self.compiled, self.seed_key = compiled, seed_key
+    self._flags = {flag: sh.put(np.asarray(flag), replicated) for flag in (True, False)}
 
-  def __call__(self, state, train, val, monitor=None):
-    return self.compiled(state, Data(train, val, monitor or {}), *self.extra_args)
+  def __call__(self, state, train, val, monitor=None, select=True):
+    return self.compiled(state, Data(train, val, monitor or {}), self.seed_key,
+                         self._flags[bool(select)])

@@ -260,7 +260,8 @@ class _Session:
       try:
         for epoch in range(start, end):
           t_epoch = time.perf_counter()
-          state, outputs = compiled(state, train, val, monitor)
+          state, outputs = compiled(state, train, val, monitor,
+                                    select=cfg.selects_after(epoch))
           jax.block_until_ready((state, outputs))
           step_s = time.perf_counter() - t_epoch
           t = time.perf_counter()
@@ -303,7 +304,8 @@ class _Session:
 def _record(cfg: SearchConfig, host: dict, timing: dict) -> dict:
   """The epoch's record (JSON types) from the step's outputs on the host."""
   record = {
-      "epoch": int(host["epoch"]), "strategy": cfg.strategy_name, "selection": cfg.selection,
+      "epoch": int(host["epoch"]), "strategy": cfg.strategy_name,
+      "selection": cfg.selection_name, "selected": bool(cfg.selects_after(int(host["epoch"]))),
       "mu": host["mu"], "mu_next": host["mu_next"], "thetas": host["thetas"],
       "rewards": host["rewards"], "normalized_rewards": host["normalized_rewards"],
       "finite": host["finite"], "best_index": int(host["best_index"]),

@@ -11,8 +11,8 @@
    ``reward_fn`` of the totals (a copy with a non-finite loss, state or reward is invalid);
 4. :func:`update_mean`: the strategy is told the rewards (REINFORCE on ``mu`` as an optax
    step, for the paper's), which normalises them once;
-5. :func:`select`: the best valid copy is found; with ``selection='best'`` its WHOLE
-   training state goes to every copy.
+5. :func:`select`: the selection rule (the paper's: the best valid copy's WHOLE training
+   state goes to every copy; :mod:`jaxloss.search.selection` for the others).
 
 Everything the step reads is in its :class:`~jaxloss.search.config.StepSpec` (and the
 traced arguments); where the arrays live is the business of a :class:`Placement`, which the
@@ -29,14 +29,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss.search.config import StepSpec
-from jaxloss.search.task import leading_size, sum_over_batches
+from jaxloss.search.task import EXAMPLES, leading_size, sum_over_batches, without_examples
 
 Array = jax.Array
 PyTree = Any
 
 # Independent random streams derived from the seed (fold_in labels).
 INIT_STREAM, EPOCH_STREAM = 0, 1
-_SAMPLE, _PERMUTATION, _TRAIN = 0, 1, 2
+_SAMPLE, _PERMUTATION, _TRAIN, _SELECT = 0, 1, 2, 3
 
 # How an argument of a per-shard function is laid out: split along the copies, or whole.
 COPIES, SHARED = "copies", "shared"
@@ -62,10 +62,12 @@ class Data(NamedTuple):
 
 
 class Score(NamedTuple):
-  """Step 3's output: per-copy validation ``totals``, ``rewards`` and ``valid`` flags."""
+  """Step 3's output: per-copy validation ``totals``, ``rewards`` and ``valid`` flags, and the
+  per-example scores (``(B, n_val)``, when ``evaluate`` returns ``'examples'``; else None)."""
   totals: dict
   rewards: Array
   valid: Array
+  examples: Array | None = None
 
 
 class Placement:
@@ -86,7 +88,7 @@ class Placement:
 
 
 def outer_step(spec: StepSpec, place: Placement, state: SearchState, data: Data,
-               seed_key: Array) -> tuple[SearchState, dict]:
+               seed_key: Array, select_now: Array) -> tuple[SearchState, dict]:
   """One epoch of algorithm 1 (one jitted program)."""
   keys = epoch_keys(seed_key, state.epoch)
   thetas = sample(spec, place, state.policy, keys[_SAMPLE])                            # 1.
@@ -94,7 +96,8 @@ def outer_step(spec: StepSpec, place: Placement, state: SearchState, data: Data,
                                   keys[_PERMUTATION], keys[_TRAIN])
   result = score(spec, place, population, train["finite"], data.val)                 # 3.
   policy, info = update_mean(spec, state.policy, thetas, result)                      # 4.
-  population, best = select(spec, place, population, result)                          # 5.
+  population, best = select(spec, place, population, result, keys[_SELECT],         # 5.
+                            select_now)
   new_state = SearchState(epoch=state.epoch + 1, population=population, policy=policy)
   outputs = {
       "epoch": state.epoch, "mu": spec.strategy.mean(state.policy),
@@ -110,7 +113,8 @@ def epoch_keys(seed_key: Array, epoch: Array) -> tuple[Array, Array, Array]:
   """The epoch's keys for sampling, the data order and the steps (``fold_in`` of the seed)."""
   key = jax.random.fold_in(
       jax.random.fold_in(jax.random.wrap_key_data(seed_key), EPOCH_STREAM), epoch)
-  return tuple(jax.random.fold_in(key, stream) for stream in (_SAMPLE, _PERMUTATION, _TRAIN))
+  return tuple(jax.random.fold_in(key, stream)
+               for stream in (_SAMPLE, _PERMUTATION, _TRAIN, _SELECT))
 
 
 # ------------------------------------------------------------------------ 1. sample
@@ -187,8 +191,11 @@ def score(spec: StepSpec, place: Placement, population: PyTree, finite: Array,
   totals = place.per_shard(evaluate, in_layout=(COPIES, SHARED), out_layout=COPIES)(
       population, val)
   totals = place.whole(totals)
+  examples = totals.get(EXAMPLES)
+  totals = without_examples(totals)
   rewards = checked_rewards(jax.vmap(spec.reward_fn)(totals), spec.population_size)
-  return Score(totals=totals, rewards=rewards, valid=finite & jnp.isfinite(rewards))
+  return Score(totals=totals, rewards=rewards, valid=finite & jnp.isfinite(rewards),
+               examples=examples)
 
 
 # ----------------------------------------------------------------------- 4. update mu
@@ -206,14 +213,20 @@ def update_mean(spec: StepSpec, policy: PyTree, thetas: Array,
 # ----------------------------------------------------------------- 5. broadcast the best
 
 
-def select(spec: StepSpec, place: Placement, population: PyTree,
-           result: Score) -> tuple[PyTree, Array]:
-  """Index of the best valid copy; with ``selection='best'`` its whole state goes to every
-  copy (``'none'``: the population is left as it is)."""
-  best = jnp.argmax(jnp.where(result.valid, result.rewards, -jnp.inf)).astype(jnp.int32)
-  if spec.selection == "best":
-    population = jax.tree.map(lambda a: jnp.broadcast_to(a[best], a.shape), population)
-  return place.copies(population), best
+def select(spec: StepSpec, place: Placement, population: PyTree, result: Score, key: Array,
+           select_now: Array) -> tuple[PyTree, Array]:
+  """The selection rule (:mod:`jaxloss.search.selection`) when ``select_now`` (a traced bool:
+  ``select_until``), else nothing; returns the population and the result copy's index."""
+  rule = spec.selection
+
+  def apply(pop):
+    return rule.select(key, pop, result.rewards, result.valid, result.examples)
+
+  def keep(pop):
+    return pop, jnp.argmax(jnp.where(result.valid, result.rewards, -jnp.inf)).astype(jnp.int32)
+
+  population, index = jax.lax.cond(select_now, apply, keep, population)
+  return place.copies(population), index
 
 
 # ------------------------------------------------------------------------ monitoring
@@ -227,7 +240,8 @@ def monitor(spec: StepSpec, place: Placement, population: PyTree, best: Array,
   best_state = place.whole(jax.tree.map(lambda a: a[best], population))
   out = {}
   for name, data in splits.items():
-    totals = sum_over_batches(spec.task.evaluate, best_state, data, spec.eval_batch_size)
+    totals = without_examples(
+        sum_over_batches(spec.task.evaluate, best_state, data, spec.eval_batch_size))
     out[name] = {**totals, "score": spec.reward_fn(totals)}
   return out
 

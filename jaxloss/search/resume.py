@@ -255,6 +255,8 @@ def run_fingerprint(config, spec, *, devices: dict, train, val, monitor: dict | 
   out = {
       "options": config.options(),
       "strategy": describe(spec.strategy),
+      "selection": describe(spec.selection),
+      "select_until": describe(config.select_until),
       "reward_fn": describe(spec.reward_fn),
       "task": {name: describe(part) for name, part in spec.task.named_parts()},
       "train": data_fingerprint(train), "val": data_fingerprint(val),

@@ -130,10 +130,19 @@ def optax_task(*, init: Callable[[Array], tuple[PyTree, PyTree]],
                      ("evaluate", evaluate)))
 
 
-def classification_metrics(logits: Array, labels: Array) -> dict[str, Array]:
-  """``{'correct': #(argmax == label), 'count': N}`` (int32), summable over batches."""
-  correct = jnp.sum(jnp.argmax(logits, axis=-1) == labels).astype(jnp.int32)
-  return {"correct": correct, "count": jnp.asarray(labels.shape[0], jnp.int32)}
+def classification_metrics(logits: Array, labels: Array, *,
+                           per_example: bool = False) -> dict[str, Array]:
+  """``{'correct': #(argmax == label), 'count': N}`` (int32), summable over batches.
+
+  ``per_example=True`` adds ``'examples'``: 1 where the prediction is correct, else 0, one per
+  example (what ``SearchConfig(selection='guarded')`` compares copies with).
+  """
+  hits = jnp.argmax(logits, axis=-1) == labels
+  out = {"correct": jnp.sum(hits).astype(jnp.int32),
+         "count": jnp.asarray(labels.shape[0], jnp.int32)}
+  if per_example:
+    out[EXAMPLES] = hits.astype(jnp.int32)
+  return out
 
 
 def accuracy(totals: dict) -> Array:
@@ -161,8 +170,14 @@ def leading_size(fn: str, name: str, data: PyTree) -> int:
   return sizes.pop()
 
 
-def check_evaluate_output(out) -> dict:
-  """``evaluate``'s output must be a non-empty dict of numeric scalars (summed over batches)."""
+#: The one output of ``evaluate`` that is not summed: a per-example score vector (``1`` for a
+#: correct prediction), concatenated over a split. Guarded selection compares copies with it.
+EXAMPLES = "examples"
+
+
+def check_evaluate_output(out, batch_size: int | None = None) -> dict:
+  """``evaluate``'s output must be a non-empty dict of numeric scalars (summed over batches),
+  plus optionally :data:`EXAMPLES`, a ``(batch_size,)`` vector (concatenated)."""
   if not isinstance(out, dict) or not out:
     raise ValueError("search: `evaluate` must return a non-empty dict of summable numeric "
                      f"scalars (e.g. search.classification_metrics), got {out!r:.200}.")
@@ -173,6 +188,12 @@ def check_evaluate_output(out) -> dict:
     except TypeError:
       raise ValueError(f"search: `evaluate` output {name!r} must be a numeric scalar, got "
                        f"{type(value).__name__}.") from None
+    if name == EXAMPLES:
+      if value.shape != (batch_size,):
+        raise ValueError(f"search: `evaluate` output {EXAMPLES!r} must be one number per "
+                         f"example of the batch, shape ({batch_size},), got {value.shape}.")
+      checked[name] = value.astype(jnp.float32)
+      continue
     if value.ndim != 0:
       raise ValueError(f"search: `evaluate` output {name!r} must be a scalar (it is summed "
                        f"over batches), got shape {value.shape}.")
@@ -198,28 +219,44 @@ def sum_over_batches(evaluate: Callable[[PyTree, PyTree], dict], state: PyTree, 
   """Sums ``evaluate(state, batch)`` over ``data`` in order, inside one program.
 
   Full batches run in a ``lax.scan``; the remainder (if any) is one more call on a smaller
-  batch, so no example is dropped or padded. Jit-able and vmap-able over ``state``.
+  batch, so no example is dropped or padded. Jit-able and vmap-able over ``state``. An
+  :data:`EXAMPLES` output is concatenated (one value per example of ``data``), not summed.
   """
   n = check_split("evaluate", "data", data)
   batch_size = min(batch_size, n)
   num_full, rest = divmod(n, batch_size)
 
   def call(batch):
-    return check_evaluate_output(evaluate(state, batch))
+    out = check_evaluate_output(evaluate(state, batch), leading_size("evaluate", "data", batch))
+    return out, out.pop(EXAMPLES, None)
 
   def body(totals, i):
     batch = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, i * batch_size, batch_size),
                          data)
-    return jax.tree.map(jnp.add, totals, call(batch)), None
+    out, examples = call(batch)
+    return jax.tree.map(jnp.add, totals, out), examples
 
   first = jax.tree.map(lambda a: a[:batch_size], data)
-  totals = call(first)
+  totals, examples = call(first)
+  parts = [] if examples is None else [examples]
   if num_full > 1:
-    totals, _ = jax.lax.scan(body, totals, jnp.arange(1, num_full))
+    totals, more = jax.lax.scan(body, totals, jnp.arange(1, num_full))
+    if more is not None:
+      parts.append(more.reshape(-1))
   if rest:
     tail = jax.tree.map(lambda a: a[num_full * batch_size:], data)
-    totals = jax.tree.map(jnp.add, totals, call(tail))
+    out, more = call(tail)
+    totals = jax.tree.map(jnp.add, totals, out)
+    if more is not None:
+      parts.append(more)
+  if parts:
+    totals[EXAMPLES] = jnp.concatenate(parts)
   return totals
+
+
+def without_examples(totals: dict) -> dict:
+  """``totals`` less the per-example vector (what records, rewards and reports show)."""
+  return {k: v for k, v in totals.items() if k != EXAMPLES}
 
 
 @functools.lru_cache(maxsize=64)
@@ -229,7 +266,7 @@ def _evaluator(evaluate, batch_size, reward_fn):
   @jax.jit
   def run(state, data):
     totals = sum_over_batches(evaluate, state, data, batch_size)
-    return totals, (reward_fn or accuracy)(totals)
+    return totals, (reward_fn or accuracy)(without_examples(totals))
 
   return run
 
@@ -254,7 +291,7 @@ def evaluate_dataset(evaluate: Callable[[PyTree, PyTree], dict] | Task, state: P
   if isinstance(evaluate, Task):
     evaluate = evaluate.evaluate
   totals, score = jax.device_get(_evaluator(evaluate, batch_size, reward_fn)(state, data))
-  out = {k: np.asarray(v).item() for k, v in totals.items()}
+  out = {k: np.asarray(v).item() for k, v in without_examples(totals).items()}
   out["score"] = float(score)
   if reward_fn is None:
     out["accuracy"] = float(score)
