@@ -92,16 +92,35 @@ from jaxloss.angular import (
     sphereface,
 )
 from jaxloss.binary import binary_cross_entropy, binary_cross_entropy_with_logits
-from jaxloss.classification import cross_entropy, nll_loss
-from jaxloss.ctc import ctc_loss
+from jaxloss.classification import (
+    cross_entropy,
+    multiclass_hinge_loss,
+    multiclass_perceptron_loss,
+    nll_loss,
+    poly_loss_cross_entropy,
+    safe_softmax_cross_entropy,
+)
+from jaxloss.ctc import ctc_loss, ctc_loss_with_forward_probs
 from jaxloss.embedding import (
     cosine_embedding_loss,
+    cosine_similarity,
     pairwise_distance,
     triplet_margin_loss,
     triplet_margin_with_distance_loss,
 )
+from jaxloss.fenchel_young import (
+    make_fenchel_young_loss,
+    multiclass_sparsemax_loss,
+    sparsemax_loss,
+)
 from jaxloss.focal import sigmoid_focal_loss, softmax_focal_loss
-from jaxloss.likelihood import gaussian_nll_loss, kl_div, poisson_nll_loss
+from jaxloss.likelihood import (
+    convex_kl_divergence,
+    gaussian_nll_loss,
+    generalized_kl_divergence,
+    kl_div,
+    poisson_nll_loss,
+)
 from jaxloss.linear import linear_cross_entropy
 from jaxloss.margin import (
     hinge_embedding_loss,
@@ -111,7 +130,10 @@ from jaxloss.margin import (
     multilabel_soft_margin_loss,
     soft_margin_loss,
 )
-from jaxloss.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
+from jaxloss.ranking import ranking_softmax_loss
+from jaxloss.regression import huber_loss, l1_loss, log_cosh, mse_loss, smooth_l1_loss
+from jaxloss.segmentation import binary_dice_loss, dice_loss, multiclass_generalized_dice_loss
+from jaxloss.self_supervised import ntxent
 
 __version__ = "0.1.0"
 
@@ -126,15 +148,21 @@ __all__ = [
     "arcface_theta",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "binary_dice_loss",
     "combined_margin",
+    "convex_kl_divergence",
     "cosface",
     "cosface_theta",
     "cosine_embedding_loss",
     "cosine_logits",
+    "cosine_similarity",
     "cross_entropy",
     "ctc_loss",
+    "ctc_loss_with_forward_probs",
+    "dice_loss",
     "fit_theta",
     "gaussian_nll_loss",
+    "generalized_kl_divergence",
     "hinge_embedding_loss",
     "huber_loss",
     "identity_theta",
@@ -142,20 +170,31 @@ __all__ = [
     "l1_loss",
     "large_margin_softmax",
     "linear_cross_entropy",
+    "log_cosh",
+    "make_fenchel_young_loss",
     "margin_lambda",
     "margin_ranking_loss",
     "mse_loss",
     "multi_margin_loss",
+    "multiclass_generalized_dice_loss",
+    "multiclass_hinge_loss",
+    "multiclass_perceptron_loss",
+    "multiclass_sparsemax_loss",
     "multilabel_margin_loss",
     "multilabel_soft_margin_loss",
     "nll_loss",
     "nn",
+    "ntxent",
     "pairwise_distance",
     "poisson_nll_loss",
+    "poly_loss_cross_entropy",
+    "ranking_softmax_loss",
+    "safe_softmax_cross_entropy",
     "sigmoid_focal_loss",
     "smooth_l1_loss",
     "soft_margin_loss",
     "softmax_focal_loss",
+    "sparsemax_loss",
     "sphereface",
     "triplet_margin_loss",
     "triplet_margin_with_distance_loss",
