@@ -407,7 +407,10 @@ def _generalized_kl_kernel(log_predictions, targets, where, *, axes, reduction):
   dtype = C.compute_dtype(log_predictions, targets)
   shape = jnp.broadcast_shapes(log_predictions.shape, targets.shape)
   log_p, t = (C.upcast(jnp.broadcast_to(a, shape), dtype) for a in (log_predictions, targets))
-  where = C.prepare_where(fn, where, shape, "the element-wise divergence")
+  if where is not None and len(axes) == 1:  # a per-sample mask gains the summed axis
+    where = C.optax_where(fn, where, shape, axes[0], "the element-wise divergence")
+  else:
+    where = C.prepare_where(fn, where, shape, "the element-wise divergence")
   (log_p,) = C.mask_inputs(where, 0, log_p)
   (t,) = C.mask_inputs(where, 1, t)
   # t log t - t log p + p - t, with 0 log 0 = 0 (its derivative w.r.t. t at t = 0
@@ -447,7 +450,8 @@ def generalized_kl_divergence(log_predictions: ArrayLike, targets: ArrayLike, *,
     where: optional bool mask of elements (broadcastable to the broadcast
       shape), as optax's: masked elements leave the sum and get exactly-zero
       gradients; a sample without any counted element is ``0`` and leaves the
-      mean's denominator.
+      mean's denominator. With a single ``axis``, a mask with one dimension
+      fewer masks samples.
 
   Returns:
     The divergence per sample, or its mean or sum.
