@@ -200,14 +200,21 @@ def multiclass_sparsemax_loss(scores: ArrayLike, labels: ArrayLike, *, axis: int
 # ----------------------------------------------------------------------------
 
 
+def _call_with(max_fun, args, kwargs, scores):
+  return max_fun(scores, *args, **kwargs)
+
+
 def make_fenchel_young_loss(max_fun: Callable[..., ArrayLike]) -> Callable[..., Array]:
   r"""A Fenchel-Young loss from a max function, ``optax.losses.make_fenchel_young_loss``.
 
   Returns ``loss(scores, targets, *args, **kwargs) = max_fun(scores, *args,
   **kwargs) - <targets, scores>`` over the last axis (leading axes are batch
   axes: ``max_fun`` sees one vector at a time, through ``jnp.vectorize``, as in
-  optax). With ``max_fun=logsumexp`` and one-hot targets it is the softmax
-  cross-entropy. ``max_fun`` is the user's: it is not jitted here.
+  optax). Extra arguments are passed to every call of ``max_fun`` unchanged
+  (not vectorized). optax 0.2.8 hands them to the vectorized function itself,
+  which raises for positional extras and silently drops keyword ones. With
+  ``max_fun=logsumexp`` and one-hot targets it is the softmax cross-entropy.
+  ``max_fun`` is the user's: it is not jitted here.
 
   Args:
     max_fun: a function of a 1-D score vector (and any extra arguments)
@@ -234,10 +241,11 @@ def make_fenchel_young_loss(max_fun: Callable[..., ArrayLike]) -> Callable[..., 
   if not callable(max_fun):
     raise ValueError(f"make_fenchel_young_loss: `max_fun` must be callable, got {max_fun!r}.")
   vdot_last_dim = jnp.vectorize(jnp.vdot, signature="(n),(n)->()")
-  max_fun_last_dim = jnp.vectorize(max_fun, signature="(n)->()")
 
   def fenchel_young_loss(scores: ArrayLike, targets: ArrayLike, *args: Any,
                          **kwargs: Any) -> Array:
-    return max_fun_last_dim(scores, *args, **kwargs) - vdot_last_dim(targets, scores)
+    bound = functools.partial(_call_with, max_fun, args, kwargs)
+    max_fun_last_dim = jnp.vectorize(bound, signature="(n)->()")
+    return max_fun_last_dim(scores) - vdot_last_dim(targets, scores)
 
   return fenchel_young_loss
