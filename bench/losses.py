@@ -185,9 +185,12 @@ def optax_named_cases(ks, n, x, t, logits, labels, probs, logp, binary, a, p):
 
 
 def check_same_value(name, ours, theirs, args):
-  a, b = float(jax.jit(ours)(*args)), float(jax.jit(theirs)(*args))
-  if not np.isclose(a, b, rtol=1e-4, atol=1e-6):
-    raise AssertionError(f"{name}: jaxloss {a} != optax {b}: not the same loss")
+  # optax jitted or eager: XLA's fusion of optax's float32 ntxent loses ~1e-3 at N=256
+  # (its eager value, jaxloss's and the float64 value agree).
+  a = float(jax.jit(ours)(*args))
+  b, b_eager = float(jax.jit(theirs)(*args)), float(theirs(*args))
+  if not (np.isclose(a, b, rtol=1e-4, atol=1e-6) or np.isclose(a, b_eager, rtol=1e-4, atol=1e-6)):
+    raise AssertionError(f"{name}: jaxloss {a} != optax {b} (eager {b_eager}): not the same loss")
 
 
 def noise_floor(scale: int, rounds: int, reps: int) -> list[float]:

@@ -519,8 +519,8 @@ def _soft_label_kernel(logits, labels, where, epsilon, *, axis, reduction, poly)
     x = jnp.where(counted[..., None], x, jnp.zeros((), dtype))
     y = jnp.where(w, y, jnp.zeros((), dtype))
   loss = -jnp.sum(_weighted_log_softmax(x, y), axis=-1)
-  if poly:
-    p = jax.nn.softmax(x, axis=-1)
+  if poly:  # exp(log_softmax): the same expression as in the custom JVP, which XLA shares
+    p = jnp.exp(jax.nn.log_softmax(x, axis=-1))
     loss = loss + jnp.asarray(epsilon, dtype) * jnp.sum(y * (1 - p), axis=-1)
   return C.reduce_loss(loss, reduction, counted, out_dtype=out_dtype)
 
