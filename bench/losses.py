@@ -133,13 +133,64 @@ def cases(key: jax.Array, scale: int):
       ("sigmoid_focal_loss",
        lambda x, b: jaxloss.sigmoid_focal_loss(x, b, alpha=0.25, reduction="mean"),
        lambda x, b: optax.losses.sigmoid_focal_loss(x, b, alpha=0.25).mean(), (x, binary)),
+  ] + optax_named_cases(ks, n, x, t, logits, labels, probs, logp, binary, a, p)
+
+
+def optax_named_cases(ks, n, x, t, logits, labels, probs, logp, binary, a, p):
+  """The losses under optax's names (and cosine_similarity), each against optax's .mean()."""
+  seg = jax.random.normal(ks[0], (max(n // 256, 2), 16, 16, 8))
+  seg_t = jax.nn.one_hot(jax.random.randint(ks[1], seg.shape[:-1], 0, 8), 8)
+  m = max(n // 4, 8)
+  emb = jax.random.normal(ks[2], (m, 128))
+  groups = jnp.arange(m) // 2
+  mean = lambda f: (lambda *args: f(*args).mean())  # noqa: E731
+  o = optax.losses
+  return [
+      ("safe_softmax_cross_entropy",
+       lambda z, q: jaxloss.safe_softmax_cross_entropy(z, q, reduction="mean"),
+       mean(o.safe_softmax_cross_entropy), (logits, probs)),
+      ("poly_loss_cross_entropy",
+       lambda z, q: jaxloss.poly_loss_cross_entropy(z, q, reduction="mean"),
+       mean(o.poly_loss_cross_entropy), (logits, probs)),
+      ("multiclass_hinge_loss",
+       lambda z, y: jaxloss.multiclass_hinge_loss(z, y, reduction="mean"),
+       mean(o.multiclass_hinge_loss), (logits, labels)),
+      ("multiclass_perceptron_loss",
+       lambda z, y: jaxloss.multiclass_perceptron_loss(z, y, reduction="mean"),
+       mean(o.multiclass_perceptron_loss), (logits, labels)),
+      ("multiclass_sparsemax_loss",
+       lambda z, y: jaxloss.multiclass_sparsemax_loss(z, y, reduction="mean"),
+       mean(o.multiclass_sparsemax_loss), (logits, labels)),
+      ("sparsemax_loss", lambda x, b: jaxloss.sparsemax_loss(x, b, reduction="mean"),
+       mean(o.sparsemax_loss), (x, binary)),
+      ("log_cosh", lambda x, t: jaxloss.log_cosh(x, t, reduction="mean"), mean(o.log_cosh),
+       (x, t)),
+      ("generalized_kl_divergence",
+       lambda lp, q: jaxloss.generalized_kl_divergence(lp, q, reduction="mean"),
+       mean(o.generalized_kl_divergence), (logp, probs)),
+      ("cosine_similarity",
+       lambda a, b: jaxloss.cosine_similarity(a, b, dim=-1, eps=0.0).mean(),
+       mean(o.cosine_similarity), (a, p)),
+      ("dice_loss", lambda s, q: jaxloss.dice_loss(s, q).mean(), mean(o.dice_loss),
+       (seg, seg_t)),
+      ("binary_dice_loss", lambda x, b: jaxloss.binary_dice_loss(x, b).mean(),
+       mean(o.binary_dice_loss), (x, binary)),
+      ("multiclass_generalized_dice_loss", jaxloss.multiclass_generalized_dice_loss,
+       o.multiclass_generalized_dice_loss, (seg, seg_t)),
+      ("ntxent", lambda e, y: jaxloss.ntxent(e, y, 0.5), lambda e, y: o.ntxent(e, y, 0.5),
+       (emb, groups)),
+      ("ranking_softmax_loss", jaxloss.ranking_softmax_loss, o.ranking_softmax_loss,
+       (x, binary)),
   ]
 
 
 def check_same_value(name, ours, theirs, args):
-  a, b = float(jax.jit(ours)(*args)), float(jax.jit(theirs)(*args))
-  if not np.isclose(a, b, rtol=1e-4, atol=1e-6):
-    raise AssertionError(f"{name}: jaxloss {a} != optax {b}: not the same loss")
+  # optax jitted or eager: XLA's fusion of optax's float32 ntxent loses ~1e-3 at N=256
+  # (its eager value, jaxloss's and the float64 value agree).
+  a = float(jax.jit(ours)(*args))
+  b, b_eager = float(jax.jit(theirs)(*args)), float(theirs(*args))
+  if not (np.isclose(a, b, rtol=1e-4, atol=1e-6) or np.isclose(a, b_eager, rtol=1e-4, atol=1e-6)):
+    raise AssertionError(f"{name}: jaxloss {a} != optax {b} (eager {b_eager}): not the same loss")
 
 
 def noise_floor(scale: int, rounds: int, reps: int) -> list[float]:

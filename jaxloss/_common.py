@@ -568,3 +568,69 @@ def prepare_class_index(fn: str, target: ArrayLike, sample_shape: Sequence[int],
 def invalid_class_index(index: Array, num_classes: int) -> Array:
   """The counted targets outside ``[0, C)``, from :func:`prepare_class_index`'s ``index``."""
   return index == num_classes
+
+
+# ----------------------------------------------------------------------------
+# optax's layout: the class (feature) axis is a keyword-only ``axis``, default -1
+# ----------------------------------------------------------------------------
+
+
+def normalize_axis(fn: str, axis: Any, ndim: int, name: str = "axis") -> int:
+  """``axis`` as a non-negative Python int below ``ndim``; ``ValueError`` otherwise."""
+  if isinstance(axis, bool) or not isinstance(axis, int):
+    raise ValueError(f"{fn}: `{name}` must be a static Python int, got {axis!r}.")
+  if not -ndim <= axis < ndim:
+    raise ValueError(f"{fn}: `{name}` {axis} is out of range for an array of {ndim} "
+                     f"dimension(s).")
+  return axis % ndim
+
+
+def optax_where(fn: str, where: ArrayLike | None, shape: Sequence[int], axis: int,
+                what: str = "`logits`") -> Array | None:
+  """An element mask of ``shape``, as optax's ``where``: one dimension fewer gains ``axis``.
+
+  optax's class-axis losses accept ``where`` of the logits' shape (entries to
+  include) or of the per-sample shape (samples to include), expanding the latter
+  at ``axis``; both broadcast to ``shape`` here.
+  """
+  if where is None:
+    return None
+  where = jnp.asarray(where)
+  if where.ndim == len(shape) - 1:
+    where = jnp.expand_dims(where, axis)
+  return prepare_where(fn, where, shape, what)
+
+
+# optax's integer-label multiclass losses. prepare_class_index ignores `ignore_index`
+# only when the labels' dtype can hold it: 2**64 never fits, so nothing is ignored.
+_NO_IGNORE = 2 ** 64
+
+
+def prepare_index_labels(fn: str, scores: ArrayLike, labels: ArrayLike, axis: int,
+                         where: ArrayLike | None, name: str = "scores"):
+  """Validates class scores and integer labels in optax's layout.
+
+  Returns ``(scores, axis, counted, index, bad)``: ``counted`` is ``where`` (or
+  ``None``), ``index`` the in-range labels (``0`` where invalid or masked), and
+  ``bad`` the counted labels outside ``[0, C)``, which are reported under
+  ``checkify`` and make the loss ``nan`` (the nan contract; optax's one-hot
+  silently gives a finite number).
+  """
+  scores = as_float_array(fn, name, scores)
+  if scores.ndim < 1:
+    raise ValueError(f"{fn}: `{name}` must have a class axis, got shape {tuple(scores.shape)}.")
+  axis = normalize_axis(fn, axis, scores.ndim)
+  sample_shape = scores.shape[:axis] + scores.shape[axis + 1:]
+  num_classes = scores.shape[axis]
+  labels = jnp.asarray(labels)
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise ValueError(f"{fn}: `labels` must be an integer array of class indices, got dtype "
+                     f"{labels.dtype}.")
+  if labels.shape != sample_shape:
+    raise ValueError(f"{fn}: `labels` must have shape {tuple(sample_shape)} (`{name}`' shape "
+                     f"without `axis`), got {tuple(labels.shape)}.")
+  counted, index = prepare_class_index(fn, labels, sample_shape, num_classes, _NO_IGNORE,
+                                       where)
+  bad = invalid_class_index(index, num_classes)
+  index = jnp.where(bad, jnp.zeros((), index.dtype), index)
+  return scores, axis, (None if where is None else counted), index, bad

@@ -456,3 +456,265 @@ def _nll_kernel(fn, input, target, weight, ignore_index, reduction, _, where):
   picked = C.upcast(_take_class(x, index, cax), dtype)
   loss, target_weight = _weighted_nll(picked, counted, index, weight)
   return _reduce_index_loss(loss, counted, target_weight, reduction, out_dtype, bad)
+
+
+# ----------------------------------------------------------------------------
+# optax's classification losses without a torch counterpart (optax's names,
+# arguments and layout: the class axis is the keyword-only `axis`, default -1;
+# per-sample values by default, `reduction='none'`)
+# ----------------------------------------------------------------------------
+
+
+def _soft_label_prepare(fn: str, logits, labels, axis, where):
+  """Validates ``logits``/``labels`` (probabilities, broadcastable to ``logits``) and ``where``."""
+  logits = C.as_float_array(fn, "logits", logits)
+  labels = C.as_float_array(fn, "labels", labels)
+  if logits.ndim < 1:
+    raise ValueError(f"{fn}: `logits` must have a class axis, got shape {tuple(logits.shape)}.")
+  axis = C.normalize_axis(fn, axis, logits.ndim)
+  if C.broadcast_shape(fn, logits=logits, labels=labels) != tuple(logits.shape):
+    raise ValueError(f"{fn}: `labels` of shape {tuple(labels.shape)} must be broadcastable "
+                     f"to the shape of `logits` {tuple(logits.shape)}.")
+  where = C.optax_where(fn, where, logits.shape, axis)
+  return logits, labels, axis, where
+
+
+@jax.custom_jvp
+def _weighted_log_softmax(x: Array, weights: Array) -> Array:
+  """``weights * log_softmax(x)`` over the last axis with ``0 * log 0 = 0`` (optax's)."""
+  log_p = jax.nn.log_softmax(x, axis=-1)
+  return jnp.where(weights != 0, weights * log_p, jnp.zeros((), log_p.dtype))
+
+
+@_weighted_log_softmax.defjvp
+def _weighted_log_softmax_jvp(primals, tangents):
+  # optax's rule: the derivative of w * log_softmax(x) without its 0 * inf = nan
+  # where a zero weight meets a -inf logit (the x-term is w-scaled, hence 0 there).
+  x, weights = primals
+  x_dot, weights_dot = tangents
+  log_p = jax.nn.log_softmax(x, axis=-1)
+  out = jnp.where(weights != 0, weights * log_p, jnp.zeros((), log_p.dtype))
+  p = jnp.exp(log_p)
+  out_dot = (weights * x_dot - weights * jnp.sum(x_dot * p, axis=-1, keepdims=True)
+             + weights_dot * log_p)
+  return out, out_dot
+
+
+@functools.partial(jax.jit, static_argnames=("axis", "reduction", "poly"))
+def _soft_label_kernel(logits, labels, where, epsilon, *, axis, reduction, poly):
+  """Safe softmax cross-entropy (``+ epsilon * sum(y * (1 - p))`` if ``poly``) per sample."""
+  out_dtype = C.output_dtype(logits)
+  dtype = C.compute_dtype(logits, labels)
+  labels = jnp.broadcast_to(labels, logits.shape)
+  x = C.upcast(jnp.moveaxis(logits, axis, -1), dtype)
+  y = C.upcast(jnp.moveaxis(labels, axis, -1), dtype)
+  counted = None
+  if where is not None:
+    w = jnp.moveaxis(where, axis, -1)
+    counted = jnp.any(w, axis=-1)
+    # Masked classes leave the softmax (a -inf logit, a 0 label: the safe 0 log 0);
+    # a sample with no class left is all zeros, whose loss is then 0. Both through
+    # jnp.where, so that masked entries get exactly-zero gradients.
+    x = jnp.where(w, x, jnp.full((), -jnp.inf, dtype))
+    x = jnp.where(counted[..., None], x, jnp.zeros((), dtype))
+    y = jnp.where(w, y, jnp.zeros((), dtype))
+  loss = -jnp.sum(_weighted_log_softmax(x, y), axis=-1)
+  if poly:  # exp(log_softmax): the same expression as in the custom JVP, which XLA shares
+    p = jnp.exp(jax.nn.log_softmax(x, axis=-1))
+    loss = loss + jnp.asarray(epsilon, dtype) * jnp.sum(y * (1 - p), axis=-1)
+  return C.reduce_loss(loss, reduction, counted, out_dtype=out_dtype)
+
+
+def safe_softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike, *, axis: int = -1,
+                               reduction: str = "none",
+                               where: ArrayLike | None = None) -> Array:
+  r"""Softmax cross-entropy with ``0 log 0 = 0``, ``optax.losses.safe_softmax_cross_entropy``.
+
+  .. math:: \ell_n = -\sum_c y_{nc} \log \operatorname{softmax}(x_n)_c,
+     \qquad y_{nc} \log p_{nc} := 0 \text{ where } y_{nc} = 0
+
+  so a class with a ``-inf`` logit and a zero label contributes ``0``, where
+  :func:`cross_entropy` (as torch, and ``optax.losses.softmax_cross_entropy``)
+  gives ``nan``: masking classes with ``-inf`` logits is safe. Values and
+  gradients are optax's, including its custom derivative: the gradient w.r.t.
+  ``logits`` is finite there, the one w.r.t. such a label is ``+inf`` (the
+  true derivative ``-log p``). A ``-inf`` logit of a class with a positive
+  label gives ``+inf``, as it should.
+
+  Args:
+    logits: unnormalised log-probabilities, ``[..., num_classes]`` (class axis
+      at ``axis``).
+    labels: class probabilities, broadcastable to ``logits``.
+    axis: the class axis (keyword-only), ``-1`` as optax.
+    reduction: ``'none'`` (default, optax's per-sample values), ``'mean'`` or
+      ``'sum'`` over the samples.
+    where: optional bool mask, as optax's ``where``: of ``logits``' shape (masked
+      classes leave the softmax and the sum, as if their logit were ``-inf``),
+      or of the per-sample shape (masked samples). A sample without any counted
+      class is ``0`` and leaves the mean's denominator; masked entries get
+      exactly-zero gradients.
+
+  Returns:
+    The per-sample loss, ``logits``' shape without ``axis`` (a scalar unless
+    ``reduction='none'``), in ``logits``' dtype.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> logits = jnp.array([[1.2, -jnp.inf, -0.5], [0.9, -1.2, 1.1]])
+    >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    >>> out = jaxloss.safe_softmax_cross_entropy(logits, labels)
+    >>> print([round(v, 4) for v in out.tolist()])
+    [0.1678, 2.9518]
+
+  References:
+    - optax, ``optax.losses.safe_softmax_cross_entropy``:
+      https://optax.readthedocs.io/en/latest/api/losses.html
+  """
+  fn = "safe_softmax_cross_entropy"
+  C.check_reduction(fn, reduction)
+  logits, labels, axis, where = _soft_label_prepare(fn, logits, labels, axis, where)
+  return _soft_label_kernel(logits, labels, where, 0.0, axis=axis, reduction=reduction,
+                            poly=False)
+
+
+def poly_loss_cross_entropy(logits: ArrayLike, labels: ArrayLike, *, epsilon: ArrayLike = 2.0,
+                            axis: int = -1, reduction: str = "none",
+                            where: ArrayLike | None = None) -> Array:
+  r"""Poly-1 loss, ``optax.losses.poly_loss_cross_entropy``.
+
+  .. math:: \ell_n = -\sum_c y_{nc} \log p_{nc}
+     + \epsilon \sum_c y_{nc}\,(1 - p_{nc}), \qquad p_n = \operatorname{softmax}(x_n)
+
+  the cross-entropy plus ``epsilon`` times the first polynomial term of its
+  Taylor expansion in :math:`1 - p_t` (Leng et al.). Values and gradients are
+  optax's, except where optax gives ``nan``: a ``-inf`` logit with a zero label
+  (optax's cross-entropy term is ``0 * -inf``) contributes ``0`` here, as in
+  :func:`safe_softmax_cross_entropy`.
+
+  Args:
+    logits: unnormalised log-probabilities (class axis at ``axis``).
+    labels: class probabilities, broadcastable to ``logits``.
+    epsilon: the coefficient of the first polynomial term (traced: a sweep does
+      not recompile); ``2.0`` for ImageNet, ``-1.0`` for detection in the paper.
+    axis: the class axis (keyword-only), ``-1`` as optax.
+    reduction: ``'none'`` (default, optax's), ``'mean'`` or ``'sum'``.
+    where: optional bool mask of ``logits``' shape (classes) or of the
+      per-sample shape (samples), as :func:`safe_softmax_cross_entropy`'s.
+
+  Returns:
+    The per-sample loss, ``logits``' shape without ``axis`` (a scalar unless
+    ``reduction='none'``).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
+    >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    >>> out = jaxloss.poly_loss_cross_entropy(logits, labels)
+    >>> print([round(v, 4) for v in out.tolist()])
+    [0.7587, 4.8473]
+
+  References:
+    - Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
+      Classification Loss Functions", ICLR 2022. https://arxiv.org/abs/2204.12511
+    - optax, ``optax.losses.poly_loss_cross_entropy``.
+  """
+  fn = "poly_loss_cross_entropy"
+  C.check_reduction(fn, reduction)
+  logits, labels, axis, where = _soft_label_prepare(fn, logits, labels, axis, where)
+  epsilon = jnp.asarray(epsilon)
+  if epsilon.ndim:
+    raise ValueError(f"{fn}: `epsilon` must be a scalar, got shape {tuple(epsilon.shape)}.")
+  return _soft_label_kernel(logits, labels, where, epsilon, axis=axis, reduction=reduction,
+                            poly=True)
+
+
+@functools.partial(jax.jit, static_argnames=("axis", "reduction", "margin"))
+def _multiclass_margin_kernel(scores, index, counted, bad, *, axis, reduction, margin):
+  """``max_c (s_c + margin [c != y]) - s_y``: Crammer-Singer hinge (1) or perceptron (0)."""
+  out_dtype = C.output_dtype(scores)
+  dtype = C.compute_dtype(scores)
+  s = C.upcast(jnp.moveaxis(scores, axis, -1), dtype)
+  if counted is not None:
+    (s,) = C.mask_inputs(counted[..., None], 0, s)
+  (s,) = C.nan_gradient_rows(bad, s)
+  is_label = jax.lax.broadcasted_iota(index.dtype, s.shape, s.ndim - 1) == index[..., None]
+  picked = jnp.sum(jnp.where(is_label, s, jnp.zeros((), dtype)), axis=-1)
+  shifted = s if margin == 0 else jnp.where(is_label, s, s + margin)
+  loss = jnp.max(shifted, axis=-1) - picked
+  return C.reduce_loss(loss, reduction, counted, out_dtype=out_dtype, bad=bad)
+
+
+def multiclass_hinge_loss(scores: ArrayLike, labels: ArrayLike, *, axis: int = -1,
+                          reduction: str = "none", where: ArrayLike | None = None) -> Array:
+  r"""Crammer-Singer multiclass hinge, ``optax.losses.multiclass_hinge_loss``.
+
+  .. math:: \ell_n = \max_c \bigl(s_{nc} + [c \ne y_n]\bigr) - s_{n y_n}
+
+  The largest margin violation (a single max over classes). torch's
+  ``multi_margin_loss`` (:func:`multi_margin_loss`) is Weston-Watkins': it
+  *averages* the violations over the classes, a different loss. At ties of the
+  max the gradient is split equally between the tied classes (``jnp.max``'s, as
+  optax).
+
+  Args:
+    scores: class scores, class axis at ``axis``.
+    labels: integer class indices, ``scores``' shape without ``axis``.
+    axis: the class axis (keyword-only), ``-1`` as optax.
+    reduction: ``'none'`` (default, optax's), ``'mean'`` or ``'sum'``.
+    where: optional bool mask of the per-sample shape; masked samples are ``0``,
+      leave the mean's denominator and get exactly-zero gradients.
+
+  Returns:
+    The per-sample loss (a scalar unless ``reduction='none'``). A label outside
+    ``[0, C)`` gives ``nan`` (optax: a finite number from an all-zero one-hot),
+    reported under ``checkify``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> scores = jnp.array([[2.0, 1.5, -1.0], [0.0, 0.5, 0.2]])
+    >>> print(jaxloss.multiclass_hinge_loss(scores, jnp.array([0, 2])))
+    [0.5 1.3]
+
+  References:
+    - Crammer and Singer, "On the Algorithmic Implementation of Multiclass
+      Kernel-based Vector Machines", JMLR 2001.
+    - optax, ``optax.losses.multiclass_hinge_loss``.
+  """
+  fn = "multiclass_hinge_loss"
+  C.check_reduction(fn, reduction)
+  scores, axis, counted, index, bad = C.prepare_index_labels(fn, scores, labels, axis, where)
+  return _multiclass_margin_kernel(scores, index, counted, bad, axis=axis, reduction=reduction,
+                                   margin=1.0)
+
+
+def multiclass_perceptron_loss(scores: ArrayLike, labels: ArrayLike, *, axis: int = -1,
+                               reduction: str = "none",
+                               where: ArrayLike | None = None) -> Array:
+  r"""Multiclass perceptron loss, ``optax.losses.multiclass_perceptron_loss``.
+
+  .. math:: \ell_n = \max_c s_{nc} - s_{n y_n}
+
+  Zero when the label's score is (one of) the largest. At ties of the max the
+  gradient is split equally between the tied classes (as optax: all-equal scores
+  give ``1/C - [c = y]``). Arguments as :func:`multiclass_hinge_loss`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> scores = jnp.array([[2.0, 1.5, -1.0], [0.0, 0.5, 0.2]])
+    >>> print(jaxloss.multiclass_perceptron_loss(scores, jnp.array([0, 2])))
+    [0.  0.3]
+
+  References:
+    - Collins, "Discriminative Training Methods for Hidden Markov Models:
+      Theory and Experiments with Perceptron Algorithms", EMNLP 2002.
+    - optax, ``optax.losses.multiclass_perceptron_loss``.
+  """
+  fn = "multiclass_perceptron_loss"
+  C.check_reduction(fn, reduction)
+  scores, axis, counted, index, bad = C.prepare_index_labels(fn, scores, labels, axis, where)
+  return _multiclass_margin_kernel(scores, index, counted, bad, axis=axis, reduction=reduction,
+                                   margin=0.0)

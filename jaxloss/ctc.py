@@ -490,3 +490,132 @@ def _ctc_loss(per_sample, log_probs, targets, input_lengths, target_lengths, bla
     loss = loss / jnp.maximum(target_lengths, 1).astype(dtype)
   out = C.reduce_loss(loss, reduction, where, out_dtype=out_dtype, bad=bad)
   return out if batched or reduction != "none" else out.reshape(())
+
+
+# ----------------------------------------------------------------------------
+# optax's CTC with forward probabilities (optax's layout and log_epsilon semiring)
+# ----------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("blank_id", "reduction"))
+def _ctc_forward_probs_kernel(logits, logit_paddings, labels, label_paddings, log_epsilon,
+                              where, *, blank_id, reduction):
+  out_dtype = C.output_dtype(logits)
+  dtype = C.compute_dtype(logits)
+  x = C.upcast(logits, dtype)
+  if where is not None:
+    (x,) = C.mask_inputs(where[:, None, None], 0, x)
+  batch, _, num_classes = x.shape
+  max_label_len = labels.shape[1]
+  log_epsilon = jnp.asarray(log_epsilon, dtype)
+  logit_paddings = logit_paddings.astype(dtype)
+  logprobs = jax.nn.log_softmax(x)
+  label_lens = max_label_len - jnp.sum(label_paddings, axis=1).astype(jnp.int32)
+  # repeat[b, n] = 1 where labels[b, n] == labels[b, n + 1]: a blank must separate them.
+  repeat = jnp.pad((labels[:, :-1] == labels[:, 1:]).astype(dtype), ((0, 0), (0, 1)))
+  logprobs_phi = jnp.transpose(logprobs[:, :, blank_id:blank_id + 1], (1, 0, 2))  # [T, B, 1]
+  # The emission log-probabilities of each label, gathered (optax: a one-hot einsum).
+  index = jnp.broadcast_to(labels[:, None, :], (batch, x.shape[1], max_label_len))
+  logprobs_emit = jnp.transpose(jnp.take_along_axis(logprobs, index, axis=2), (1, 0, 2))
+  phi_init = jnp.full((batch, max_label_len + 1), log_epsilon).at[:, 0].set(0.0)
+  emit_init = jnp.full((batch, max_label_len), log_epsilon)
+
+  def add_to_phi(phi, score):  # phi[:, 1:] += score, in log space
+    return jnp.concatenate([phi[:, :1], jnp.logaddexp(phi[:, 1:], score)], axis=-1)
+
+  def step(prev, xs):
+    prev_phi, prev_emit = prev
+    logprob_emit, logprob_phi, pad = xs
+    # emit -> phi epsilon transition, except before a repeated label
+    phi = add_to_phi(prev_phi, prev_emit + log_epsilon * repeat)
+    next_emit = jnp.logaddexp(phi[:, :-1] + logprob_emit, prev_emit + logprob_emit)
+    next_phi = add_to_phi(phi + logprob_phi,
+                          prev_emit + logprob_phi + log_epsilon * (1.0 - repeat))
+    pad = pad[:, None]
+    next_emit = pad * prev_emit + (1.0 - pad) * next_emit
+    next_phi = pad * prev_phi + (1.0 - pad) * next_phi
+    return (next_phi, next_emit), (next_phi, next_emit)
+
+  xs = (logprobs_emit, logprobs_phi, logit_paddings.T)
+  _, (logalpha_phi, logalpha_emit) = jax.lax.scan(step, (phi_init, emit_init), xs)
+  last = add_to_phi(logalpha_phi[-1], logalpha_emit[-1])  # the final epsilon transition
+  logalpha_phi = logalpha_phi.at[-1].set(last)
+  loss = -jnp.take_along_axis(last, label_lens[:, None], axis=1)[:, 0]
+  loss = C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+  return loss, logalpha_phi.astype(out_dtype), logalpha_emit.astype(out_dtype)
+
+
+def ctc_loss_with_forward_probs(logits: ArrayLike, logit_paddings: ArrayLike,
+                                labels: ArrayLike, label_paddings: ArrayLike, *,
+                                blank_id: int = 0, log_epsilon: ArrayLike = -1e5,
+                                reduction: str = "none",
+                                where: ArrayLike | None = None) -> tuple[Array, Array, Array]:
+  r"""CTC loss and forward probabilities, ``optax.losses.ctc_loss_with_forward_probs``.
+
+  optax's formulation of CTC (Graves et al.) on padded batches: ``logits``
+  ``(B, T, K)`` (log-softmax is applied here), ``0/1`` padding indicators
+  ``(B, T)`` for frames and ``(B, N)`` for right-padded labels, and
+  ``log_epsilon`` standing for :math:`\log 0` (so unreachable states hold
+  ``~log_epsilon`` rather than ``-inf``, and the loss stays finite). Padded
+  frames are skipped wherever they are (the recursion holds its state).
+  Values and gradients (plain autodiff through the recursion) are optax's.
+
+  Returns ``(loss, logalpha_blank, logalpha_nonblank)``: the per-sequence loss
+  ``(B,)``, and :math:`\log\alpha` of the blank states ``(T, B, N + 1)`` and of
+  the label states ``(T, B, N)`` (the state after frame ``t`` for having
+  emitted ``n`` labels and being in a blank, resp. on label ``n``).
+
+  For torch's layout (log-probabilities ``(T, N, C)`` with lengths, exact
+  ``-inf``, ``zero_infinity``), use :func:`ctc_loss`; it gives the same loss for
+  feasible targets (up to the ``log_epsilon`` approximation).
+
+  Args:
+    logits: ``(B, T, K)`` logits, ``K`` classes including the blank.
+    logit_paddings: ``(B, T)``, ``1.0`` at padded frames.
+    labels: ``(B, N)`` integer labels.
+    label_paddings: ``(B, N)``, ``1.0`` at padded labels (right padding only).
+    blank_id: the blank's class index (static).
+    log_epsilon: the stand-in for :math:`\log 0` (traced).
+    reduction: of the loss: ``'none'`` (default, optax's), ``'mean'`` or
+      ``'sum'`` over sequences.
+    where: optional ``(B,)`` bool mask of sequences; a masked sequence's loss is
+      ``0`` (and leaves the mean) and its logits get exactly-zero gradients.
+      Beyond optax.
+
+  Returns:
+    ``(loss, logalpha_blank, logalpha_nonblank)`` in ``logits``' dtype.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> logits = jnp.zeros((1, 4, 3))  # uniform over {blank, a, b}
+    >>> loss, alpha_blank, alpha_label = jaxloss.ctc_loss_with_forward_probs(
+    ...     logits, jnp.zeros((1, 4)), jnp.array([[1, 2]]), jnp.zeros((1, 2)))
+    >>> print(f"{float(loss[0]):.4f}", alpha_blank.shape, alpha_label.shape)
+    1.6864 (4, 1, 3) (4, 1, 2)
+
+  References:
+    - Graves et al., "Connectionist Temporal Classification: Labelling
+      Unsegmented Sequence Data with Recurrent Neural Networks", ICML 2006.
+    - optax, ``optax.losses.ctc_loss_with_forward_probs``.
+  """
+  fn = "ctc_loss_with_forward_probs"
+  C.check_reduction(fn, reduction)
+  logits = C.as_float_array(fn, "logits", logits)
+  C.check_ndim(fn, "logits", logits, 3)
+  batch, frames, num_classes = logits.shape
+  logit_paddings = jnp.asarray(logit_paddings)
+  C.check_shape(fn, "logit_paddings", logit_paddings, (batch, frames), "`logits`' (B, T)")
+  labels = C.as_int_array(fn, "labels", labels)
+  C.check_ndim(fn, "labels", labels, 2)
+  if labels.shape[0] != batch:
+    raise ValueError(f"{fn}: `labels` must have batch size {batch} (that of `logits`), got "
+                     f"shape {tuple(labels.shape)}.")
+  label_paddings = jnp.asarray(label_paddings)
+  C.check_shape(fn, "label_paddings", label_paddings, labels.shape, "the shape of `labels`")
+  blank_id = C.static_int(fn, "blank_id", blank_id)
+  if not 0 <= blank_id < num_classes:
+    raise ValueError(f"{fn}: `blank_id` must lie in [0, {num_classes}), got {blank_id}.")
+  where = C.prepare_where(fn, where, (batch,), "one entry per sequence")
+  return _ctc_forward_probs_kernel(logits, logit_paddings, labels, label_paddings, log_epsilon,
+                                   where, blank_id=blank_id, reduction=reduction)

@@ -479,3 +479,90 @@ def triplet_margin_with_distance_loss(
         f"{batch}, got {tuple(loss.shape)}."
     )
   return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype, bad=bad)
+
+
+# ----------------------------------------------------------------------------
+# cosine_similarity (torch's function; optax's cosine_similarity / cosine_distance)
+# ----------------------------------------------------------------------------
+
+
+@jax.custom_jvp
+def _clamp_min_straight_through(x: Array, low: Array) -> Array:
+  """``max(x, low)`` with derivative ``1`` w.r.t. ``x`` (torch clamps the norm under no_grad)."""
+  return jnp.maximum(x, low)
+
+
+@_clamp_min_straight_through.defjvp
+def _clamp_min_straight_through_jvp(primals, tangents):
+  (x, low), (x_dot, _) = primals, tangents
+  return jnp.maximum(x, low), x_dot
+
+
+@functools.partial(jax.jit, static_argnames=("dim",))
+def _cosine_similarity_kernel(x1, x2, eps, where, *, dim):
+  out_dtype = C.output_dtype(x1, x2)
+  dtype = C.compute_dtype(x1, x2)
+  shape = jnp.broadcast_shapes(x1.shape, x2.shape)
+  a, b = (C.upcast(jnp.moveaxis(jnp.broadcast_to(x, shape), dim, -1), dtype) for x in (x1, x2))
+  if where is not None:
+    a, b = C.mask_inputs(jnp.moveaxis(where, dim, -1), 0, a, b)
+  eps = jnp.asarray(eps, dtype)
+  n1 = _clamp_min_straight_through(_vector_norm(a, 2.0), eps)[..., None]
+  n2 = _clamp_min_straight_through(_vector_norm(b, 2.0), eps)[..., None]
+  return jnp.sum((a / n1) * (b / n2), axis=-1).astype(out_dtype)
+
+
+def cosine_similarity(x1: ArrayLike, x2: ArrayLike, dim: int = 1, eps: float = 1e-8, *,
+                      where: ArrayLike | None = None) -> Array:
+  r"""Cosine similarity along ``dim``, ``torch.nn.functional.cosine_similarity``.
+
+  .. math:: \frac{x_1}{\max(\lVert x_1\rVert_2, \epsilon)} \cdot
+     \frac{x_2}{\max(\lVert x_2\rVert_2, \epsilon)}
+
+  ``x1`` and ``x2`` broadcast together; the result has the broadcast shape
+  without ``dim``. As torch 2.13 (``at::cosine_similarity``), each norm is
+  clamped separately and the clamp is invisible to the gradient (torch clamps
+  under ``no_grad``), and the norm's gradient at a zero vector is ``0``.
+
+  It is also optax's ``cosine_similarity(predictions, targets, epsilon=e,
+  axis=a)`` with ``dim=a, eps=sqrt(e)`` (optax clamps the *squared* norms at
+  ``e``): the same values everywhere, and the same gradients wherever both norms
+  exceed ``sqrt(e)`` (always, for optax's default ``e = 0``); below the clamp
+  optax's gradient is that of the clamped function. optax's ``cosine_distance``
+  is ``1 - cosine_similarity(...)``.
+
+  Args:
+    x1, x2: arrays broadcastable together.
+    dim: the axis of the vectors (torch's default ``1``; optax's is ``-1``).
+    eps: the smallest norm used in a denominator (``> = 0``).
+    where: optional bool mask of elements (broadcastable to the broadcast shape),
+      as optax's ``where``: masked entries leave both norms and the dot product
+      and get exactly-zero gradients. Beyond torch.
+
+  Returns:
+    The cosine similarities, in the inputs' dtype.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> x1 = jnp.array([[1.0, 0.0], [3.0, 4.0]])
+    >>> x2 = jnp.array([[1.0, 1.0], [-3.0, -4.0]])
+    >>> out = jaxloss.cosine_similarity(x1, x2)
+    >>> print([round(v, 4) for v in out.tolist()])
+    [0.7071, -1.0]
+
+  References:
+    - PyTorch, ``torch.nn.functional.cosine_similarity``:
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.cosine_similarity.html
+    - optax, ``optax.losses.cosine_similarity`` and ``cosine_distance``.
+  """
+  fn = "cosine_similarity"
+  x1 = C.as_float_array(fn, "x1", x1)
+  x2 = C.as_float_array(fn, "x2", x2)
+  shape = C.broadcast_shape(fn, x1=x1, x2=x2)
+  if not shape:
+    raise ValueError(f"{fn}: `x1` and `x2` must have at least one dimension, got shape ().")
+  dim = C.normalize_axis(fn, dim, len(shape), "dim")
+  eps = C.static_float(fn, "eps", eps) if not isinstance(eps, jax.Array) else eps
+  where = C.prepare_where(fn, where, shape, "the broadcast shape of `x1` and `x2`")
+  return _cosine_similarity_kernel(x1, x2, eps, where, dim=dim)

@@ -369,3 +369,138 @@ def _gaussian_nll_kernel(input, target, var, eps, where, *, static_var, full, re
   if full:
     loss = loss + 0.5 * math.log(2 * math.pi)
   return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype, bad=bad)
+
+
+# ----------------------------------------------------------------------------
+# optax's generalized KL divergence (no torch counterpart)
+# ----------------------------------------------------------------------------
+
+
+def _sum_axes(fn: str, axis, ndim: int) -> tuple[int, ...]:
+  """optax's ``axis``: an int, a tuple of ints, or ``None`` (every axis)."""
+  if axis is None:
+    return tuple(range(ndim))
+  axes = axis if isinstance(axis, tuple) else (axis,)
+  axes = tuple(C.normalize_axis(fn, a, ndim) for a in axes)
+  if len(set(axes)) != len(axes):
+    raise ValueError(f"{fn}: `axis` {axis!r} repeats an axis.")
+  return axes
+
+
+@jax.custom_jvp
+def _xlogx(x: Array) -> Array:
+  """``x log x`` with ``0 log 0 = 0``; derivative ``log x + 1`` (``-inf`` at ``0``, not ``nan``)."""
+  safe = jnp.where(x == 0, jnp.ones((), x.dtype), x)
+  return jnp.where(x == 0, jnp.zeros((), x.dtype), x * jnp.log(safe))
+
+
+@_xlogx.defjvp
+def _xlogx_jvp(primals, tangents):
+  (x,), (x_dot,) = primals, tangents
+  return _xlogx(x), (jnp.log(x) + 1) * x_dot
+
+
+@functools.partial(jax.jit, static_argnames=("axes", "reduction"))
+def _generalized_kl_kernel(log_predictions, targets, where, *, axes, reduction):
+  fn = "generalized_kl_divergence"
+  out_dtype = C.output_dtype(log_predictions, targets)
+  dtype = C.compute_dtype(log_predictions, targets)
+  shape = jnp.broadcast_shapes(log_predictions.shape, targets.shape)
+  log_p, t = (C.upcast(jnp.broadcast_to(a, shape), dtype) for a in (log_predictions, targets))
+  if where is not None and len(axes) == 1:  # a per-sample mask gains the summed axis
+    where = C.optax_where(fn, where, shape, axes[0], "the element-wise divergence")
+  else:
+    where = C.prepare_where(fn, where, shape, "the element-wise divergence")
+  (log_p,) = C.mask_inputs(where, 0, log_p)
+  (t,) = C.mask_inputs(where, 1, t)
+  # t log t - t log p + p - t, with 0 log 0 = 0 (its derivative w.r.t. t at t = 0
+  # is the true -inf, where optax's where(t == 0, 0, log t) gives nan).
+  terms = _xlogx(t) - t * log_p + jnp.exp(log_p) - t
+  counted = None
+  if where is not None:
+    terms = jnp.where(where, terms, jnp.zeros((), dtype))
+    counted = jnp.any(where, axis=axes)
+  return C.reduce_loss(jnp.sum(terms, axis=axes), reduction, counted, out_dtype=out_dtype)
+
+
+def generalized_kl_divergence(log_predictions: ArrayLike, targets: ArrayLike, *,
+                              axis: int | tuple[int, ...] | None = -1,
+                              reduction: str = "none",
+                              where: ArrayLike | None = None) -> Array:
+  r"""Generalized KL divergence, ``optax.losses.generalized_kl_divergence``.
+
+  .. math:: \ell = \sum_c \bigl(t_c \log t_c - t_c \log p_c + p_c - t_c\bigr),
+     \qquad p_c = \exp(\texttt{log\_predictions}_c)
+
+  The Bregman divergence of :math:`x \log x - x`: the KL divergence extended to
+  unnormalised non-negative measures (it is :func:`kl_div`'s pointwise term
+  plus :math:`p - t`, and equals the KL divergence when both sum to one).
+  ``0 log 0 = 0``. Values and gradients are optax's, except the gradient
+  w.r.t. a zero target: ``-inf`` here (the derivative of :math:`t \log t` at
+  ``0``), ``nan`` in optax.
+
+  Args:
+    log_predictions: log of the predicted measure, ``[..., dim]``.
+    targets: the target measure (non-negative), broadcastable with
+      ``log_predictions``.
+    axis: the axis or axes summed over (keyword-only; optax's positional
+      ``axis``): an int, a tuple, or ``None`` for all.
+    reduction: ``'none'`` (default, optax's: the divergence per sample, the
+      broadcast shape without ``axis``), ``'mean'`` or ``'sum'`` over samples.
+    where: optional bool mask of elements (broadcastable to the broadcast
+      shape), as optax's: masked elements leave the sum and get exactly-zero
+      gradients; a sample without any counted element is ``0`` and leaves the
+      mean's denominator. With a single ``axis``, a mask with one dimension
+      fewer masks samples.
+
+  Returns:
+    The divergence per sample, or its mean or sum.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> log_p = jnp.log(jnp.array([[0.5, 1.0, 0.25], [1.0, 1.0, 1.0]]))
+    >>> t = jnp.array([[1.0, 0.0, 0.5], [2.0, 1.0, 0.5]])
+    >>> out = jaxloss.generalized_kl_divergence(log_p, t)
+    >>> print([round(v, 4) for v in out.tolist()])
+    [1.2897, 0.5397]
+
+  References:
+    - Bregman, "The relaxation method of finding the common point of convex
+      sets ...", USSR Comput. Math. and Math. Phys., 1967.
+    - optax, ``optax.losses.generalized_kl_divergence``.
+  """
+  fn = "generalized_kl_divergence"
+  C.check_reduction(fn, reduction)
+  log_predictions = C.as_float_array(fn, "log_predictions", log_predictions)
+  targets = C.as_float_array(fn, "targets", targets)
+  shape = C.broadcast_shape(fn, log_predictions=log_predictions, targets=targets)
+  axes = _sum_axes(fn, axis, len(shape))
+  return _generalized_kl_kernel(log_predictions, targets, where, axes=axes, reduction=reduction)
+
+
+def convex_kl_divergence(log_predictions: ArrayLike, targets: ArrayLike, *,
+                         axis: int | tuple[int, ...] | None = -1, reduction: str = "none",
+                         where: ArrayLike | None = None) -> Array:
+  """Deprecated: :func:`generalized_kl_divergence` (optax's deprecated alias, which warns).
+
+  Warns ``DeprecationWarning`` on every call, as ``optax.losses.convex_kl_divergence``
+  does, and returns :func:`generalized_kl_divergence` of the same arguments.
+
+  Examples:
+    >>> import warnings
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...   warnings.simplefilter("always")
+    ...   loss = jaxloss.convex_kl_divergence(jnp.zeros(2), jnp.ones(2))
+    >>> print(float(loss), caught[0].category.__name__)
+    0.0 DeprecationWarning
+
+  References:
+    - optax, ``optax.losses.convex_kl_divergence``.
+  """
+  warnings.warn("jaxloss.convex_kl_divergence is deprecated: use "
+                "jaxloss.generalized_kl_divergence instead.", DeprecationWarning, stacklevel=2)
+  return generalized_kl_divergence(log_predictions, targets, axis=axis, reduction=reduction,
+                                   where=where)

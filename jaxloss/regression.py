@@ -211,3 +211,77 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average=None,
     raise ValueError(f"{fn}: `beta` must be non-negative, got {beta}.")
   C.warn_if_broadcast(fn, "input", input, "target", target)
   return _kernel(input, target, None, where, fn=fn, reduction=reduction, param=beta)
+
+
+# ----------------------------------------------------------------------------
+# optax's regression losses without a torch counterpart
+# ----------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("reduction",))
+def _log_cosh_kernel(predictions, targets, weight, where, *, reduction):
+  fn = "log_cosh"
+  predictions = C.as_float_array(fn, "predictions", predictions)
+  arrays = (predictions,)
+  if targets is not None:
+    targets = C.as_float_array(fn, "targets", targets)
+    arrays += (targets,)
+  out_dtype, dtype = C.output_dtype(*arrays), C.compute_dtype(*arrays)
+  shape = C.broadcast_shape(fn, predictions=predictions,
+                            targets=predictions if targets is None else targets)
+  diff = C.upcast(jnp.broadcast_to(predictions, shape), dtype)
+  if targets is not None:
+    diff = diff - C.upcast(jnp.broadcast_to(targets, shape), dtype)
+  if weight is not None:
+    weight = C.as_float_array(fn, "weight", weight)
+    C.check_shape(fn, "weight", weight, predictions.shape, "the shape of `predictions`")
+    weight = C.upcast(jnp.broadcast_to(weight, shape), dtype)
+  where = C.prepare_where(fn, where, shape)
+  (diff,) = C.mask_inputs(where, 0, diff)
+  # log cosh d = log(e^d + e^-d) - log 2: stable for large |d| (|d| - log 2), and its
+  # derivative tanh(d) is exact everywhere (optax's form).
+  loss = jnp.logaddexp(diff, -diff) - jnp.log(jnp.asarray(2.0, dtype))
+  return _reduce_weighted(loss, weight, reduction, where, out_dtype, True)
+
+
+def log_cosh(predictions: ArrayLike, targets: ArrayLike | None = None, *,
+             reduction: str = "none", weight: ArrayLike | None = None,
+             where: ArrayLike | None = None) -> Array:
+  r"""Log-cosh loss, ``optax.losses.log_cosh``.
+
+  .. math:: \ell_i = w_i \log\cosh(x_i - y_i)
+
+  About :math:`d^2/2` for small errors and :math:`|d| - \log 2` for large
+  ones: a twice-differentiable alternative to :func:`huber_loss` (its
+  derivative is :math:`\tanh d`).
+
+  Args:
+    predictions: predictions, any shape.
+    targets: targets broadcastable to ``predictions``; ``None`` means zeros (as
+      optax). Broadcasting does not warn (optax's behaviour).
+    reduction: ``'none'`` (default, optax's element-wise values), ``'mean'`` or
+      ``'sum'``.
+    weight: optional element-wise weights of ``predictions``' shape; ``'mean'``
+      is then :math:`\sum_i \ell_i / \sum_i w_i` (as :func:`l1_loss`).
+    where: optional bool mask broadcastable to the broadcast shape; masked
+      elements are ``0``, leave the sum and the mean's denominator, and get
+      exactly-zero gradients.
+
+  Returns:
+    The loss in the inputs' dtype: element-wise, or a scalar.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> out = jaxloss.log_cosh(jnp.array([0.5, 2.0, -10.0]), jnp.array([1.0, 2.0, 1.0]))
+    >>> print([round(v, 4) for v in out.tolist()])
+    [0.1201, 0.0, 10.3069]
+
+  References:
+    - Chen et al., "Log Hyperbolic Cosine Loss Improves Variational
+      Auto-Encoder", 2019. https://openreview.net/pdf?id=rkglvsC9Ym
+    - optax, ``optax.losses.log_cosh``.
+  """
+  fn = "log_cosh"
+  C.check_reduction(fn, reduction)
+  return _log_cosh_kernel(predictions, targets, weight, where, reduction=reduction)
