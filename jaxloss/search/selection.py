@@ -145,7 +145,7 @@ class Average:
       order = jnp.argsort(jnp.where(valid, -rewards, jnp.inf))
       rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.size))
       keep = keep & (rank < self.top_k)
-    w = jnp.where(keep, rewards if self.weighted else 1.0, 0.0).astype(jnp.float32)
+    w = jnp.where(keep, rewards if self.weighted else 1.0, 0.0).astype(rewards.dtype)
     total = jnp.sum(w)
     # No valid copy (or zero rewards): every copy counts the same, the fallback of a mean.
     return jnp.where(total > 0, w / jnp.where(total > 0, total, 1), 1.0 / w.size)
@@ -153,13 +153,12 @@ class Average:
   def select(self, key, population, rewards, valid, examples=None):
     del key, examples
     best = best_valid(rewards, valid)
-    w = self.weights(rewards, valid)
 
     def mean(a):
       if not jnp.issubdtype(a.dtype, jnp.inexact):
         return jnp.broadcast_to(a[best], a.shape)
-      avg = jnp.tensordot(w.astype(a.dtype), a, axes=1)
-      return jnp.broadcast_to(avg, a.shape)
+      w = self.weights(rewards.astype(a.dtype), valid)  # in the leaf's precision
+      return jnp.broadcast_to(jnp.tensordot(w, a, axes=1), a.shape)
 
     return jax.tree.map(mean, population), best
 
