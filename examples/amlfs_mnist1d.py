@@ -197,7 +197,7 @@ def make_task(*, learning_rate: float, total_steps: int, scale: float | None,
   def evaluate(params, model_state, batch):
     x, y = batch
     cosine, s = forward(params, x)
-    return search.classification_metrics(s * cosine, y)
+    return search.classification_metrics(s * cosine, y, per_example=True)
 
   return search.optax_task(init=init, loss=loss, optimizer=optimizer, evaluate=evaluate)
 

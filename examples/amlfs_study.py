@@ -150,7 +150,7 @@ def digits_problem(args) -> Problem:
 
   def evaluate(params, ms, batch):
     cos, s = forward(params, batch[0])
-    return search.classification_metrics(s * cos, batch[1])
+    return search.classification_metrics(s * cos, batch[1], per_example=True)
 
   task = search.optax_task(init=init, loss=loss, evaluate=evaluate,
                            optimizer=optax.adam(3e-3))
@@ -193,12 +193,13 @@ PROBLEMS = {"mnist1d": mnist1d_problem, "digits": digits_problem,
 # ----------------------------------------------------------------------------------------------
 
 
-def run_mode(problem: Problem, strategy, *, num: int, selection: str, epochs: int, seed: int,
-             initial_state=None, verbose: bool = False) -> dict:
+def run_mode(problem: Problem, strategy, *, num: int, selection, epochs: int, seed: int,
+             select_until=None, initial_state=None, verbose: bool = False) -> dict:
   """``search.run`` of one mode and seed; the test split is monitored (the best copy's)."""
+  mu = None if isinstance(strategy, st.Grid) else jaxloss.identity_theta(problem.num_intervals)
   config = search.SearchConfig(
-      initial_mu=jaxloss.identity_theta(problem.num_intervals), strategy=strategy,
-      selection=selection, population_size=num, epochs=epochs, batch_size=problem.batch_size,
+      initial_mu=mu, strategy=strategy, selection=selection, select_until=select_until,
+      population_size=num, epochs=epochs, batch_size=problem.batch_size,
       eval_batch_size=problem.eval_batch_size, seed=seed, progress=verbose)
   start = time.perf_counter()
   result = search.run(problem.task, config, problem.train, problem.val,
@@ -231,8 +232,29 @@ def grid_thetas(num: int, m: int = 6) -> tuple[list, list]:
   return [n for n, _ in chosen], [np.asarray(t).tolist() for _, t in chosen]
 
 
+#: Selection-rule variants of a mode: ``<mode>+<variant>`` (e.g. ``default+guarded``).
+SELECTION_VARIANTS = {
+    "guarded": ("guarded", None), "average": ("average", None),
+    "top2": (search.selection.Average(top_k=2), None), "truncation": ("truncation", None),
+    "until50": ("best", 0.5), "until75": ("best", 0.75), "indep": ("none", None),
+}
+
+
 def make_mode(name: str, num: int, m: int = 6):
-  """``(strategy, population size, selection)`` of a study mode (:data:`MODE_HELP`)."""
+  """``(strategy, population size, selection, select_until)`` of a study mode
+  (:data:`MODE_HELP`; ``<mode>+<variant>`` with a :data:`SELECTION_VARIANTS` variant)."""
+  base, _, variant = name.partition("+")
+  strategy, num, selection = _make_mode(base, num, m)
+  if not variant:
+    return strategy, num, selection, None
+  if variant not in SELECTION_VARIANTS:
+    raise ValueError(f"unknown selection variant {variant!r} (one of "
+                     f"{sorted(SELECTION_VARIANTS)})")
+  return (strategy, num) + SELECTION_VARIANTS[variant]
+
+
+def _make_mode(name: str, num: int, m: int = 6):
+  """``(strategy, population size, selection)`` of a base mode."""
   if name == "paper":
     return st.PAPER, num, "best"
   if name == "default":
@@ -308,11 +330,56 @@ MODE_HELP = {
 }
 MODES = ("paper", "default", "random", "grid", "ce")
 ALL_MODES = tuple(MODE_HELP)
+_VARIANT_HELP = {
+    "guarded": "selection.Guarded(k=2): the best copy replaces the population only when it "
+               "leads copy 0 by 2 paired standard errors on the validation examples",
+    "average": "selection.Average(): every copy receives the mean of the copies' states",
+    "top2": "selection.Average(top_k=2): the mean of the two best copies",
+    "truncation": "selection.Truncation(): the worst quarter takes best-quarter states",
+    "until50": "the mode's selection in the first half of the epochs only (select_until=0.5)",
+    "until75": "the mode's selection in the first 75% of the epochs (select_until=0.75)",
+    "indep": "no selection: independent copies, the best on validation at the end",
+}
 
 
 # ----------------------------------------------------------------------------------------------
 # Table and figure
 # ----------------------------------------------------------------------------------------------
+
+
+def reinforce_significance(records: list[dict], shuffles: int = 999, seed: int = 0,
+                           level: float = 0.05) -> float | None:
+  """The share of epochs whose REINFORCE estimate beats shuffled rewards (a permutation test).
+
+  Per epoch, from the records: the whitened directions ``z_i = (theta_i - mu) / sd`` (``sd``
+  per coordinate over the copies; copies at ``mu`` give 0) and the fitness the strategy used
+  (``normalized_rewards``, valid copies only) give the estimate ``g = mean_i f_i z_i``; its
+  squared norm is compared with ``shuffles`` estimates whose fitness values are permuted among
+  the copies. An epoch counts when the share of shuffles at least as large is below ``level``
+  (with the observed one included). None when no epoch has two valid sampled copies.
+  """
+  rng = np.random.default_rng(seed)
+  hits = tests = 0
+  for record in records:
+    thetas = np.asarray(record["thetas"], np.float64).reshape(len(record["thetas"]), -1)
+    mu = np.asarray(record["mu"], np.float64).reshape(-1)
+    fitness = np.asarray([np.nan if f is None else f for f in record["normalized_rewards"]],
+                         np.float64)
+    ok = np.asarray(record["finite"], bool) & np.isfinite(fitness)
+    delta = thetas[ok] - mu
+    sampled = np.any(delta != 0, axis=1)
+    delta, f = delta[sampled], fitness[ok][sampled]
+    if len(f) < 2:
+      continue
+    sd = delta.std(axis=0)
+    z = np.where(sd > 0, delta / np.where(sd > 0, sd, 1), 0)
+    observed = np.sum((f @ z) ** 2)
+    perms = np.stack([rng.permutation(f) for _ in range(shuffles)])
+    null = np.sum((perms @ z) ** 2, axis=1)
+    p_value = (1 + np.sum(null >= observed)) / (1 + shuffles)
+    tests += 1
+    hits += p_value < level
+  return hits / tests if tests else None
 
 
 def _paired(results, mode, ref):
@@ -330,8 +397,8 @@ def _paired(results, mode, ref):
 def table(results: list[dict]) -> str:
   modes = list(dict.fromkeys(r["mode"] for r in results))
   lines = ["| mode | compute (copies x epochs) | seeds | test accuracy | per seed | "
-           "vs `ce` (paired) | vs `grid` (paired) | s / run |",
-           "|---|---|---|---|---|---|---|---|"]
+           "vs `ce` (paired) | vs `grid` (paired) | REINFORCE > shuffled | s / run |",
+           "|---|---|---|---|---|---|---|---|---|"]
   for mode in modes:
     rs = [r for r in results if r["mode"] == mode]
     acc = np.array([r["test_accuracy"] for r in rs])
@@ -341,12 +408,24 @@ def table(results: list[dict]) -> str:
     lines.append(f"| `{mode}` | {compute} | {len(rs)} | {acc.mean():.4f} ± {std:.4f} | "
                  + " ".join(f"{a:.3f}" for a in acc)
                  + f" | {_paired(results, mode, 'ce')} | {_paired(results, mode, 'grid')} "
-                 f"| {secs:.0f} |")
+                 f"| {_share(rs)} | {secs:.0f} |")
   lines.append("")
   lines.append("std: sample std over seeds (ddof 1). Paired: mean ± std of the per-seed "
                "difference in test accuracy (same seed = same initialisation and data order), "
-               "(wins/seeds).")
+               "(wins/seeds). REINFORCE > shuffled: the share of epochs (all seeds) whose "
+               "REINFORCE estimate beats 999 shuffles of the rewards at p < 0.05 "
+               "(reinforce_significance; 0.05 is what noise alone gives; '-': mu never moves).")
   return "\n".join(lines)
+
+
+def _share(runs: list[dict]) -> str:
+  """The permutation test's share over a mode's runs, for modes whose mu moves."""
+  moving = [r for r in runs if any(rec["mu_next"] != rec["mu"] for rec in r["records"])]
+  if not moving:
+    return "-"
+  records = [rec for r in moving for rec in r["records"]]
+  share = reinforce_significance(records)
+  return "-" if share is None else f"{share:.2f} of {len(records)}"
 
 
 def figure(results: list[dict], path: str, title: str) -> None:
@@ -385,6 +464,8 @@ def figure(results: list[dict], path: str, title: str) -> None:
 
 def parse_args(argv=None):
   modes = "\n".join(f"  {name:<22} {text}" for name, text in MODE_HELP.items())
+  modes += "\n\nselection variants (MODE+VARIANT):\n" + "\n".join(
+      f"  {name:<22} {_VARIANT_HELP[name]}" for name in SELECTION_VARIANTS)
   p = argparse.ArgumentParser(
       description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
       epilog=f"modes (--modes):\n{modes}")
@@ -396,8 +477,10 @@ def parse_args(argv=None):
   p.add_argument("--data-dir", default=None,
                  help=f"cifar10-subset: a folder holding cifar-10-batches-py/ or an official "
                       f"CIFAR-10 archive (default: ${DATA_DIR_ENV}).")
-  p.add_argument("--modes", nargs="+", choices=ALL_MODES, default=list(MODES), metavar="MODE",
-                 help=f"modes to run (see below; default: {' '.join(MODES)}).")
+  p.add_argument("--modes", nargs="+", type=_mode, default=list(MODES), metavar="MODE",
+                 help=f"modes to run (see below; default: {' '.join(MODES)}); MODE+VARIANT "
+                      f"runs a mode with another selection: {', '.join(SELECTION_VARIANTS)} "
+                      "(e.g. default+guarded, ce_best is ce+indep's equal-compute form).")
   p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
                  help="seeds; a seed fixes initialisation, data order and samples (default: "
                       "0 1 2).")
@@ -428,6 +511,15 @@ def parse_args(argv=None):
   if args.dataset == "cifar10-subset" and (args.depth - 2) % 6:
     p.error(f"--depth must be 6n+2 (8, 14, 20, ...), got {args.depth}.")
   return args
+
+
+def _mode(text: str) -> str:
+  base, plus, variant = text.partition("+")
+  if base not in MODE_HELP or (plus and variant not in SELECTION_VARIANTS):
+    raise argparse.ArgumentTypeError(
+        f"invalid mode {text!r}: a mode ({', '.join(ALL_MODES)}), optionally +VARIANT "
+        f"({', '.join(SELECTION_VARIANTS)})")
+  return text
 
 
 def _positive(text: str) -> int:
@@ -463,9 +555,9 @@ def main(argv=None) -> list[dict]:
   results = []
   for seed in args.seeds:
     for mode in args.modes:
-      strategy, num, selection = make_mode(mode, args.population, problem.num_intervals)
+      strategy, num, selection, until = make_mode(mode, args.population, problem.num_intervals)
       out = run_mode(problem, strategy, num=num, selection=selection, epochs=args.epochs,
-                     seed=seed, verbose=args.verbose)
+                     seed=seed, select_until=until, verbose=args.verbose)
       r = {"mode": mode, "seed": seed, "copies": num, "test_accuracy": out["test_accuracy"],
            "val_accuracy": out["val_accuracy"], "mu": out["mu"], "seconds": out["seconds"],
            "records": out["records"]}
