@@ -94,7 +94,9 @@ class Run:
 
   @property
   def finished(self) -> bool:
-    return bool(self.summary and self.summary.get('finished'))
+    """All its epochs done (a run of no epoch, refused since, never counts as a result)."""
+    return bool(self.summary and self.summary.get('finished')
+                and self.summary.get('epochs_completed', 1) >= 1)
 
 
 def collect_runs(workdir: str) -> list[Run]:
