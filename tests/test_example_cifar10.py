@@ -620,4 +620,6 @@ def test_table2_aggregates_seeds_beside_the_paper(tmp_path):
           for line in table.splitlines() if line.startswith('| ') and '%' in line}
   assert rows['20%'] == ['15.50 (1 run)', '8.00 ± 1.00 (3 runs)', '15.05', '12.73']
   assert rows['0%'] == ['-', '-', '8.75', '6.92']
-  assert 'cross-entropy | AM-LFS' in table
+  assert 'cross-entropy, 1 copy x 182 epochs | AM-LFS (default strategy), 32 copies x 182 ' \
+      'epochs' in table
+  assert 'paper: cross-entropy' in table and 'not comparable' not in table
