@@ -175,3 +175,10 @@ def test_progress_on_a_terminal_is_a_bar_and_lines_when_asked():
   assert Progress(3, file=Terminal(), lines=True).plain
   assert Progress(3, file=io.StringIO()).plain
   assert not Progress(3, file=io.StringIO(), enabled=False).plain
+
+
+def test_tensorboard_without_its_extra_names_the_extra(monkeypatch, tmp_path):
+  monkeypatch.setitem(__import__("sys").modules, "tensorboardX", None)
+  assert not callbacks.tensorboard_available()
+  with pytest.raises(ImportError, match=r"pip install 'jaxloss\[tensorboard\]'"):
+    callbacks.TensorBoardLogger(str(tmp_path))
