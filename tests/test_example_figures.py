@@ -91,6 +91,10 @@ def test_transforms_loss_panel_is_scaled_to_the_learned_curves():
   # -log p at p = 0.05 is 3.0; at p = 0.001 (the guard's spike) it would be 6.9.
   assert high < 3.3 and low < 0.0 + 0.2
   assert loss_ax.get_title().endswith(r'$p \geq 0.05$')
+  # The difference from cross-entropy: the learned change is the whole panel.
+  diff_ax = fig.axes[3]
+  low, high = diff_ax.get_ylim()
+  assert high - low < 1.5 and low < 0 < high
 
 
 def _study_results():

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -112,7 +113,7 @@ def plot_mu(epochs: Sequence[int], mus: np.ndarray, path: str, *, title: str = '
     for ax in axes[:, 0]:
       ax.set_ylabel(f'${what}$')
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.suptitle(title)
+    fig.suptitle('\n'.join(textwrap.wrap(title, 110)))
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.legend(handles, labels, loc='lower center', ncol=len(labels), frameon=False,
                handlelength=3)
@@ -128,7 +129,7 @@ def guarded_loss(p: np.ndarray, tau: np.ndarray, guard: float = GUARD) -> np.nda
 def transforms_figure(curves: Mapping[str, Mapping[str, np.ndarray]], *, title: str = ''):
   """The figure of :func:`plot_transforms` (a matplotlib ``Figure``)."""
   with plt.rc_context(STYLE):
-    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.5))
+    fig, axes = plt.subplots(1, 4, figsize=(9.4, 2.6))
     first = next(iter(curves.values()))
     x, p = np.asarray(first['x']), np.asarray(first['p'])
     shown = p >= P_MIN
@@ -146,6 +147,7 @@ def transforms_figure(curves: Mapping[str, Mapping[str, np.ndarray]], *, title: 
       cp, tau = np.asarray(c['p']), np.asarray(c['tau'])
       loss = guarded_loss(cp[cp >= P_MIN], tau[cp >= P_MIN])
       axes[2].plot(cp[cp >= P_MIN], loss, **style)
+      axes[3].plot(cp[cp >= P_MIN], loss + np.log(cp[cp >= P_MIN]), **style)
       low.append(float(np.min(loss)))
       high.append(float(np.max(loss)))
     axes[0].set(xlabel=r'target cosine $x$', ylabel=r'$t(x)$', title=r'$t$: target cosine')
@@ -158,8 +160,12 @@ def transforms_figure(curves: Mapping[str, Mapping[str, np.ndarray]], *, title: 
     axes[2].set_xlim(0.0, 1.0)
     axes[2].set_ylim(min(low) - pad, max(high) + pad)
     axes[2].axhline(0.0, color='0.6', linewidth=0.6)
+    axes[3].axhline(0.0, **reference)
+    axes[3].set_xlim(0.0, 1.0)
+    axes[3].set(xlabel=r'target probability $p$', ylabel=r'loss $+ \log p$',
+                title='the loss trained minus cross-entropy')
     handles, labels = axes[2].get_legend_handles_labels()
-    fig.suptitle(title)
+    fig.suptitle('\n'.join(textwrap.wrap(title, 120)))
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.legend(handles, labels, loc='lower center', ncol=len(labels), frameon=False)
   return fig
@@ -169,10 +175,11 @@ def plot_transforms(curves: Mapping[str, Mapping[str, np.ndarray]], path: str, *
                     title: str = '') -> list:
   """``curves``: label -> ``{'x', 't', 'p', 'tau'}`` arrays (``jaxloss.amlfs_curves``).
 
-  Three panels: :math:`t(x)` on ``[-1, 1]``, :math:`\\tau(p)` on ``[0, 1]``, and the guarded
+  Four panels: :math:`t(x)` on ``[-1, 1]``, :math:`\\tau(p)` on ``[0, 1]``, the guarded
   loss that is trained, with cross-entropy :math:`-\\log p` for reference, on a linear axis
-  (negative where :math:`\\tau > 1`) from ``p = P_MIN``: below it every loss grows without
-  bound (the guard's clamp), which would hide the learned curves. One legend, below.
+  (negative where :math:`\\tau > 1`) from ``p = P_MIN`` (below it every loss grows without
+  bound, the guard's clamp, which would hide the learned curves), and that loss minus
+  cross-entropy, where what the search learned is what the eye sees. One legend, below.
   """
   with plt.rc_context(STYLE):
     return _save(transforms_figure(curves, title=title), path)
