@@ -10,8 +10,9 @@ intervals), each beside the exact transform (and ArcFace's guarded target
 logit, which differs from ``cos(arccos x + m)`` past ``theta = pi - m``). Middle: ``tau``
 on the probability domain: the identity (the three thetas above), the chord fit of focal loss
 (``tau(p) = p ** ((1 - p) ** 2)``, paper eq. 16 form of eq. 5-6) and one theta
-sampled from N(identity, 0.2^2), which is negative near ``p = 0`` (where the
-loss's guard takes over). Right: the resulting loss of one sample against the
+sampled from N(identity, 0.2^2), which dips below zero in one interval (where the
+loss's guard ``max(tau, 0.01 p)``, drawn as a thin dotted line, takes over). Right: the
+resulting loss of one sample against the
 angle to its class (10 classes, the other cosines 0, scale 30), on a log scale:
 the exact losses (solid) and their AM-LFS approximations (dashed).
 """
@@ -90,6 +91,10 @@ def main() -> None:
   _segments(ax_tau, np.asarray(curves["p"]), np.asarray(curves["tau"]), M, 0, 1,
             color="tab:purple", ls=":", lw=2, label=r"sampled from N(identity, $0.2^2$)")
   ax_tau.axhline(0, color="0.5", lw=0.8)
+  # Where a sampled tau falls below 0.01 p the loss uses the guard instead (amlfs_loss's
+  # tau_min_ratio): drawn thin, so that the transforms stay what the eye sees.
+  ax_tau.plot(p, 0.01 * p, color="0.4", lw=0.8, ls=(0, (1, 2)),
+              label=r"guard $0.01\,p$: the loss uses $\max(\tau, 0.01\,p)$")
   for edge in np.linspace(0, 1, M + 1):
     ax_tau.axvline(edge, color="0.85", lw=0.8, zorder=0)
   ax_tau.set(title=r"$\tau$: transform of the target probability",

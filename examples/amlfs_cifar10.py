@@ -39,8 +39,18 @@ PROG = os.path.basename(__file__)  # argparse's name for the program, also under
 OWN_LOGGERS = ('amlfs_cifar10', 'cifar10')
 
 
+def _at_least_one(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'expected an int, got {text!r}') from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
+  return value
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
+  parser = flags.Parser(
       prog=PROG, description=__doc__.split('\n\n')[0],
       formatter_class=argparse.RawDescriptionHelpFormatter,
       epilog='\n\n'.join(__doc__.split('\n\n')[1:3]))
@@ -57,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help='download and prepare tfds cifar10 in array_record in --data-dir '
                          '(default: tfds\'s data_dir); needs TensorFlow: pip install -e '
                          '".[prepare]". Not needed with the official archive.')
-  what.add_argument('--stop-after', type=int, default=None,
+  what.add_argument('--stop-after', type=_at_least_one, default=None,
                     help='stop after this many epochs of this invocation (a checkpoint is '
                          'written); continue with --resume (time-limited jobs: repeat '
                          '"--resume --stop-after N").')
@@ -71,7 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def configs_from_args(args: argparse.Namespace) -> list[configs.Config]:
   """One configuration per (seed, mode) given, from the preset plus the flags."""
   values = flags.overrides(args, configs.Config)
-  flags.check_strategy_flags(values)
+  flags.check_strategy_flags(values, prog=PROG)
   if args.per_copy_augmentation:
     values['common_random_numbers'] = False
   preset = configs.smoke if args.smoke else configs.default
@@ -109,7 +119,7 @@ def main(argv=None):
   try:
     runs = configs_from_args(args)
   except ValueError as error:
-    _fail(error)
+    flags.error(' '.join(str(error).split()), prog=PROG)
   first = runs[0]
   try:
     if args.prepare:
@@ -141,9 +151,12 @@ def main(argv=None):
              config.epochs, config.seed, os.path.join(config.workdir, config.run_name))
     try:
       summary = train.run(config, resume=args.resume, stop_after=args.stop_after,
-                          data=cache[_data_key(config)], progress=not args.no_progress)
+                          data=cache[_data_key(config)],
+                          progress='lines' if args.no_progress else True)
     except (FileExistsError, train.ConfigMismatchError) as error:
       _fail(error)
+    except train.search.SearchInterrupted as stop:  # Ctrl-C: one line, status 130
+      flags.interrupted(stop, f'{config.run_name}: ')
     run_dir = os.path.join(config.workdir, config.run_name)
     if summary['finished']:
       log.info('%s: test error %.2f%% (final model), validation accuracy %.4f (best %.4f), '

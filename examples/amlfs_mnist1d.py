@@ -47,6 +47,7 @@ import optax
 import jaxloss
 from jaxloss import search
 
+PROG = os.path.basename(__file__)  # the name in error messages, also under pytest
 MODES = ("amlfs", "random", "baseline")  # a grid and the other strategies: amlfs_study.py
 STRATEGIES = ("default", "paper")
 
@@ -87,6 +88,28 @@ class Config:
   data_seed: int = _field(42, "MNIST-1D generation seed.")
   workdir: str | None = _field(None, "per mode and seed: records.jsonl and checkpoints; "
                                   "summary.json (none: nothing written).")
+
+  def validate(self) -> Config:
+    """``ValueError`` naming the flag of the first bad option (the CLI prints it in one line)."""
+    flags.check_numbers(self, positive_ints=("epochs", "batch_size", "eval_batch_size",
+                                             "num_intervals", "num_samples", "num_val"),
+                        positive=("sigma", "policy_learning_rate", "learning_rate"))
+    if self.population < 2:
+      raise ValueError(f"--population must be at least 2, got {self.population} (the searches "
+                       f"compare copies; the baseline keeps the best of them).")
+    if not 0.0 <= self.label_noise < 1.0:
+      raise ValueError(f"--label-noise must be in [0, 1), got {self.label_noise}.")
+    if not (self.logit_scale == "norms" or (not isinstance(self.logit_scale, str)
+                                            and self.logit_scale >= 0)):
+      raise ValueError(f"--logit-scale must be 'norms', 0 or a positive number, got "
+                       f"{self.logit_scale!r}.")
+    train = int(self.num_samples * 0.8) - self.num_val  # MNIST-1D keeps 80% for training
+    if train < self.batch_size:
+      raise ValueError(f"--num-samples {self.num_samples} leaves {max(train, 0)} training "
+                       f"examples (80% of them, less --num-val {self.num_val}), fewer than "
+                       f"--batch-size {self.batch_size}: raise --num-samples or lower "
+                       f"--num-val or --batch-size.")
+    return self
 
   @property
   def scale(self) -> float | None:
@@ -203,9 +226,19 @@ def make_task(*, learning_rate: float, total_steps: int, scale: float | None,
 
 
 def run_mode(task, mode, seed, splits, config: Config, *, resume=False, progress=True) -> dict:
-  """One search; returns test accuracies, final mu and timings."""
+  """One search; returns test accuracies, final mu and timings.
+
+  With ``--workdir``, the run's folder also gets ``metrics.csv`` (one row per epoch:
+  ``jaxloss.search.callbacks.CSVLogger``) and, when tensorboardX is installed, TensorBoard
+  event files in ``tensorboard/``.
+  """
   train, val, test = splits
   output_dir = (os.path.join(config.workdir, f"{mode}_seed{seed}") if config.workdir else None)
+  loggers = []
+  if output_dir is not None:
+    loggers.append(search.callbacks.CSVLogger(os.path.join(output_dir, "metrics.csv")))
+    if search.callbacks.tensorboard_available():
+      loggers.append(search.callbacks.TensorBoardLogger(os.path.join(output_dir, "tensorboard")))
   search_config = search.SearchConfig(
       initial_mu=jaxloss.identity_theta(config.num_intervals),
       population_size=config.population, epochs=config.epochs, batch_size=config.batch_size,
@@ -214,11 +247,17 @@ def run_mode(task, mode, seed, splits, config: Config, *, resume=False, progress
                                                 config.policy_learning_rate))
   engine = search.Engine(task, search_config)
   start = time.perf_counter()
-  result = search.run(task, search_config, train, val, resume=resume)
+  try:
+    result = search.run(task, search_config, train, val, resume=resume, callback=loggers)
+  finally:
+    for logger in loggers[1:]:
+      logger.close()
   seconds = time.perf_counter() - start
   ebs = config.eval_batch_size
   test_acc = search.evaluate_dataset(task, result.state, test, batch_size=ebs)["accuracy"]
   out = {"mode": mode, "seed": seed, "test_accuracy": test_acc,
+         "search": flags.describe_search(mode, config.strategy, config.sigma,
+                                         config.policy_learning_rate),
          "val_accuracy": result.best_reward, "mu": result.mu.tolist(), "seconds": seconds,
          "compile_seconds": result.records[0]["time"].get("compile_s") if result.records else None}
   if mode == "baseline":  # every copy is an independent cross-entropy run
@@ -249,7 +288,7 @@ def summarize(results: list[dict]) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p = flags.Parser(prog=PROG, description=__doc__.split("\n")[0])
   flags.add_config_flags(p, Config)
   flags.add_run_flags(p)
   return p.parse_args(argv)
@@ -258,18 +297,30 @@ def parse_args(argv=None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace) -> tuple[Config, list, list]:
   """``(config, modes, seeds)`` from the flags (modes default to all three)."""
   values = flags.overrides(args, Config)
-  flags.check_strategy_flags(values)
+  flags.check_strategy_flags(values, prog=PROG)
   modes = values.pop("mode", list(MODES))
   seeds = values.pop("seed", [0])
-  return Config(**values), list(modes), list(seeds)
+  try:
+    config = Config(**values).validate()
+  except ValueError as error:
+    flags.error(" ".join(str(error).split()), prog=PROG)
+  return config, list(modes), list(seeds)
+
+
+def config_record(config: Config) -> dict:
+  """The options for ``summary.json``, without the flags the strategy does not read (each
+  result holds its ``'search'``: the resolved strategy and its parameters)."""
+  values = dataclasses.asdict(config)
+  if config.strategy != "paper":
+    for name in flags.PAPER_ONLY:
+      values.pop(name)
+  return values
 
 
 def main(argv=None) -> list[dict]:
   args = parse_args(argv)
   flags.setup_logging(("amlfs_mnist1d",), args.verbose)
   config, modes, seeds = config_from_args(args)
-  if not 0.0 <= config.label_noise < 1.0:
-    raise SystemExit(f"--label-noise must lie in [0, 1), got {config.label_noise}.")
   splits = load_mnist1d(config.num_samples, config.num_val, config.data_seed)
   if config.label_noise:
     (x, y), val, test = splits
@@ -283,8 +334,11 @@ def main(argv=None) -> list[dict]:
   results = []
   for seed in seeds:
     for mode in modes:
-      r = run_mode(task, mode, seed, splits, config, resume=args.resume,
-                   progress=not args.no_progress)
+      try:
+        r = run_mode(task, mode, seed, splits, config, resume=args.resume,
+                     progress="lines" if args.no_progress else True)
+      except search.SearchInterrupted as stop:  # Ctrl-C: one line, status 130
+        flags.interrupted(stop, f"{mode} seed {seed}: ")
       print(f"{mode:<9} seed {seed}: test {r['test_accuracy']:.4f}  val {r['val_accuracy']:.4f}"
             f"  ({r['seconds']:.1f} s)", flush=True)
       results.append(r)
@@ -292,7 +346,7 @@ def main(argv=None) -> list[dict]:
   if config.workdir:
     os.makedirs(config.workdir, exist_ok=True)
     with open(os.path.join(config.workdir, "summary.json"), "w") as f:
-      json.dump({"config": dataclasses.asdict(config), "modes": modes, "seeds": seeds,
+      json.dump({"config": config_record(config), "modes": modes, "seeds": seeds,
                  "results": results}, f, indent=1)
   return results
 

@@ -75,7 +75,10 @@ def _parser_for(tp):
           pass
     if str in members:
       return text
-    raise argparse.ArgumentTypeError(f'cannot read {text!r} as {tp}')
+    kinds = [k.__name__ for k in (bool, int, float, str) if k in members]
+    raise argparse.ArgumentTypeError(
+        f"expected {' or '.join('an int' if k == 'int' else f'a {k}' for k in kinds)}"
+        f"{' or none' if optional else ''}, got {text!r}")
 
   parse.__name__ = getattr(tp, '__name__', str(tp))  # argparse's error messages
   return parse
@@ -123,7 +126,9 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
   group.add_argument('--resume', action='store_true',
                      help='continue the runs from their latest checkpoints.')
   group.add_argument('--no-progress', dest='no_progress', action='store_true',
-                     help='no progress bar.')
+                     help='no progress bar: one plain line per epoch instead (epoch, best '
+                          'validation accuracy, ETA), as when stderr is not a terminal (a '
+                          'cluster job\'s log).')
   group.add_argument('--verbose', action='store_true',
                      help="library log messages (orbax, absl, jax) at INFO; default: WARNING.")
 
@@ -202,22 +207,88 @@ def search_options(mode: str, strategy: str, sigma: float, policy_learning_rate:
   return dict(strategy=chosen, selection='best')
 
 
+def describe_search(mode: str, strategy: str, sigma: float, policy_learning_rate: float) -> dict:
+  """What :func:`search_options` resolves to, as JSON for ``config.json``/``summary.json``:
+  ``{'mode', 'strategy' (the flag), 'class', 'parameters' (every field of the strategy
+  object), 'selection'}``: exactly what runs, not the flags it ignores."""
+  options = search_options(mode, strategy, sigma, policy_learning_rate)
+  chosen = options['strategy']
+  if isinstance(chosen, str):
+    from jaxloss.search import strategies  # pylint: disable=import-outside-toplevel
+    chosen = strategies.resolve(chosen)
+  parameters = {}
+  if dataclasses.is_dataclass(chosen):
+    for field in dataclasses.fields(chosen):
+      value = getattr(chosen, field.name)
+      parameters[field.name] = (list(value) if isinstance(value, tuple) else value
+                                if isinstance(value, (bool, int, float, str, type(None)))
+                                else repr(value))
+  return {'mode': mode, 'strategy': 'fixed' if mode == 'baseline' else strategy,
+          'class': type(chosen).__name__, 'parameters': parameters,
+          'selection': options['selection']}
+
+
 # The flags only the paper's strategy reads (the default strategy has its own settings).
 PAPER_ONLY = ('sigma', 'policy_learning_rate')
 
 
-def check_strategy_flags(values: dict) -> None:
+def check_strategy_flags(values: dict, prog: str | None = None) -> None:
   """Refuses, as argparse does (one line, status 2), flags the chosen strategy does not read."""
   strategy = values.get('strategy', 'default')
   unread = [f'--{name.replace("_", "-")}' for name in PAPER_ONLY if name in values]
   if strategy != 'paper' and unread:
     error(f"{' and '.join(unread)} {'is' if len(unread) == 1 else 'are'} read only by "
           f"--strategy paper (strategy {strategy!r} sets its own sigma and step size); add "
-          f"--strategy paper or drop {'it' if len(unread) == 1 else 'them'}.")
+          f"--strategy paper or drop {'it' if len(unread) == 1 else 'them'}.", prog=prog)
 
 
-def error(message: str) -> typing.NoReturn:
+def check_numbers(config, *, positive_ints: Iterable[str] = (), positive: Iterable[str] = (),
+                  at_least_zero: Iterable[str] = ()) -> None:
+  """``ValueError`` naming the flag, for a field of ``config`` out of range: ``positive_ints``
+  at least 1, ``positive`` finite and > 0, ``at_least_zero`` finite and >= 0 (``None``, where
+  a field allows it, passes)."""
+  import math  # pylint: disable=import-outside-toplevel
+
+  def flag(name):
+    return f'--{name.replace("_", "-")}'
+
+  for name in positive_ints:
+    value = getattr(config, name)
+    if value is not None and value < 1:
+      raise ValueError(f'{flag(name)} must be at least 1, got {value}.')
+  for name in positive:
+    value = getattr(config, name)
+    if value is not None and not (math.isfinite(value) and value > 0):
+      raise ValueError(f'{flag(name)} must be a positive number, got {value}.')
+  for name in at_least_zero:
+    value = getattr(config, name)
+    if value is not None and not (math.isfinite(value) and value >= 0):
+      raise ValueError(f'{flag(name)} must be a number >= 0, got {value}.')
+
+
+def interrupted(stop, prefix: str = '') -> typing.NoReturn:
+  """Ctrl-C during a run (``jaxloss.search.SearchInterrupted``): one line, exit status 130
+  (128 + SIGINT, as a shell reports an interrupted command)."""
+  if stop.checkpointed:
+    hint = 'continue with --resume'
+  else:
+    hint = 'no epoch was kept' if not stop.epochs_completed else 'nothing was kept (no --workdir)'
+  print(f'\n{prefix}stopped after epoch {stop.epochs_completed} of {stop.epochs}; {hint}',
+        file=sys.stderr, flush=True)
+  raise SystemExit(130)
+
+
+class Parser(argparse.ArgumentParser):
+  """An ``ArgumentParser`` whose errors are one line, ``prog: error: message`` (exit status
+  2), like every other refusal of the examples: argparse's usage block (twenty lines for
+  these examples) would bury the message; ``--help`` lists the flags."""
+
+  def error(self, message: str) -> typing.NoReturn:
+    error(f'{message} (--help lists the flags)', prog=self.prog)
+
+
+def error(message: str, prog: str | None = None) -> typing.NoReturn:
   """``prog: error: message`` on stderr and exit status 2, as argparse reports a bad flag."""
-  prog = os.path.basename(sys.argv[0]) or 'python'
+  prog = prog or os.path.basename(sys.argv[0]) or 'python'
   print(f'{prog}: error: {message}', file=sys.stderr)
   raise SystemExit(2)

@@ -11,6 +11,7 @@ of the official archives, on real images, are in ``test_example_cifar10_data.py`
 
 import dataclasses
 import functools
+import importlib.util
 import json
 import os
 import sys
@@ -67,7 +68,7 @@ def test_config_rejects_bad_values():
     configs.default(mode='search')
   with pytest.raises(ValueError, match='depth'):
     configs.default(depth=21)
-  with pytest.raises(ValueError, match='label_noise'):
+  with pytest.raises(ValueError, match='--label-noise'):
     configs.default(label_noise=1.0)
   with pytest.raises(ValueError, match='logit_scale'):
     configs.default(logit_scale='norm')
@@ -407,9 +408,13 @@ def test_smoke_cli_end_to_end(tmp_path, capsys):
   # A quiet console: the example's own lines only (no orbax/absl INFO messages).
   out, err = capsys.readouterr()
   lines = [line for line in (out + err).splitlines() if line.strip()]
-  assert len(lines) <= 6, lines
+  assert len(lines) <= 10, lines
   assert lines[0].startswith('CIFAR-10 / ResNet-20 (amlfs, B=2, label noise 0%, 2 epochs')
-  assert lines[-1].startswith('amlfs-noise0: test error ')
+  # --no-progress: one plain line per epoch, after a line before the compilation.
+  assert any(line.startswith('Gaussian: compiling the epoch program') for line in lines), lines
+  assert [line.split('  ')[0] for line in lines if ': epoch ' in line] == [
+      'Gaussian: epoch 1/2', 'Gaussian: epoch 2/2']
+  assert out.strip().splitlines()[-1].startswith('amlfs-noise0: test error ')
   assert not any('INFO' in line or 'orbax' in line.lower() for line in lines), lines
 
   # A run stopped after one epoch and resumed gives the uninterrupted run's result.
@@ -475,6 +480,31 @@ def _check_outputs(workdir, summary):
 
   with open(os.path.join(run_dir, 'summary.json')) as f:
     assert json.load(f) == summary
+  # config.json: what ran (the default strategy's parameters), not the flags it ignores.
+  with open(os.path.join(run_dir, 'config.json')) as f:
+    written = json.load(f)
+  assert 'sigma' not in written and 'policy_learning_rate' not in written
+  from jaxloss.search import strategies
+  assert written['search'] == {
+      'mode': 'amlfs', 'strategy': 'default', 'class': 'Gaussian', 'selection': 'best',
+      'parameters': {f.name: (list(getattr(strategies.DEFAULT, f.name))
+                              if isinstance(getattr(strategies.DEFAULT, f.name), tuple)
+                              else getattr(strategies.DEFAULT, f.name))
+                     for f in dataclasses.fields(strategies.DEFAULT)}}
+  # The metrics CSV and the TensorBoard events of the run.
+  import csv
+  with open(os.path.join(run_dir, 'metrics.csv'), newline='') as f:
+    rows = list(csv.DictReader(f))
+  assert [int(r['epoch']) for r in rows] == [1, 2]
+  for row, r in zip(rows, records):
+    assert int(row['best_index']) == r['best_index']
+    np.testing.assert_allclose([float(row[f'reward_{i}']) for i in range(2)], r['rewards'])
+    np.testing.assert_allclose([float(row[f'train_loss_{i}']) for i in range(2)],
+                               r['train_loss'])
+    np.testing.assert_allclose([float(row[f'mu_{j}']) for j in range(24)], r['mu_next'])
+  if importlib.util.find_spec('tensorboardX'):
+    assert any(n.startswith('events.out.tfevents')
+               for n in os.listdir(os.path.join(run_dir, 'tensorboard')))
   assert summary['finished'] and summary['epochs_completed'] == 2
   assert summary['best_val_accuracy'] == max(r['best_reward'] for r in records)
   assert summary['final_val_accuracy'] == records[-1]['best_reward']
@@ -590,4 +620,6 @@ def test_table2_aggregates_seeds_beside_the_paper(tmp_path):
           for line in table.splitlines() if line.startswith('| ') and '%' in line}
   assert rows['20%'] == ['15.50 (1 run)', '8.00 ± 1.00 (3 runs)', '15.05', '12.73']
   assert rows['0%'] == ['-', '-', '8.75', '6.92']
-  assert 'cross-entropy | AM-LFS' in table
+  assert 'cross-entropy, 1 copy x 182 epochs | AM-LFS (default strategy), 32 copies x 182 ' \
+      'epochs' in table
+  assert 'paper: cross-entropy' in table and 'not comparable' not in table

@@ -248,8 +248,7 @@ def test_more_images_asked_for_than_there_are_names_the_flags(tmp_path, capsys, 
       f'amlfs_cifar10.py: error: {where} holds 1,034 test images, fewer than --num-test 2000: '
       f'set --num-test 1034 or less (none: all of them).')
   assert _cli_error(SMOKE + run + ['--num-val', '0'], capsys, monkeypatch) == (
-      'amlfs_cifar10.py: error: --num-val and --num-test must be at least 1 (--num-test none: '
-      'all test images), got 0 and 64.')
+      'amlfs_cifar10.py: error: --num-val must be at least 1, got 0.')
   # Exactly what there is is fine.
   config = configs.smoke(num_train=4000, num_val=136, num_test=1034, data_dir=SUBSET)
   data = input_pipeline.prepare_data(config)

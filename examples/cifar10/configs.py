@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import flags  # examples/flags.py (examples/ is on the path, as for train.py)
+
 # The example's modes (examples/flags.py, search_options, maps them to the library's strategy
 # and selection); a grid and the other strategies: examples/amlfs_study.py.
 MODES = ('amlfs', 'random', 'baseline')
@@ -120,6 +122,7 @@ class Config:
   keep_checkpoints: int = _field(2, 'checkpoints kept (one is written after every epoch).')
 
   def validate(self) -> Config:
+    """``ValueError`` naming the flag of the first bad option (the CLI prints it in one line)."""
     if self.mode not in MODES:
       raise ValueError(f'mode must be one of {MODES}, got {self.mode!r}.')
     if self.strategy not in STRATEGIES:
@@ -128,8 +131,20 @@ class Config:
       raise ValueError(f'depth must be 6n + 2 (20, 32, 44, 56, 110), got {self.depth}.')
     if self.conv_impl not in CONV_IMPLS:
       raise ValueError(f"conv_impl must be 'xla' or 'patches', got {self.conv_impl!r}.")
+    flags.check_numbers(
+        self, positive_ints=('epochs', 'batch_size', 'eval_batch_size', 'population',
+                             'num_intervals', 'width', 'keep_checkpoints', 'num_train',
+                             'num_val', 'num_test'),
+        positive=('sigma', 'policy_learning_rate', 'learning_rate', 'lr_drop_factor'),
+        at_least_zero=('momentum', 'weight_decay'))
     if not 0.0 <= self.label_noise < 1.0:
-      raise ValueError(f'label_noise must be in [0, 1), got {self.label_noise}.')
+      raise ValueError(f'--label-noise must be in [0, 1), got {self.label_noise}.')
+    if self.depth < 8:
+      raise ValueError(f'--depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110), got '
+                       f'{self.depth}.')
+    if any(not 0.0 < f < 1.0 for f in self.lr_drop_fractions):
+      raise ValueError(f'--lr-drop-fractions must lie in (0, 1), got '
+                       f'{" ".join(map(str, self.lr_drop_fractions))}.')
     if (isinstance(self.logit_scale, str) and self.logit_scale != 'norms') or (
         not isinstance(self.logit_scale, str) and not self.logit_scale > 0):
       raise ValueError(f"logit_scale must be 'norms' or a positive float, got "
@@ -142,9 +157,10 @@ class Config:
                        f"{self.scan_unroll!r}.")
     if self.num_train < self.batch_size:
       raise ValueError(
-          f'num_train ({self.num_train}) must be at least batch_size ({self.batch_size}).')
+          f'--num-train ({self.num_train}) must be at least --batch-size ({self.batch_size}).')
     if self.mode != 'baseline' and self.population < 2:
-      raise ValueError(f'mode {self.mode!r} needs a population of at least 2.')
+      raise ValueError(f'--mode {self.mode} needs --population of at least 2, got '
+                       f'{self.population}.')
     return self
 
   @property

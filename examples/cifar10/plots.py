@@ -8,20 +8,25 @@
   probability) at the start and at the end, and the loss that is actually trained, the guarded
   :math:`-\\log\\max(\\tau(p), 0.01\\,p)` of ``jaxloss.amlfs_loss``, against cross-entropy
   :math:`-\\log p`, on a linear axis that shows the negative losses a sampled
-  :math:`\\tau > 1` gives: the paper's figure 1.
-* :func:`plot_test_error`: test error over epochs per mode (AM-LFS, random search,
-  cross-entropy), seeds aggregated (mean, and the range over seeds), the learning-rate drops
-  marked, the paper's final numbers as reference lines. The test error is measured after every
-  epoch for this plot only; the search never sees it.
+  :math:`\\tau > 1` gives, from ``p = 0.05`` (below, the guard's clamp would dwarf the learned
+  curves): the paper's figure 1.
+* :func:`plot_test_error`: test error over epochs per mode (AM-LFS with the default strategy
+  or the paper's, random search, cross-entropy), seeds aggregated (mean, and the range over
+  seeds), the compute of each (copies x epochs) in the legend, the learning-rate drops marked,
+  whole-epoch ticks; the paper's final numbers as reference lines only for runs of the paper's
+  recipe (full CIFAR-10, ResNet-20, 182 epochs). The test error is measured after every epoch
+  for this plot only; the search never sees it.
 
 :func:`make_plots` draws all of them for a run directory; titles and labels come from the run's
-``config.json``.
+``config.json``: the data and their size (``CIFAR-10 subset, 3,136 train images``), the model,
+the strategy. ``*_figure`` functions return the matplotlib figure; ``plot_*`` save it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -48,6 +53,9 @@ STYLE = {'font.size': 8, 'axes.titlesize': 8, 'axes.labelsize': 8, 'legend.fonts
          'font.family': 'serif', 'axes.grid': True, 'grid.alpha': 0.3, 'lines.linewidth': 1.2,
          'savefig.bbox': 'tight', 'savefig.dpi': 200, 'pdf.fonttype': 42}
 GUARD = 0.01  # tau_min_ratio of jaxloss.amlfs_loss
+# The loss panel starts here: below, -log p and the guard's -log(0.01 p) grow without bound and
+# would squeeze the learned curves into a sliver of the axis.
+P_MIN = 0.05
 
 
 def _save(fig, path: str) -> list:
@@ -73,6 +81,12 @@ def lr_drop_epochs(config: configs.Config) -> list:
           if 0 < b < config.epochs * config.steps_per_epoch]
 
 
+def integer_epochs(ax) -> None:
+  """Epoch ticks at whole epochs only (a 3-epoch run has no epoch 1.5)."""
+  from matplotlib.ticker import MaxNLocator  # pylint: disable=import-outside-toplevel
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _mark_drops(ax, drops, label=True):
   for i, epoch in enumerate(drops):
     ax.axvline(epoch, color='0.5', linewidth=0.8, linestyle=(0, (1, 2)),
@@ -93,12 +107,13 @@ def plot_mu(epochs: Sequence[int], mus: np.ndarray, path: str, *, title: str = '
                 linestyle=LINE_STYLES[i % len(LINE_STYLES)], label=f'interval {i + 1}')
       _mark_drops(ax, lr_drops, label=g == 0)
       ax.set_title(_GROUP_TITLES[name])
+      integer_epochs(ax)
     for ax in axes[1]:
       ax.set_xlabel('epoch')
     for ax in axes[:, 0]:
       ax.set_ylabel(f'${what}$')
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.suptitle(title)
+    fig.suptitle('\n'.join(textwrap.wrap(title, 110)))
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.legend(handles, labels, loc='lower center', ncol=len(labels), frameon=False,
                handlelength=3)
@@ -111,65 +126,87 @@ def guarded_loss(p: np.ndarray, tau: np.ndarray, guard: float = GUARD) -> np.nda
   return -np.log(np.maximum(tau, guard * p))
 
 
-def plot_transforms(curves: Mapping[str, Mapping[str, np.ndarray]], path: str, *,
-                    title: str = '') -> list:
-  """``curves``: label -> ``{'x', 't', 'p', 'tau'}`` arrays (``jaxloss.amlfs_curves``).
-
-  Three panels: :math:`t(x)` on ``[-1, 1]``, :math:`\\tau(p)` on ``[0, 1]``, and the guarded
-  loss that is trained, with cross-entropy :math:`-\\log p` for reference, on a linear axis
-  (negative where :math:`\\tau > 1`). One legend for the figure, below the panels.
-  """
+def transforms_figure(curves: Mapping[str, Mapping[str, np.ndarray]], *, title: str = ''):
+  """The figure of :func:`plot_transforms` (a matplotlib ``Figure``)."""
   with plt.rc_context(STYLE):
-    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.5))
+    fig, axes = plt.subplots(1, 4, figsize=(9.4, 2.6))
     first = next(iter(curves.values()))
     x, p = np.asarray(first['x']), np.asarray(first['p'])
-    ok = p > 0
+    shown = p >= P_MIN
     reference = dict(color='k', linestyle=':', linewidth=1.0)
     axes[0].plot(x, x, **reference)
     axes[1].plot(p, p, **reference)
-    axes[2].plot(p[ok], -np.log(p[ok]), label=r'identity: cross-entropy, $-\log p$', **reference)
+    axes[2].plot(p[shown], -np.log(p[shown]), label=r'identity: cross-entropy, $-\log p$',
+                 **reference)
+    low, high = [float(np.min(-np.log(p[shown])))], [float(np.max(-np.log(p[shown])))]
     for i, (label, c) in enumerate(curves.items()):
       style = dict(color=f'C{i}', linestyle=LINE_STYLES[i % len(LINE_STYLES)], label=label,
                    linewidth=1.4 if i == 0 else 1.2, alpha=0.6 if i == 0 else 1.0)
       axes[0].plot(c['x'], c['t'], **style)
       axes[1].plot(c['p'], c['tau'], **style)
-      cp = np.asarray(c['p'])
-      axes[2].plot(cp[cp > 0], guarded_loss(cp[cp > 0], np.asarray(c['tau'])[cp > 0]), **style)
+      cp, tau = np.asarray(c['p']), np.asarray(c['tau'])
+      loss = guarded_loss(cp[cp >= P_MIN], tau[cp >= P_MIN])
+      axes[2].plot(cp[cp >= P_MIN], loss, **style)
+      axes[3].plot(cp[cp >= P_MIN], loss + np.log(cp[cp >= P_MIN]), **style)
+      low.append(float(np.min(loss)))
+      high.append(float(np.max(loss)))
     axes[0].set(xlabel=r'target cosine $x$', ylabel=r'$t(x)$', title=r'$t$: target cosine')
     axes[1].set(xlabel=r'target probability $p$', ylabel=r'$\tau(p)$',
                 title=r'$\tau$: target probability')
     axes[2].set(xlabel=r'target probability $p$',
-                ylabel=r'$-\log\max(\tau(p),\,0.01\,p)$', title='the loss trained (guarded)')
+                ylabel=r'$-\log\max(\tau(p),\,0.01\,p)$',
+                title=rf'the loss trained (guarded), $p \geq {P_MIN:g}$')
+    pad = 0.05 * (max(high) - min(low) or 1.0)
+    axes[2].set_xlim(0.0, 1.0)
+    axes[2].set_ylim(min(low) - pad, max(high) + pad)
     axes[2].axhline(0.0, color='0.6', linewidth=0.6)
+    axes[3].axhline(0.0, **reference)
+    axes[3].set_xlim(0.0, 1.0)
+    axes[3].set(xlabel=r'target probability $p$', ylabel=r'loss $+ \log p$',
+                title='the loss trained minus cross-entropy')
     handles, labels = axes[2].get_legend_handles_labels()
-    fig.suptitle(title)
+    fig.suptitle('\n'.join(textwrap.wrap(title, 120)))
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.legend(handles, labels, loc='lower center', ncol=len(labels), frameon=False)
-    return _save(fig, path)
+  return fig
 
 
-def plot_test_error(runs: Mapping[str, Sequence[tuple]], path: str, *, title: str = '',
-                    lr_drops: Sequence[float] = (),
-                    paper: Mapping[str, float] | None = None) -> list:
-  """``runs``: mode -> list of ``(epochs, test_error_percent)``, one per seed.
+def plot_transforms(curves: Mapping[str, Mapping[str, np.ndarray]], path: str, *,
+                    title: str = '') -> list:
+  """``curves``: label -> ``{'x', 't', 'p', 'tau'}`` arrays (``jaxloss.amlfs_curves``).
 
-  One line per mode (the mean over its seeds at the epochs they all reached), a band for the
-  range over seeds, the final mean in the legend, and the paper's numbers as reference lines.
+  Four panels: :math:`t(x)` on ``[-1, 1]``, :math:`\\tau(p)` on ``[0, 1]``, the guarded
+  loss that is trained, with cross-entropy :math:`-\\log p` for reference, on a linear axis
+  (negative where :math:`\\tau > 1`) from ``p = P_MIN`` (below it every loss grows without
+  bound, the guard's clamp, which would hide the learned curves), and that loss minus
+  cross-entropy, where what the search learned is what the eye sees. One legend, below.
   """
   with plt.rc_context(STYLE):
-    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    return _save(transforms_figure(curves, title=title), path)
+
+
+def test_error_figure(runs: Mapping[str, Sequence[tuple]], *, title: str = '',
+                      lr_drops: Sequence[float] = (),
+                      paper: Mapping[str, float] | None = None,
+                      compute: Mapping[str, str] | None = None):
+  """The figure of :func:`plot_test_error` (a matplotlib ``Figure``)."""
+  with plt.rc_context(STYLE):
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
     lows, highs = [], []
     for mode, curves in runs.items():
       length = min(len(e) for e, _ in curves)
       epochs = np.asarray(curves[0][0][:length], np.float64)
       errors = np.stack([np.asarray(err[:length], np.float64) for _, err in curves])
       mean = errors.mean(0)
-      style = dict(MODE_STYLES.get(mode, {}))
+      style = dict(MODE_STYLES.get(mode.replace('-paper', ''), {}))
+      if mode.endswith('-paper'):
+        style['linestyle'] = ':'
       if length > 30:
         style.pop('marker', None)
       n = len(curves)
-      label = (f'{report.MODE_LABELS.get(mode, mode)}: {mean[-1]:.2f}%'
-               + (f' (mean of {n} seeds)' if n > 1 else ''))
+      cost = f' ({compute[mode]})' if compute and mode in compute else ''
+      label = (f'{report.MODE_LABELS.get(mode, mode)}{cost}: {mean[-1]:.2f}%'
+               + (f', mean of {n} seeds' if n > 1 else ''))
       ax.plot(epochs, mean, markersize=3, label=label, **style)
       if n > 1:
         ax.fill_between(epochs, errors.min(0), errors.max(0), color=style.get('color'),
@@ -184,11 +221,28 @@ def plot_test_error(runs: Mapping[str, Sequence[tuple]], path: str, *, title: st
       highs.append(value)
     _mark_drops(ax, lr_drops)
     ax.set(xlabel='epoch', ylabel='test error (%)', title=title)
+    integer_epochs(ax)
     if lows:
       ax.set_ylim(max(0.0, min(lows) - 2), min(100.0, max(highs) + 2))
     ax.legend()
     fig.tight_layout()
-    return _save(fig, path)
+  return fig
+
+
+def plot_test_error(runs: Mapping[str, Sequence[tuple]], path: str, *, title: str = '',
+                    lr_drops: Sequence[float] = (),
+                    paper: Mapping[str, float] | None = None,
+                    compute: Mapping[str, str] | None = None) -> list:
+  """``runs``: mode -> list of ``(epochs, test_error_percent)``, one per seed.
+
+  One line per mode (the mean over its seeds at the epochs they all reached), a band for the
+  range over seeds, the final mean and the compute (``compute[mode]``, e.g. ``'4 copies x 3
+  epochs'``) in the legend, whole-epoch ticks, and ``paper``'s numbers as reference lines
+  (pass them only for runs of the paper's recipe: :func:`plot_comparison` does).
+  """
+  with plt.rc_context(STYLE):
+    return _save(test_error_figure(runs, title=title, lr_drops=lr_drops, paper=paper,
+                                   compute=compute), path)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -220,18 +274,19 @@ def make_plots(workdir: str, run_dir: str) -> list:
   written = []
   records = report.read_records(run_dir)
   config = _load_config(run_dir)
-  where = f'CIFAR-10, {model_name(config)}, {_noise_text(config)}'
+  where = f'{report.data_title(config)}, {model_name(config)}, {_noise_text(config)}'
+  search = report.MODE_LABELS['amlfs-paper' if config.strategy == 'paper' else 'amlfs']
   seed = f', seed {config.seed}'
   drops = lr_drop_epochs(config)
   if records and config.mode == 'amlfs':
     mus = np.asarray([records[0]['mu']] + [r['mu_next'] for r in records], np.float64)
     written += plot_mu(np.arange(len(mus)), mus, os.path.join(run_dir, 'mu'),
-                       title=rf'AM-LFS: mean $\mu$ of the loss distribution ({where}{seed})',
+                       title=rf'{search}: mean $\mu$ of the loss distribution ({where}{seed})',
                        lr_drops=drops)
     curves = {r'$\mu_0$ (cross-entropy)': curves_of(mus[0]),
               rf'$\mu$ after epoch {len(records)}': curves_of(mus[-1])}
     written += plot_transforms(curves, os.path.join(run_dir, 'transforms'),
-                               title=f'AM-LFS: the loss at the start and the end ({where}{seed})')
+                               title=f'{search}: the loss at the start and the end ({where}{seed})')
   elif records and config.mode == 'random':
     kept = np.asarray([r['thetas'][r['best_index']] for r in records], np.float64)
     written += plot_mu(np.arange(1, len(kept) + 1), kept, os.path.join(run_dir, 'theta'),
@@ -255,10 +310,14 @@ def plot_comparison(workdir: str, config: configs.Config) -> list:
   runs = {mode: curves for mode, curves in runs.items() if curves}
   if not runs:
     return []
+  shown = [r for mode in runs for r in groups[mode]]
+  compute = {mode: ' / '.join(sorted({r.compute for r in groups[mode]})) for mode in runs}
   percent = int(round(100 * config.label_noise))
+  # The paper's full-CIFAR ResNet-20 numbers only beside runs of that recipe.
   paper = {m: v for m in ('baseline', 'amlfs')
-           if (v := report.paper_error(config.label_noise, m)) is not None}
+           if (v := report.paper_error(config.label_noise, m)) is not None
+           } if all(r.paper_recipe for r in shown) else None
   return plot_test_error(
       runs, os.path.join(workdir, f'test_error_noise{percent}'),
-      title=f'CIFAR-10, {model_name(config)}, {_noise_text(config)}',
-      lr_drops=lr_drop_epochs(config), paper=paper)
+      title=f'{report.data_title(config)}, {model_name(config)}, {_noise_text(config)}',
+      lr_drops=lr_drop_epochs(config), paper=paper, compute=compute)

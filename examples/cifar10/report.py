@@ -20,7 +20,8 @@ TEST_LOG = 'test.jsonl'
 CONFIG = 'config.json'
 RECORDS = 'records.jsonl'
 
-MODE_LABELS = {'amlfs': 'AM-LFS', 'random': 'random search', 'baseline': 'cross-entropy',
+MODE_LABELS = {'amlfs': 'AM-LFS (default strategy)',
+               'random': 'random search (default sigmas)', 'baseline': 'cross-entropy',
                'amlfs-paper': "AM-LFS (paper's algorithm)",
                'random-paper': 'random search (sigma 0.2)'}
 MODE_ORDER = ('baseline', 'amlfs', 'amlfs-paper', 'random', 'random-paper')
@@ -64,6 +65,26 @@ def read_records(run_dir: str) -> list:
   return read_jsonl(os.path.join(run_dir, RECORDS))
 
 
+# The recipe the paper's table 2 numbers come from (their reference lines and columns are shown
+# as comparable only for runs of this recipe).
+PAPER_RECIPE = {'depth': 20, 'width': 16, 'epochs': 182, 'batch_size': 128, 'num_train': 45000,
+                'num_val': 5000, 'num_test': None}
+
+
+def is_paper_recipe(config) -> bool:
+  """``config`` (a dict or a ``Config``) is the paper's recipe: :data:`PAPER_RECIPE`."""
+  get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+  return all(get(k, None) == v for k, v in PAPER_RECIPE.items())
+
+
+def data_title(config, *, num_train: int | None = None) -> str:
+  """``'CIFAR-10, 45,000 train images'`` or ``'CIFAR-10 subset, 3,136 train images'``."""
+  get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+  num_train = num_train if num_train is not None else int(get('num_train', 0))
+  full = num_train + int(get('num_val', 0)) >= 50000 and get('num_test', None) is None
+  return f'CIFAR-10{"" if full else " subset"}, {num_train:,} train images'
+
+
 def paper_error(label_noise: float, mode: str) -> float | None:
   for noise, row in PAPER_TEST_ERROR.items():
     if abs(noise - label_noise) < 1e-9:
@@ -89,12 +110,36 @@ class Run:
     return mode
 
   @property
+  def copies(self) -> int:
+    """The copies trained (B; 1 for the baseline)."""
+    return 1 if self.config['mode'] == 'baseline' else int(self.config.get('population', 1))
+
+  @property
+  def epochs(self) -> int:
+    """The epochs done (the configured ones when the summary does not say)."""
+    done = (self.summary or {}).get('epochs_completed')
+    return int(done if done is not None else self.config.get('epochs', 0))
+
+  @property
+  def compute(self) -> str:
+    """``'4 copies x 3 epochs'``: what the run trained (a search trains B models)."""
+    return f'{self.copies} {"copy" if self.copies == 1 else "copies"} x {self.epochs} epochs'
+
+  @property
+  def paper_recipe(self) -> bool:
+    """Whether the paper's numbers are comparable: full CIFAR-10 (45k/5k/10k), ResNet-20,
+    182 epochs, batch 128."""
+    return is_paper_recipe(self.config)
+
+  @property
   def label_noise(self) -> float:
     return float(self.config.get('label_noise', 0.0))
 
   @property
   def finished(self) -> bool:
-    return bool(self.summary and self.summary.get('finished'))
+    """All its epochs done (a run of no epoch, refused since, never counts as a result)."""
+    return bool(self.summary and self.summary.get('finished')
+                and self.summary.get('epochs_completed', 1) >= 1)
 
 
 def collect_runs(workdir: str) -> list[Run]:
@@ -145,9 +190,14 @@ def table2(workdir: str) -> str:
     return f'No finished run in {workdir}.'
   noises = sorted({r.label_noise for r in runs} | set(PAPER_TEST_ERROR))
   modes = [m for m in MODE_ORDER if any(r.mode == m for r in runs)]
-  header = ['label noise'] + [MODE_LABELS[m] for m in modes] + [
-      'paper: cross-entropy', 'paper: AM-LFS']
-  lines = ['Top-1 test error (%) of the final model, mean ± sample std over seeds.', '',
+  comparable = all(r.paper_recipe for r in runs)
+  paper = 'paper' if comparable else 'paper, not comparable'
+  compute = {m: ' / '.join(sorted({r.compute for r in runs if r.mode == m})) for m in modes}
+  header = ['label noise'] + [f'{MODE_LABELS[m]}, {compute[m]}' for m in modes] + [
+      f'{paper}: cross-entropy', f'{paper}: AM-LFS']
+  lines = ['Top-1 test error (%) of the final model, mean ± sample std over seeds. Each '
+           'column says what a run trains: a search trains B copies per epoch, the '
+           'cross-entropy baseline one model (1/B of the compute).', '',
            '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for noise in noises:
     groups = by_mode(runs, noise)
@@ -167,4 +217,7 @@ def table2(workdir: str) -> str:
   sources = sorted({r.summary.get('data', {}).get('source', '?') for r in runs})
   lines.append(f'Data: {"; ".join(sources)}. The paper\'s cross-entropy number is He et al.\'s '
                'published ResNet-20 result, not a run of the paper\'s own.')
+  if not comparable:
+    lines.append("The paper's columns are full CIFAR-10 (45k/5k/10k), ResNet-20, 182 epochs, "
+                 'batch 128: not comparable with runs of another recipe.')
   return '\n'.join(lines)

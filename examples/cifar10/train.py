@@ -227,6 +227,24 @@ def run_metadata(config: configs.Config) -> dict:
   return {k: v for k, v in values.items() if k not in _RESUMABLE_CHANGES}
 
 
+def config_record(config: configs.Config) -> dict:
+  """``config.json``: every option, the search as it runs (``'search'``: the resolved strategy
+  object's class and every parameter, and the selection), without the flags it does not read
+  (``sigma``/``policy_learning_rate`` are read by ``--strategy paper`` only)."""
+  values = configs.to_dict(config)
+  described = flags.describe_search(config.mode, config.strategy, config.sigma,
+                                    config.policy_learning_rate)
+  if described['strategy'] != 'paper':
+    for name in flags.PAPER_ONLY:
+      values.pop(name, None)
+  values['search'] = described
+  return values
+
+
+METRICS_CSV = 'metrics.csv'
+TENSORBOARD_DIR = 'tensorboard'
+
+
 def _error_percent(totals: dict) -> float:
   return 100.0 * (1.0 - float(totals['correct']) / float(totals['count']))
 
@@ -259,7 +277,13 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: int | None 
     data: the prepared data (default: :func:`input_pipeline.prepare_data`). Clean data get
       ``config.label_noise`` on their training labels; data with another noise raise
       ``ValueError`` (:func:`input_pipeline.with_label_noise`).
-    progress: show the engine's progress bar.
+    progress: the engine's progress display (``SearchConfig.progress``: True, False or
+      ``'lines'``).
+
+  Besides the engine's records and checkpoints, the run directory gets ``metrics.csv`` (one
+  row per epoch: ``jaxloss.search.callbacks.CSVLogger``) and, when tensorboardX is installed,
+  TensorBoard event files in ``tensorboard/``. Ctrl-C raises ``search.SearchInterrupted``
+  (the epochs before the one under way are checkpointed).
   """
   config.validate()
   if data is None:
@@ -274,7 +298,7 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: int | None 
         f'another --workdir (or delete the directory).')
   config_path = os.path.join(run_dir, CONFIG)
   if not (resume and os.path.exists(config_path)):  # on resume: once the engine accepted it
-    _write_json(config_path, configs.to_dict(config))
+    _write_json(config_path, config_record(config))
   start = time.perf_counter()
   log.info('Data: %d train (%d noisy labels), %d validation, %d test images from %s.',
            len(data.train), int(data.flipped.sum()), len(data.val), len(data.test), data.source)
@@ -303,17 +327,23 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: int | None 
 
   train = (data.train.images, data.train.labels)
   val = (data.val.images, data.val.labels)
+  loggers = [after_epoch, search.callbacks.CSVLogger(os.path.join(run_dir, METRICS_CSV))]
+  if search.callbacks.tensorboard_available():
+    loggers.append(search.callbacks.TensorBoardLogger(os.path.join(run_dir, TENSORBOARD_DIR)))
   try:
     result = search.run(program.task, engine.config, train, val, monitor={'test': test},
-                        mesh=engine.mesh, resume=resume, callback=after_epoch,
+                        mesh=engine.mesh, resume=resume, callback=loggers,
                         stop_after=stop_after, metadata=run_metadata(config))
   except ValueError as error:
     if 'checkpoint was written by a different run' in str(error):
       raise ConfigMismatchError(f'--resume: the run in {run_dir} was started with other '
                                 f'options; resume it with the same ones. {error}') from error
     raise
+  finally:
+    for logger in loggers[2:]:
+      logger.close()
   if resume:
-    _write_json(config_path, configs.to_dict(config))
+    _write_json(config_path, config_record(config))
   if not result.finished:
     log.info('Stopped after epoch %d; continue with --resume.', len(result.records))
     summary = _summary(config, result.records, test_log, None, None, data, start,

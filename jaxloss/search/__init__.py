@@ -24,11 +24,17 @@ except ImportError as error:
       f"jaxloss.search needs optax and orbax-checkpoint ({error.name} is not installed): "
       "pip install 'jaxloss[search]'") from error
 
-from jaxloss.search import selection, strategies
+from jaxloss.search import callbacks, selection, strategies
 from jaxloss.search.checkpoint import CheckpointDamagedError, CheckpointStore
 from jaxloss.search.config import SELECTIONS, SearchConfig, StepSpec
 from jaxloss.search.engine import Engine
-from jaxloss.search.loop import PopulationDivergedError, SearchResult, read_records, run
+from jaxloss.search.loop import (
+  PopulationDivergedError,
+  SearchInterrupted,
+  SearchResult,
+  read_records,
+  run,
+)
 from jaxloss.search.outer_step import SearchState, tree_all_finite
 from jaxloss.search.sharding import POPULATION_AXIS, population_mesh
 from jaxloss.search.task import (
@@ -49,11 +55,13 @@ __all__ = [
     "OptaxTaskState",
     "PopulationDivergedError",
     "SearchConfig",
+    "SearchInterrupted",
     "SearchResult",
     "SearchState",
     "StepSpec",
     "Task",
     "accuracy",
+    "callbacks",
     "classification_metrics",
     "evaluate_dataset",
     "optax_task",

@@ -81,7 +81,10 @@ class SearchConfig:
     checkpoint: write a checkpoint after every epoch (when ``output_dir`` is set).
     max_to_keep: checkpoints kept (the latest ones).
     async_checkpointing: let orbax finish writing in the background.
-    progress: show a progress bar (tqdm if importable, else a line per epoch).
+    progress: ``True``: a tqdm bar on a terminal, and one plain line per epoch (epoch, best
+      validation reward, ETA) when stderr is not a terminal (a cluster job's log) or tqdm is
+      not installed; ``'lines'``: the plain lines always; ``False``: nothing. Either prints
+      a "compiling ..." line before the compilation and its time after.
     scan_unroll: ``unroll`` of the epoch's ``lax.scan`` over steps (1: a loop; ``True``: the
       whole epoch unrolled). XLA:CPU runs convolution gradients several times slower inside a
       loop body than outside (jax-ml/jax#12868): on a CPU, a conv net with short epochs
@@ -108,7 +111,7 @@ class SearchConfig:
   checkpoint: bool = True
   max_to_keep: int = 3
   async_checkpointing: bool = False
-  progress: bool = True
+  progress: bool | str = True
   scan_unroll: int | bool = 1
   compiler_options: dict | None = None
 
@@ -144,6 +147,8 @@ class SearchConfig:
       fail("common_random_numbers", "True or False", self.common_random_numbers)
     if self.init not in (None, "shared", "per_copy"):
       fail("init", "'shared', 'per_copy' or None", self.init)
+    if self.progress not in (True, False, "lines"):
+      fail("progress", "True, False or 'lines'", self.progress)
     if self.compiler_options is not None and not isinstance(self.compiler_options, dict):
       fail("compiler_options", "a dict or None", self.compiler_options)
     object.__setattr__(self, "initial_mu", _check_mu(self.initial_mu, resolved, fail))

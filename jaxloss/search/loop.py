@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxloss.search import callbacks
 from jaxloss.search import sharding as sh
 from jaxloss.search.checkpoint import CheckpointStore
 from jaxloss.search.config import SearchConfig
@@ -57,6 +58,30 @@ class PopulationDivergedError(RuntimeError):
     super().__init__(
         f"search: every copy of the population diverged (non-finite loss, training state or "
         f"reward) in epoch {epoch}; {where}. Sampled thetas: {record.get('thetas')!r:.200}")
+
+
+class SearchInterrupted(KeyboardInterrupt):
+  """Ctrl-C (``KeyboardInterrupt``) stopped :func:`run`: the epoch under way is abandoned, every
+  epoch before it is checkpointed (a resume continues after it).
+
+  A ``KeyboardInterrupt``, so code that does not know it still stops. Its message is one line.
+
+  Attributes:
+    epochs_completed: the epochs of the run that are done and kept in the checkpoint (all
+      invocations; 0 when none is).
+    epochs: ``config.epochs``.
+    checkpointed: whether those epochs are in a checkpoint (False without ``output_dir``).
+  """
+
+  def __init__(self, epochs_completed: int, epochs: int, checkpointed: bool):
+    self.epochs_completed, self.epochs, self.checkpointed = epochs_completed, epochs, checkpointed
+    if checkpointed:
+      hint = "continue with resume=True"
+    elif epochs_completed:
+      hint = "nothing is kept (no output_dir)"
+    else:
+      hint = "no epoch was completed"
+    super().__init__(f"stopped after epoch {epochs_completed} of {epochs}; {hint}")
 
 
 @dataclasses.dataclass
@@ -149,7 +174,9 @@ def run(task: Task, config: SearchConfig, train: PyTree, val: PyTree, *,
       ``'resumed_with_changes'``). E.g. after ``PopulationDivergedError``, lower the learning
       rate and resume with ``allow_changed=('task.optimizer',)``.
     callback: ``callback(record, search_state)`` after every epoch, once the checkpoint and
-      the record are written; raising from it stops the run (the checkpoint is kept).
+      the record are written; raising from it stops the run (the checkpoint is kept). A
+      list of callbacks is called in order (:func:`jaxloss.search.callbacks.chain`); see
+      :mod:`jaxloss.search.callbacks` for a metrics CSV and TensorBoard event files.
       ``search_state`` is donated by the next step: do not keep references to it.
     stop_after: stop cleanly after this many epochs of THIS invocation (the checkpoint is
       written; ``resume=True`` continues); ``result.finished`` tells whether the run is done.
@@ -162,6 +189,9 @@ def run(task: Task, config: SearchConfig, train: PyTree, val: PyTree, *,
     a :class:`SearchResult`.
   Raises:
     PopulationDivergedError: every copy diverged in some epoch.
+    SearchInterrupted: Ctrl-C (a ``KeyboardInterrupt``) during the run: the epoch under way is
+      abandoned, the epochs before it are in the checkpoint (``resume=True`` continues); a
+      progress line or bar shows an epoch as done only once it is checkpointed.
   """
   engine = Engine(task, config, mesh=mesh, axis_name=axis_name)
   cfg = engine.config
@@ -169,6 +199,11 @@ def run(task: Task, config: SearchConfig, train: PyTree, val: PyTree, *,
                                  not isinstance(stop_after, (int, np.integer)) or stop_after < 0):
     raise ValueError(f"search: `stop_after` must be a non-negative int or None, got "
                      f"{stop_after!r}.")
+  if isinstance(callback, (list, tuple)):
+    callback = callbacks.chain(*callback)
+  elif callback is not None and not callable(callback):
+    raise TypeError(f"search: `callback` must be a function, a list of functions or None, got "
+                    f"{callback!r}.")
   allow_changed = check_allow_changed(allow_changed)
   metadata = check_metadata(metadata)
   n_train = check_split("search", "train", train)
@@ -251,13 +286,17 @@ class _Session:
     start = int(state.epoch)
     end = cfg.epochs if stop_after is None else min(cfg.epochs, start + stop_after)
     if start < end:
-      t = time.perf_counter()
-      compiled = engine.compile(state, train, val, monitor)
-      compile_s = time.perf_counter() - t
-      progress = Progress(cfg.epochs, start, enabled=cfg.progress and self.is_main,
-                          desc=cfg.strategy_name)
-      checkpoint_s = None  # the previous epoch's checkpoint write, in this invocation
+      progress = Progress(cfg.epochs, start, enabled=bool(cfg.progress) and self.is_main,
+                          desc=cfg.strategy_name, lines=cfg.progress == "lines")
+      kept = start  # the epochs in the checkpoint (the run's, all invocations)
       try:
+        progress.compiling(f"the epoch program (B={cfg.population_size}, epochs {start + 1}"
+                           f"-{end} of {cfg.epochs})")
+        t = time.perf_counter()
+        compiled = engine.compile(state, train, val, monitor)
+        compile_s = time.perf_counter() - t
+        progress.compiled(compile_s)
+        checkpoint_s = None  # the previous epoch's checkpoint write, in this invocation
         for epoch in range(start, end):
           t_epoch = time.perf_counter()
           state, outputs = compiled(state, train, val, monitor,
@@ -273,8 +312,8 @@ class _Session:
           if bool(host["all_diverged"]):
             raise PopulationDivergedError(epoch, record,
                                           store.latest_step() if store is not None else None)
-          progress.update(epoch, _best_reward(record))
-          timing.update(step_s=step_s, log_s=time.perf_counter() - t)
+          timing["step_s"] = step_s
+          timing["log_s"] = time.perf_counter() - t
           if checkpoint_s is not None:
             timing["checkpoint_s"] = checkpoint_s
           timing["wall_s"] = step_s + timing["log_s"] + (checkpoint_s or 0.0)
@@ -285,10 +324,18 @@ class _Session:
             store.save(epoch + 1, state, {"fingerprint": self.fingerprint,
                                           "records": list(records), "changes": self.changes})
             checkpoint_s = time.perf_counter() - t
+            kept = epoch + 1
           if self.log is not None:
             self.log.append(record)
+          # Shown as done only now that it is checkpointed: Ctrl-C never loses a shown epoch.
+          progress.update(epoch, _best_reward(record))
           if self.callback is not None:  # a copy: the callback cannot change the record
             self.callback(copy.deepcopy(record), state)
+      except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, SearchInterrupted):
+          raise
+        done = kept if store is not None else len(records)
+        raise SearchInterrupted(done, cfg.epochs, store is not None and kept > 0) from None
       finally:
         progress.close()
     best = records[-1]["best_index"] if records else 0

@@ -80,16 +80,21 @@ def _format_seconds(seconds: float) -> str:
 
 
 class Progress:
-  """tqdm bar if tqdm is importable, else a one-line print per epoch (epoch, best val, ETA)."""
+  """The progress display of a run.
+
+  A tqdm bar when ``file`` is a terminal and tqdm is importable; otherwise (a cluster job's log,
+  ``lines=True``) one plain line per epoch: ``desc: epoch N/M  best val R  ETA mm:ss``.
+  :meth:`compiling` and :meth:`compiled` say what the first minute of a run is spent on.
+  """
 
   def __init__(self, total: int, initial: int = 0, *, enabled: bool = True, desc: str = "search",
-               file=None):
+               file=None, lines: bool = False):
     self.total, self.done, self.enabled, self.desc = total, initial, enabled, desc
     self.file = file if file is not None else sys.stderr
     self._bar = None
     self._start = time.perf_counter()
     self._start_done = initial
-    if not enabled:
+    if not enabled or lines or not _is_terminal(self.file):
       return
     try:
       from tqdm.auto import tqdm
@@ -97,6 +102,26 @@ class Progress:
       return
     self._bar = tqdm(total=total, initial=initial, desc=desc, unit="epoch", file=self.file,
                      dynamic_ncols=True, leave=True)
+
+  @property
+  def plain(self) -> bool:
+    """One plain line per epoch (no bar)."""
+    return self.enabled and self._bar is None
+
+  def _print(self, text: str) -> None:
+    if self._bar is not None:
+      self._bar.write(text, file=self.file)
+    else:
+      print(text, file=self.file, flush=True)
+
+  def compiling(self, what: str) -> None:
+    if self.enabled:
+      self._print(f"{self.desc}: compiling {what} ...")
+
+  def compiled(self, seconds: float) -> None:
+    if self.enabled:
+      self._print(f"{self.desc}: compiled in {_format_seconds(seconds)} ({seconds:.1f} s)")
+      self._start = time.perf_counter()  # the ETA counts epochs only
 
   def update(self, epoch: int, best_reward: float, label: str = "best val") -> None:
     self.done += 1
@@ -117,3 +142,10 @@ class Progress:
     if self._bar is not None:
       self._bar.close()
       self._bar = None
+
+
+def _is_terminal(file) -> bool:
+  try:
+    return bool(file.isatty())
+  except (AttributeError, ValueError):  # no isatty, or a closed file
+    return False
