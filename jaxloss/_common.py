@@ -49,6 +49,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import checkify
 
 Array = jax.Array
@@ -506,16 +507,150 @@ def static_float(fn: str, name: str, value: Any) -> float:
     ) from None
 
 
-def check_label_smoothing(fn: str, label_smoothing: Any) -> float:
-  """``label_smoothing`` as a static float in ``[0, 1]``.
+# ----------------------------------------------------------------------------
+# The class axis: torch's layout by default, any axis on request
+# ----------------------------------------------------------------------------
+
+
+def class_axis(fn: str, axis: Any, x: Array, name: str = "input") -> int:
+  """The non-negative class axis of ``x`` for the keyword ``axis``.
+
+  ``None`` is torch's layout: axis ``1`` (``0`` for a 1-D ``x``). Otherwise a
+  static Python int in ``[-x.ndim, x.ndim)`` (``-1``: JAX's class-last layout);
+  anything else raises ``ValueError`` naming ``axis`` at trace time.
+  """
+  ndim = jnp.ndim(x)
+  if axis is None:
+    return 0 if ndim <= 1 else 1
+  if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+    raise ValueError(f"{fn}: `axis` must be a static Python int or None, got {axis!r}.")
+  if not -ndim <= axis < ndim:
+    raise ValueError(
+        f"{fn}: `axis`={axis} is out of range for `{name}` of shape {tuple(jnp.shape(x))}.")
+  return int(axis) % ndim
+
+
+def torch_class_axis(x: Array) -> int:
+  """torch's class axis of ``x``: ``1``, or ``0`` for a 1-D ``x``."""
+  return 0 if jnp.ndim(x) <= 1 else 1
+
+
+def move_class_axis(fn: str, axis: Any, x: Array, name: str = "input",
+                    to: int | None = None) -> Array:
+  """``x`` with its class axis (keyword ``axis``, see :func:`class_axis`) moved to ``to``.
+
+  ``to`` defaults to torch's class axis, so that a loss written for torch's
+  layout takes any layout; a no-op (no transpose) when the axes agree.
+  """
+  src = class_axis(fn, axis, x, name)
+  dst = torch_class_axis(x) if to is None else to % max(jnp.ndim(x), 1)
+  return x if src == dst else jnp.moveaxis(x, src, dst)
+
+
+def layout_hint(input_shape: Sequence[int], target_shape: Sequence[int], cax: int,
+                axis: Any) -> str:
+  """A hint for a class-index target whose shape fits another class axis of the input.
+
+  With torch's default layout, Flax's ``(N, T, C)`` logits and ``(N, T)`` labels
+  fail the shape check; the hint says that ``axis=-1`` would fit (and, for an
+  explicit ``axis``, which other axis would).
+  """
+  input_shape, target_shape = tuple(input_shape), tuple(target_shape)
+  if len(input_shape) < 2:
+    return ""
+  fits = [a for a in range(len(input_shape))
+          if a != cax and input_shape[:a] + input_shape[a + 1:] == target_shape]
+  if not fits:
+    return ""
+  if axis is None:
+    where = f"the class axis is {cax}, torch's layout"
+  else:
+    where = f"the class axis is {cax}, from axis={axis}"
+  if fits[-1] == len(input_shape) - 1:
+    other = "for class-last logits pass axis=-1"
+  else:
+    other = f"for classes on axis {fits[-1]} pass axis={fits[-1]}"
+  return f" ({where}; {other})"
+
+
+def check_class_target_shape(fn: str, target: Array, input_shape: Sequence[int], cax: int,
+                             axis: Any, what: str = "") -> None:
+  """``ValueError`` unless ``target`` has ``input_shape`` without ``cax``, with a layout hint."""
+  expected = tuple(input_shape[:cax]) + tuple(input_shape[cax + 1:])
+  if tuple(target.shape) != expected:
+    why = f" ({what})" if what else ""
+    raise ValueError(
+        f"{fn}: `target` must have shape {expected}{why}, got {tuple(target.shape)}"
+        f"{layout_hint(input_shape, target.shape, cax, axis)}.")
+
+
+# ----------------------------------------------------------------------------
+# Numeric options that may be traced
+# ----------------------------------------------------------------------------
+
+
+def is_concrete(value: Any) -> bool:
+  """Whether ``value`` is known at trace time (a Python number or a concrete array)."""
+  try:
+    float(value)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    return False
+  return True
+
+
+def numeric_option(fn: str, name: str, value: Any, ok, requirement: str) -> Any:
+  """A numeric option (``label_smoothing``, ``gamma``, a margin) that may be traced.
+
+  A value known at trace time is returned as a Python float after checking
+  ``ok(value)`` (``False`` for nan, too): ``ValueError`` naming ``name``
+  otherwise. A traced value cannot be checked at trace time: it is returned as
+  a scalar array, and the loss applies :func:`option_out_of_range` to make its
+  result ``nan`` (and report it under ``checkify``) when ``ok`` fails.
+  """
+  if is_concrete(value):
+    v = float(value)
+    if jnp.ndim(value) != 0:
+      raise ValueError(f"{fn}: `{name}` must be a scalar, got shape {jnp.shape(value)}.")
+    if not ok(v):
+      raise ValueError(f"{fn}: `{name}` must {requirement}, got {v}.")
+    return v
+  value = jnp.asarray(value)
+  if value.ndim != 0:
+    raise ValueError(f"{fn}: `{name}` must be a scalar, got shape {tuple(value.shape)}.")
+  if not (jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)):
+    raise ValueError(f"{fn}: `{name}` must be a real number, got dtype {value.dtype}.")
+  return value
+
+
+def option_out_of_range(fn: str, name: str, value: Any, ok, requirement: str) -> Array | None:
+  """For a traced option: where it fails ``ok`` (a bool scalar), reported under ``checkify``.
+
+  ``None`` for a Python number (already checked by :func:`numeric_option`).
+  Pass the result to :func:`nan_where` on the loss: a traced nan or
+  out-of-range option gives ``nan``, never a finite wrong number.
+  """
+  if isinstance(value, (int, float)):
+    return None
+  good = jnp.asarray(ok(value))
+  value_check(good, f"{fn}: `{name}` must {requirement}; got {{bad}}.", bad=value)
+  return ~good
+
+
+def check_label_smoothing(fn: str, label_smoothing: Any) -> Any:
+  """``label_smoothing`` in ``[0, 1]``: a Python float, or a traced scalar (see
+  :func:`numeric_option`; the loss makes its result ``nan`` for a traced value
+  outside ``[0, 1]``).
 
   torch silently treats a negative value as 0 and raises above 1; we raise for
   both (and for nan), since a negative smoothing is always a bug.
   """
-  eps = static_float(fn, "label_smoothing", label_smoothing)
-  if not 0.0 <= eps <= 1.0:
-    raise ValueError(f"{fn}: `label_smoothing` must lie in [0, 1], got {eps}.")
-  return eps
+  return numeric_option(fn, "label_smoothing", label_smoothing, in_unit_interval,
+                        "lie in [0, 1]")
+
+
+def in_unit_interval(x: Any) -> Any:
+  """``0 <= x <= 1`` (``False`` for nan), for Python numbers and arrays alike."""
+  return (x >= 0) & (x <= 1)
 
 
 def prepare_class_index(fn: str, target: ArrayLike, sample_shape: Sequence[int],
