@@ -598,6 +598,11 @@ def is_concrete(value: Any) -> bool:
   return True
 
 
+def is_traced_option(value: Any) -> bool:
+  """Whether :func:`numeric_option` returned a traced value (a static flag for the kernel)."""
+  return not isinstance(value, float)
+
+
 def numeric_option(fn: str, name: str, value: Any, ok, requirement: str) -> Any:
   """A numeric option (``label_smoothing``, ``gamma``, a margin) that may be traced.
 
@@ -625,12 +630,12 @@ def numeric_option(fn: str, name: str, value: Any, ok, requirement: str) -> Any:
 def option_out_of_range(fn: str, name: str, value: Any, ok, requirement: str) -> Array | None:
   """For a traced option: where it fails ``ok`` (a bool scalar), reported under ``checkify``.
 
-  ``None`` for a Python number (already checked by :func:`numeric_option`).
+  Only for an option that was traced when the loss was called (the kernel
+  knows it from a static flag, see :func:`is_traced_option`; a Python number is
+  checked by :func:`numeric_option` and also arrives traced in the kernel).
   Pass the result to :func:`nan_where` on the loss: a traced nan or
   out-of-range option gives ``nan``, never a finite wrong number.
   """
-  if isinstance(value, (int, float)):
-    return None
   good = jnp.asarray(ok(value))
   value_check(good, f"{fn}: `{name}` must {requirement}; got {{bad}}.", bad=value)
   return ~good

@@ -222,10 +222,16 @@ def _reduce_index_loss(loss: Array, counted: Array, target_weight: Array | None,
 _kernel = functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8, 9))
 
 
-def _poison_bad_option(fn: str, out: Array, eps) -> Array:
-  """``nan`` (value and gradients) for a traced ``label_smoothing`` outside ``[0, 1]``."""
+def _poison_bad_option(fn: str, out: Array, eps, smoothing) -> Array:
+  """``nan`` (value and gradients) for a traced ``label_smoothing`` outside ``[0, 1]``.
+
+  ``smoothing`` is static: ``False`` (none), ``'python'`` (checked when called) or
+  ``'traced'``.
+  """
+  if smoothing != "traced":
+    return out
   bad = C.option_out_of_range(fn, "label_smoothing", eps, C.in_unit_interval, "lie in [0, 1]")
-  return out if bad is None else C.nan_where(bad, out)
+  return C.nan_where(bad, out)
 
 
 @_kernel
@@ -238,7 +244,7 @@ def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, smo
   if class_where:
     out = _class_masked_index_loss(fn, input, target, weight, ignore_index, reduction,
                                    smoothing, cax, axis, eps, where, dtype, out_dtype)
-    return _poison_bad_option(fn, out, eps) if smoothing else out
+    return _poison_bad_option(fn, out, eps, smoothing)
   counted, index = _prepare_index_target(fn, input, target, ignore_index, where, cax, axis)
   bad = C.invalid_class_index(index, num_classes)
   index = _in_bounds(index, bad)
@@ -272,7 +278,7 @@ def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, smo
     smooth = jnp.where(counted, smooth, jnp.zeros((), dtype))
     loss = (1.0 - eps) * nll + smooth * (eps / num_classes)
   out = _reduce_index_loss(loss, counted, target_weight, reduction, out_dtype, bad)
-  return _poison_bad_option(fn, out, eps) if smoothing else out
+  return _poison_bad_option(fn, out, eps, smoothing)
 
 
 # ----------------------------------------------------------------------------
@@ -384,7 +390,7 @@ def _probability_cross_entropy(fn, input, target, weight, ignore_index, reductio
     terms = terms * weight.reshape(shape)
   loss = -jnp.sum(terms, axis=cax)
   out = C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
-  return _poison_bad_option(fn, out, eps) if smoothing else out
+  return _poison_bad_option(fn, out, eps, smoothing)
 
 
 # ----------------------------------------------------------------------------
@@ -483,8 +489,8 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
   C.reject_legacy_args(fn, size_average, reduce)
   C.check_reduction(fn, reduction)
   eps = _check_label_smoothing(fn, label_smoothing)
-  # A Python 0 needs no smoothing terms (static branch); anything else is traced.
-  smoothing = not (isinstance(eps, float) and eps == 0.0)
+  # A Python 0 needs no smoothing terms (static branch); any other value is traced.
+  smoothing = "traced" if C.is_traced_option(eps) else "python" if eps != 0.0 else False
   eps = eps if smoothing else None
   ignore_index = _check_ignore_index(fn, ignore_index)
   input = _check_input(fn, input)
