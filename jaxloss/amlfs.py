@@ -313,14 +313,7 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *,
   delta = C.static_float(fn, "tau_min_ratio", tau_min_ratio)
   if not 0.0 < delta < 1.0:
     raise ValueError(f"{fn}: `tau_min_ratio` must lie in (0, 1), got {delta}.")
-  if axis is not None:
-    cosine = _cosine.check_cosine(fn, cosine)
-    cax = C.class_axis(fn, axis, cosine, "cosine")
-    if cosine.ndim == 2 and jnp.ndim(target) == 1:
-      C.check_class_target_shape(fn, jnp.asarray(target), cosine.shape, cax, axis)
-    if cosine.ndim == 2 and cax == 0:
-      cosine = cosine.T
-      scale = jnp.asarray(scale).T if jnp.ndim(scale) == 2 else scale
+  cosine, scale = _cosine.cosine_layout(fn, cosine, target, scale, axis)
   return _amlfs_kernel(cosine, target, theta, scale, weight, where, ignore_index=ignore_index,
                        reduction=reduction, delta=delta)
 

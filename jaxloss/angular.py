@@ -460,27 +460,11 @@ def _static_options(fn: str, reduction: str, ignore_index: Any, label_smoothing:
           C.check_label_smoothing(fn, label_smoothing))
 
 
-def _cosine_layout(fn, cosine, target, scale, axis):
-  """The cosines (and a 2-D ``scale``) in the ``(N, C)`` layout, from the class axis ``axis``."""
-  if axis is None:
-    return cosine, scale
-  cosine = _cosine.check_cosine(fn, cosine)
-  cax = C.class_axis(fn, axis, cosine, "cosine")
-  target = jnp.asarray(target)
-  if cosine.ndim == 2 and target.ndim == 1:
-    C.check_class_target_shape(fn, target, cosine.shape, cax, axis)
-  if cosine.ndim == 2 and cax == 0:
-    cosine = cosine.T
-    if jnp.ndim(scale) == 2:
-      scale = jnp.asarray(scale).T
-  return cosine, scale
-
-
 def _call_margin(fn, cosine, target, scale, kind, params, weight, ignore_index, reduction,
                  label_smoothing, where, axis=None):
   ignore_index, label_smoothing = _static_options(fn, reduction, ignore_index,
                                                   label_smoothing)
-  cosine, scale = _cosine_layout(fn, cosine, target, scale, axis)
+  cosine, scale = _cosine.cosine_layout(fn, cosine, target, scale, axis)
   params_traced = not all(C.is_concrete(p) for p in params)
   if label_smoothing == 0.0 and isinstance(label_smoothing, float):
     # Static: the kernel's cross_entropy call then has no smoothing terms.
