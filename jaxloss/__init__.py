@@ -43,8 +43,8 @@ Beyond torch: ``cosine_logits``, ``cosface``, ``arcface``, ``sphereface``,
 AM-LFS loss and its helpers (``amlfs``).
 
 Coming from optax (each row the same number; jaxloss takes the class axis at
-position 1, torch's layout, and reduces with ``reduction=`` instead of
-``.mean()``)::
+position 1, torch's layout, unless you pass the keyword ``axis=-1`` (JAX's
+class-last layout), and reduces with ``reduction=`` instead of ``.mean()``)::
 
   optax.losses                                          jaxloss
   softmax_cross_entropy_with_integer_labels(z, y).mean() cross_entropy(z, y)
