@@ -474,6 +474,21 @@ def torch_abs(x: Array) -> Array:
   return x * jnp.sign(x)
 
 
+def nonnegative_value(x: Array, tol: ArrayLike) -> Array:
+  """``x`` with its rounding-negative values (in ``(-tol, 0)``) made ``+0.0``.
+
+  For a loss that is mathematically ``>= 0`` but computed through sums of logs
+  (CTC's ``-log p`` for a ``p`` that rounds above 1): a downstream ``log(loss)``
+  must not see ``-8e-8``. There the value is ``x - stop_gradient(x) = 0`` with
+  derivative 1, so the gradient is exactly that of the unclamped loss,
+  everywhere (unlike :func:`clamp_min0`). Values at or below ``-tol`` are kept:
+  they are not rounding (e.g. CTC on unnormalised ``log_probs``, which torch
+  accepts); nan and inf pass through.
+  """
+  rounding = (x < 0) & (x > -jnp.asarray(tol, x.dtype))
+  return jnp.where(rounding, x - jax.lax.stop_gradient(x), x)
+
+
 def clamp_min0(x: Array) -> Array:
   """``torch.clamp_min(x, 0)``: its gradient is ``1`` where ``x >= 0`` (kink included)."""
   return jnp.where(x < 0, jnp.zeros((), x.dtype), x)
