@@ -565,6 +565,11 @@ def _multi_margin(input, target, margin, weight, where, *, reduction, p, dtype, 
   (x,) = C.mask_inputs(_sample_mask(where, nframe), 0,
                        C.upcast(jnp.reshape(input, (nframe, num_classes)), dtype))
   (x,) = C.nan_gradient_rows(bad, x)
+  bad_margin = None
+  if margin_traced:  # a traced nan margin: nan value and gradients (the hinge would hide it)
+    bad_margin = C.option_out_of_range("multi_margin_loss", "margin", margin, _not_nan,
+                                       "not be nan")
+    x = C.nan_gradient_where(bad_margin, x)
   is_target = t[:, None] == jnp.arange(num_classes)  # (n, C)
   x_target = jnp.sum(jnp.where(is_target, x, jnp.zeros((), dtype)), axis=1, keepdims=True)
   hinge = _positive_part(margin - x_target + x)
@@ -579,10 +584,7 @@ def _multi_margin(input, target, margin, weight, where, *, reduction, p, dtype, 
   loss = loss / num_classes
   out = C.reduce_loss(jnp.reshape(loss, out_shape), reduction, where, out_dtype=out_dtype,
                       bad=jnp.reshape(bad, out_shape))
-  if not margin_traced:
-    return out
-  return C.nan_where(C.option_out_of_range("multi_margin_loss", "margin", margin, _not_nan,
-                                           "not be nan"), out)
+  return out if bad_margin is None else C.nan_where(bad_margin, out)
 
 
 def _not_nan(x):
