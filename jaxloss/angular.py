@@ -466,7 +466,7 @@ def _call_margin(fn, cosine, target, scale, kind, params, weight, ignore_index, 
                                                   label_smoothing)
   cosine, scale = _cosine.cosine_layout(fn, cosine, target, scale, axis)
   params_traced = not all(C.is_concrete(p) for p in params)
-  if label_smoothing == 0.0 and isinstance(label_smoothing, float):
+  if isinstance(label_smoothing, float) and label_smoothing == 0.0:
     # Static: the kernel's cross_entropy call then has no smoothing terms.
     return _margin_kernel_no_smoothing(fn, cosine, target, scale, kind, params, weight,
                                        ignore_index, reduction, where,
