@@ -10,6 +10,15 @@ Conventions every loss in jaxloss follows:
   dropped from the sum *and* from the mean's denominator, are ``0`` under
   ``reduction='none'``, and receive an exactly-zero gradient (as long as the
   inputs at those positions are finite).
+* **Class axis.** A loss with a class axis takes it where torch does (axis 1,
+  or 0 for a 1-D input) and accepts a keyword-only ``axis`` for any other layout
+  (``axis=-1``: JAX's class-last). :func:`class_axis` validates it at trace time
+  (``ValueError`` naming ``axis``); :func:`check_class_target_shape` adds a hint
+  when the target's shape fits another axis (Flax's ``(N, T, C)`` logits).
+* **Traced options.** Numeric options used only arithmetically
+  (``label_smoothing``, focal ``gamma``, margins) may be traced:
+  :func:`numeric_option` checks a Python value at trace time; a traced value
+  out of range gives ``nan`` (:func:`option_out_of_range`).
 * **Precision.** Half-precision inputs (``bfloat16``, ``float16``) are computed
   in ``float32``; the result is cast back to the input dtype, as torch returns.
 * **Errors.** Shape and dtype problems raise ``ValueError`` at trace time,

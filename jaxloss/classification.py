@@ -5,7 +5,9 @@
 
 * Class-index targets: ``input`` is ``(C,)`` with a scalar target, ``(N, C)``
   with ``(N,)`` targets, or ``(N, C, d1, ..., dK)`` with ``(N, d1, ..., dK)``
-  targets. Targets equal to ``ignore_index`` contribute ``0`` and leave the
+  targets (torch's layout; the keyword ``axis`` names any other class axis, e.g.
+  ``axis=-1`` for ``(N, T, C)`` logits, and the kernels reduce along it in place,
+  without a transpose). Targets equal to ``ignore_index`` contribute ``0`` and leave the
   mean's denominator, which is the number (or, with ``weight``, the summed class
   weights) of the counted targets. A batch whose targets are all ignored has a
   ``nan`` mean (``0 / 0``, as torch) and a zero gradient.

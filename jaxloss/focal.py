@@ -213,7 +213,7 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
   gradients for ``|x| = 1e4`` and ``gamma < 1``.
 
   Args:
-    inputs: logits, any shape.
+    inputs: logits, any shape (element-wise: there is no class ``axis``).
     targets: binary (or soft, in ``[0, 1]``) targets of the same shape
       (differentiable).
     alpha: the weight of the positives in ``[0, 1]``; negative: no weighting;
