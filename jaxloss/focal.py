@@ -117,12 +117,8 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, gamma: float = 2.0,
   C.check_reduction(fn, reduction)
   gamma = _check_gamma(fn, gamma)
   ignore_index = C.static_int(fn, "ignore_index", ignore_index)
-  input = C.as_float_array(fn, "input", input)
-  if input.ndim < 1:
-    raise ValueError(
-        f"{fn}: `input` must have shape (C,), (N, C) or (N, C, d1, ..., dK), got "
-        f"{tuple(input.shape)}.")
-  cax = C.class_axis(fn, axis, input)
+  # `input` itself is checked in the kernel (an array conversion here costs ~10 us a call).
+  cax = C.class_axis(fn, axis, input) if axis is not None else None
   # gamma is traced into the kernel (one compilation for every gamma); only whether a
   # Python gamma is 0 is static.
   return _softmax_focal_kernel(input, target, gamma, alpha, where,
@@ -136,6 +132,13 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, gamma: float = 2.0,
 def _softmax_focal_kernel(input, target, gamma, alpha, where, *, gamma_is_zero, reduction,
                           ignore_index, cax, axis):
   fn = "softmax_focal_loss"
+  input = C.as_float_array(fn, "input", input)
+  if input.ndim < 1:
+    raise ValueError(
+        f"{fn}: `input` must have shape (C,), (N, C) or (N, C, d1, ..., dK), got "
+        f"{tuple(input.shape)}.")
+  if cax is None:
+    cax = C.torch_class_axis(input)
   out_dtype = C.output_dtype(input)
   dtype = C.compute_dtype(input)
   # Move the class axis last and flatten the samples: (S, C).
