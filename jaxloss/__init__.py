@@ -67,7 +67,8 @@ Noisy labels (``robust``; ``jaxloss.nn`` class in parentheses)::
 
 Coming from optax: a counterpart for each of optax 0.2.8's 32 ``optax.losses``
 names, each row the same number (``tests/test_optax_parity.py``). torch's functions
-take the class axis at position 1 and reduce with ``reduction=``; the functions
+take the class axis at position 1 (pass the keyword ``axis=-1`` for JAX's class-last
+layout) and reduce with ``reduction=``; the functions
 under optax's names keep optax's layout (class axis last, keyword-only ``axis``)
 and per-sample values (``reduction='none'``), and add ``where=``. Footnotes (1-3)
 as in README's table::

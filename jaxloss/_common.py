@@ -10,6 +10,15 @@ Conventions every loss in jaxloss follows:
   dropped from the sum *and* from the mean's denominator, are ``0`` under
   ``reduction='none'``, and receive an exactly-zero gradient (as long as the
   inputs at those positions are finite).
+* **Class axis.** A loss with a class axis takes it where torch does (axis 1,
+  or 0 for a 1-D input) and accepts a keyword-only ``axis`` for any other layout
+  (``axis=-1``: JAX's class-last). :func:`class_axis` validates it at trace time
+  (``ValueError`` naming ``axis``); :func:`check_class_target_shape` adds a hint
+  when the target's shape fits another axis (Flax's ``(N, T, C)`` logits).
+* **Traced options.** Numeric options used only arithmetically
+  (``label_smoothing``, focal ``gamma``, margins) may be traced:
+  :func:`numeric_option` checks a Python value at trace time; a traced value
+  out of range gives ``nan`` (:func:`option_out_of_range`).
 * **Precision.** Half-precision inputs (``bfloat16``, ``float16``) are computed
   in ``float32``; the result is cast back to the input dtype, as torch returns.
 * **Errors.** Shape and dtype problems raise ``ValueError`` at trace time,
@@ -49,6 +58,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import checkify
 
 Array = jax.Array
@@ -473,6 +483,21 @@ def torch_abs(x: Array) -> Array:
   return x * jnp.sign(x)
 
 
+def nonnegative_value(x: Array, tol: ArrayLike) -> Array:
+  """``x`` with its rounding-negative values (in ``(-tol, 0)``) made ``+0.0``.
+
+  For a loss that is mathematically ``>= 0`` but computed through sums of logs
+  (CTC's ``-log p`` for a ``p`` that rounds above 1): a downstream ``log(loss)``
+  must not see ``-8e-8``. There the value is ``x - stop_gradient(x) = 0`` with
+  derivative 1, so the gradient is exactly that of the unclamped loss,
+  everywhere (unlike :func:`clamp_min0`). Values at or below ``-tol`` are kept:
+  they are not rounding (e.g. CTC on unnormalised ``log_probs``, which torch
+  accepts); nan and inf pass through.
+  """
+  rounding = (x < 0) & (x > -jnp.asarray(tol, x.dtype))
+  return jnp.where(rounding, x - jax.lax.stop_gradient(x), x)
+
+
 def clamp_min0(x: Array) -> Array:
   """``torch.clamp_min(x, 0)``: its gradient is ``1`` where ``x >= 0`` (kink included)."""
   return jnp.where(x < 0, jnp.zeros((), x.dtype), x)
@@ -506,34 +531,154 @@ def static_float(fn: str, name: str, value: Any) -> float:
     ) from None
 
 
-def class_axis(fn: str, ndim: int, axis: Any) -> int:
-  """The class axis of an ``ndim``-dimensional input, as a non-negative int.
+# ----------------------------------------------------------------------------
+# The class axis: torch's layout by default, any axis on request
+# ----------------------------------------------------------------------------
 
-  ``axis`` is a static int, negative from the end; torch's default ``1`` on an
-  unbatched ``(C,)`` input means its only axis (torch's convention), and
-  ``axis=-1`` is JAX's class-last layout. ``ValueError`` when out of range.
+
+def class_axis(fn: str, axis: Any, x: Array, name: str = "input") -> int:
+  """The non-negative class axis of ``x`` for the keyword ``axis``.
+
+  ``None`` is torch's layout: axis ``1`` (``0`` for a 1-D ``x``). Otherwise a
+  static Python int in ``[-x.ndim, x.ndim)`` (``-1``: JAX's class-last layout);
+  anything else raises ``ValueError`` naming ``axis`` at trace time.
   """
-  axis = static_int(fn, "axis", axis)
-  if ndim == 1 and axis == 1:
-    return 0
-  if not -ndim <= axis < ndim:
+  ndim = x.ndim if hasattr(x, "ndim") else np.ndim(x)
+  if axis is None:
+    return 0 if ndim <= 1 else 1
+  return normalize_axis(fn, axis, ndim, what=f"`{name}` of shape {tuple(jnp.shape(x))}")
+
+
+def torch_class_axis(x: Array) -> int:
+  """torch's class axis of ``x``: ``1``, or ``0`` for a 1-D ``x``."""
+  return 0 if jnp.ndim(x) <= 1 else 1
+
+
+def move_class_axis(fn: str, axis: Any, x: Array, name: str = "input",
+                    to: int | None = None) -> Array:
+  """``x`` with its class axis (keyword ``axis``, see :func:`class_axis`) moved to ``to``.
+
+  ``to`` defaults to torch's class axis, so that a loss written for torch's
+  layout takes any layout; a no-op (no transpose) when the axes agree.
+  """
+  src = class_axis(fn, axis, x, name)
+  dst = torch_class_axis(x) if to is None else to % max(jnp.ndim(x), 1)
+  return x if src == dst else jnp.moveaxis(x, src, dst)
+
+
+def layout_hint(input_shape: Sequence[int], target_shape: Sequence[int], cax: int,
+                axis: Any) -> str:
+  """A hint for a class-index target whose shape fits another class axis of the input.
+
+  With torch's default layout, Flax's ``(N, T, C)`` logits and ``(N, T)`` labels
+  fail the shape check; the hint says that ``axis=-1`` would fit (and, for an
+  explicit ``axis``, which other axis would).
+  """
+  input_shape, target_shape = tuple(input_shape), tuple(target_shape)
+  if len(input_shape) < 2:
+    return ""
+  fits = [a for a in range(len(input_shape))
+          if a != cax and input_shape[:a] + input_shape[a + 1:] == target_shape]
+  if not fits:
+    return ""
+  if axis is None:
+    where = f"the class axis is {cax}, torch's layout"
+  else:
+    where = f"the class axis is {cax}, from axis={axis}"
+  if fits[-1] == len(input_shape) - 1:
+    other = "for class-last logits pass axis=-1"
+  else:
+    other = f"for classes on axis {fits[-1]} pass axis={fits[-1]}"
+  return f" ({where}; {other})"
+
+
+def check_class_target_shape(fn: str, target: Array, input_shape: Sequence[int], cax: int,
+                             axis: Any, what: str = "") -> None:
+  """``ValueError`` unless ``target`` has ``input_shape`` without ``cax``, with a layout hint."""
+  expected = tuple(input_shape[:cax]) + tuple(input_shape[cax + 1:])
+  if tuple(target.shape) != expected:
+    why = f" ({what})" if what else ""
     raise ValueError(
-        f"{fn}: `axis` must lie in [-{ndim}, {ndim}) for `input` of {ndim} dimensions, "
-        f"got {axis}."
-    )
-  return axis % ndim
+        f"{fn}: `target` must have shape {expected}{why}, got {tuple(target.shape)}"
+        f"{layout_hint(input_shape, target.shape, cax, axis)}.")
 
 
-def check_label_smoothing(fn: str, label_smoothing: Any) -> float:
-  """``label_smoothing`` as a static float in ``[0, 1]``.
+# ----------------------------------------------------------------------------
+# Numeric options that may be traced
+# ----------------------------------------------------------------------------
+
+
+def is_concrete(value: Any) -> bool:
+  """Whether ``value`` is known at trace time (a Python number or a concrete array)."""
+  try:
+    float(value)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    return False
+  return True
+
+
+def is_traced_option(value: Any) -> bool:
+  """Whether :func:`numeric_option` returned a traced value (a static flag for the kernel)."""
+  return not isinstance(value, float)
+
+
+def numeric_option(fn: str, name: str, value: Any, ok, requirement: str) -> Any:
+  """A numeric option (``label_smoothing``, ``gamma``, a margin) that may be traced.
+
+  A value known at trace time is returned as a Python float after checking
+  ``ok(value)`` (``False`` for nan, too): ``ValueError`` naming ``name``
+  otherwise. A traced value cannot be checked at trace time: it is returned as
+  a scalar array, and the loss applies :func:`option_out_of_range` to make its
+  result ``nan`` (and report it under ``checkify``) when ``ok`` fails.
+  """
+  if type(value) in (float, int):  # the common case, without jnp's dispatch (~10 us/call)
+    if not ok(value):
+      raise ValueError(f"{fn}: `{name}` must {requirement}, got {float(value)}.")
+    return float(value)
+  if is_concrete(value):
+    v = float(value)
+    if jnp.ndim(value) != 0:
+      raise ValueError(f"{fn}: `{name}` must be a scalar, got shape {jnp.shape(value)}.")
+    if not ok(v):
+      raise ValueError(f"{fn}: `{name}` must {requirement}, got {v}.")
+    return v
+  value = jnp.asarray(value)
+  if value.ndim != 0:
+    raise ValueError(f"{fn}: `{name}` must be a scalar, got shape {tuple(value.shape)}.")
+  if not (jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)):
+    raise ValueError(f"{fn}: `{name}` must be a real number, got dtype {value.dtype}.")
+  return value
+
+
+def option_out_of_range(fn: str, name: str, value: Any, ok, requirement: str) -> Array | None:
+  """For a traced option: where it fails ``ok`` (a bool scalar), reported under ``checkify``.
+
+  Only for an option that was traced when the loss was called (the kernel
+  knows it from a static flag, see :func:`is_traced_option`; a Python number is
+  checked by :func:`numeric_option` and also arrives traced in the kernel).
+  Pass the result to :func:`nan_where` on the loss: a traced nan or
+  out-of-range option gives ``nan``, never a finite wrong number.
+  """
+  good = jnp.asarray(ok(value))
+  value_check(good, f"{fn}: `{name}` must {requirement}; got {{bad}}.", bad=value)
+  return ~good
+
+
+def check_label_smoothing(fn: str, label_smoothing: Any) -> Any:
+  """``label_smoothing`` in ``[0, 1]``: a Python float, or a traced scalar (see
+  :func:`numeric_option`; the loss makes its result ``nan`` for a traced value
+  outside ``[0, 1]``).
 
   torch silently treats a negative value as 0 and raises above 1; we raise for
   both (and for nan), since a negative smoothing is always a bug.
   """
-  eps = static_float(fn, "label_smoothing", label_smoothing)
-  if not 0.0 <= eps <= 1.0:
-    raise ValueError(f"{fn}: `label_smoothing` must lie in [0, 1], got {eps}.")
-  return eps
+  return numeric_option(fn, "label_smoothing", label_smoothing, in_unit_interval,
+                        "lie in [0, 1]")
+
+
+def in_unit_interval(x: Any) -> Any:
+  """``0 <= x <= 1`` (``False`` for nan), for Python numbers and arrays alike."""
+  return (x >= 0) & (x <= 1)
 
 
 def prepare_class_index(fn: str, target: ArrayLike, sample_shape: Sequence[int],
@@ -575,14 +720,16 @@ def invalid_class_index(index: Array, num_classes: int) -> Array:
 # ----------------------------------------------------------------------------
 
 
-def normalize_axis(fn: str, axis: Any, ndim: int, name: str = "axis") -> int:
-  """``axis`` as a non-negative Python int below ``ndim``; ``ValueError`` otherwise."""
-  if isinstance(axis, bool) or not isinstance(axis, int):
+def normalize_axis(fn: str, axis: Any, ndim: int, name: str = "axis",
+                   what: str | None = None) -> int:
+  """``axis`` as a non-negative Python int below ``ndim``; ``ValueError`` naming ``name``
+  otherwise (``what``: the array it indexes, for the message)."""
+  if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
     raise ValueError(f"{fn}: `{name}` must be a static Python int, got {axis!r}.")
   if not -ndim <= axis < ndim:
-    raise ValueError(f"{fn}: `{name}` {axis} is out of range for an array of {ndim} "
-                     f"dimension(s).")
-  return axis % ndim
+    where = what or f"an array of {ndim} dimension(s)"
+    raise ValueError(f"{fn}: `{name}`={axis} is out of range for {where}.")
+  return int(axis) % ndim
 
 
 def optax_where(fn: str, where: ArrayLike | None, shape: Sequence[int], axis: int,

@@ -81,6 +81,27 @@ def check_cosine_range(fn: str, name: str, cosine: Array, tol: float,
   return ~jnp.all(ok, axis=-1)
 
 
+def cosine_layout(fn: str, cosine: ArrayLike, target: ArrayLike, scale: ArrayLike,
+                  axis: int | None) -> tuple[ArrayLike, ArrayLike]:
+  """The cosines (and a 2-D ``scale``) in the ``(N, C)`` layout, from the class axis ``axis``.
+
+  ``None`` (and ``1``/``-1``) is the ``(N, C)`` layout already; ``0`` transposes a
+  ``(C, N)`` cosine matrix. The target-shape error hints at the axis that fits.
+  """
+  if axis is None:
+    return cosine, scale
+  cosine = check_cosine(fn, cosine)
+  cax = C.class_axis(fn, axis, cosine, "cosine")
+  target = jnp.asarray(target)
+  if cosine.ndim == 2 and target.ndim == 1:
+    C.check_class_target_shape(fn, target, cosine.shape, cax, axis)
+  if cosine.ndim == 2 and cax == 0:
+    cosine = cosine.T
+    if jnp.ndim(scale) == 2:
+      scale = jnp.asarray(scale).T
+  return cosine, scale
+
+
 def batch_unbatched(fn: str, cosine: Array, target: ArrayLike, where: ArrayLike | None):
   """Adds a batch axis of 1 to an unbatched ``(C,)`` cosine, its scalar target and mask."""
   target = jnp.asarray(target)

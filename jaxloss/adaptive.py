@@ -78,7 +78,13 @@ def check_cutoffs(fn: str, cutoffs: Sequence[int], n_classes: int) -> list[int]:
   return [int(c) for c in cutoffs] + [n_classes]
 
 
-def _check_params(fn, head_weight, head_bias, tail, cutoffs):
+def _check_params(fn, head_weight, head_bias, tail, cutoffs, input=None):
+  """Validates the parameters; ``in_features`` is ``input``'s last axis when it has one.
+
+  Taking it from ``input`` (not from ``head_weight``) makes a wrong
+  ``head_weight`` the argument an error names, rather than every ``tail``
+  projection that disagrees with it.
+  """
   head_weight = C.as_float_array(fn, "head_weight", head_weight)
   C.check_ndim(fn, "head_weight", head_weight, 2)
   tail = [tuple(C.as_float_array(fn, f"tail[{i}]", w) for w in pair)
@@ -93,8 +99,11 @@ def _check_params(fn, head_weight, head_bias, tail, cutoffs):
   n_classes = cutoffs[-1] + (tail[-1][1].shape[0] if tail else 0)
   bounds = check_cutoffs(fn, cutoffs, n_classes)
   in_features = head_weight.shape[1]
-  C.check_shape(fn, "head_weight", head_weight, (bounds[0] + len(tail), in_features),
-                "the shortlist plus one logit per cluster, by in_features")
+  why = "the shortlist plus one logit per cluster, by in_features"
+  if input is not None and jnp.ndim(input) >= 1:
+    in_features = jnp.shape(input)[-1]
+    why += ", `input`'s last axis"
+  C.check_shape(fn, "head_weight", head_weight, (bounds[0] + len(tail), in_features), why)
   if head_bias is not None:
     head_bias = C.as_float_array(fn, "head_bias", head_bias)
     C.check_shape(fn, "head_bias", head_bias, (head_weight.shape[0],))
@@ -173,7 +182,7 @@ def adaptive_log_softmax_with_loss(input: ArrayLike, target: ArrayLike,
   """
   fn = "adaptive_log_softmax_with_loss"
   head_weight, head_bias, tail, bounds = _check_params(fn, head_weight, head_bias, tail,
-                                                       cutoffs)
+                                                       cutoffs, input)
   input = _check_input(fn, input, head_weight.shape[1])
   target = C.as_int_array(fn, "target", target)
   expected = tuple(input.shape[:-1])
@@ -240,7 +249,7 @@ def adaptive_log_prob(input: ArrayLike, head_weight: ArrayLike,
   """
   fn = "adaptive_log_prob"
   head_weight, head_bias, tail, bounds = _check_params(fn, head_weight, head_bias, tail,
-                                                       cutoffs)
+                                                       cutoffs, input)
   x = _check_input(fn, input, head_weight.shape[1], batched_only=True)
   logp, _ = _full_log_prob(x, head_weight, head_bias, tail, bounds)
   return logp.astype(C.output_dtype(x, head_weight))
@@ -265,7 +274,7 @@ def adaptive_predict(input: ArrayLike, head_weight: ArrayLike,
   """
   fn = "adaptive_predict"
   head_weight, head_bias, tail, bounds = _check_params(fn, head_weight, head_bias, tail,
-                                                       cutoffs)
+                                                       cutoffs, input)
   x = _check_input(fn, input, head_weight.shape[1], batched_only=True)
   logp, head = _full_log_prob(x, head_weight, head_bias, tail, bounds)
   head_best = jnp.argmax(head, axis=1).astype(jnp.int32)

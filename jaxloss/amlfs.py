@@ -257,7 +257,7 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *,
                scale: ArrayLike | None = None, weight: ArrayLike | None = None,
                ignore_index: int = -100, reduction: str = "mean",
                where: ArrayLike | None = None, tau_min_ratio: float = 0.01,
-               s: ArrayLike | None = None) -> Array:
+               s: ArrayLike | None = None, axis: int | None = None) -> Array:
   r"""The AM-LFS loss :math:`-\log\tau(p^t_y)` with both transforms given by ``theta``.
 
   See the module docstring for the formula, the ``theta`` layout, the scale and
@@ -282,6 +282,9 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *,
       sum and the denominator and get exactly-zero gradients.
     tau_min_ratio: :math:`\delta \in (0, 1)` of the guard
       :math:`\max(\tau(p), \delta p)`, a static float.
+    axis: the class axis of ``cosine``: ``None`` or ``-1`` is the ``(N, C)``
+      layout (torch's and JAX's agree for 2-D); ``0`` takes ``(C, N)`` (then a
+      2-D ``scale`` is ``(C, N)`` too).
 
   Returns:
     The loss in ``cosine``'s dtype (float32 compute for half precision). Class
@@ -310,6 +313,7 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *,
   delta = C.static_float(fn, "tau_min_ratio", tau_min_ratio)
   if not 0.0 < delta < 1.0:
     raise ValueError(f"{fn}: `tau_min_ratio` must lie in (0, 1), got {delta}.")
+  cosine, scale = _cosine.cosine_layout(fn, cosine, target, scale, axis)
   return _amlfs_kernel(cosine, target, theta, scale, weight, where, ignore_index=ignore_index,
                        reduction=reduction, delta=delta)
 

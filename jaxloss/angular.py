@@ -197,20 +197,24 @@ def _safe_norm(x: Array, axis: int) -> Array:
   return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
 
 
-def _weight_cd(fn: str, weight: Array, weight_layout: str, dim: int) -> Array:
+def _weight_cd(fn: str, weight: Array, weight_layout: str, dim: int,
+               name: str = "weight") -> Array:
+  """The weight matrix as ``(C, D)``; errors name the argument ``name``."""
   if weight_layout not in WEIGHT_LAYOUTS:
     raise ValueError(
         f"{fn}: `weight_layout` must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}.")
   if weight.ndim != 2:
     raise ValueError(
-        f"{fn}: the weight matrix must be 2-D ({'(C, D)' if weight_layout == 'cd' else '(D, C)'}"
-        f"), got shape {tuple(weight.shape)}.")
+        f"{fn}: `{name}` (the weight matrix) must be 2-D "
+        f"({'(C, D)' if weight_layout == 'cd' else '(D, C)'}), got shape "
+        f"{tuple(weight.shape)}.")
   w = weight if weight_layout == "cd" else weight.T
   if w.shape[1] != dim:
     expected = "(C, D)" if weight_layout == "cd" else "(D, C)"
     raise ValueError(
-        f"{fn}: the weight matrix must have layout {expected} with D = {dim} "
-        f"(weight_layout={weight_layout!r}), got shape {tuple(weight.shape)}.")
+        f"{fn}: `{name}` (the weight matrix) must have layout {expected} with D = {dim}, "
+        f"the last axis of `features` (weight_layout={weight_layout!r}), got shape "
+        f"{tuple(weight.shape)}.")
   return w
 
 
@@ -258,7 +262,7 @@ _cosine_parts_dead_rows_free.defvjp(_cosine_parts_fwd, _cosine_parts_bwd)
 
 
 def _normalized_cosines(fn, features, weight, weight_layout, eps, row_mask=None,
-                        inert_rows=False):
+                        inert_rows=False, weight_name="weight"):
   """Returns ``(cos, |x|, |W|, dtype)`` in the compute dtype; ``cos`` is ``(N, C)``.
 
   ``row_mask`` (N,): rows where it is ``False`` are replaced by zeros before they
@@ -267,9 +271,9 @@ def _normalized_cosines(fn, features, weight, weight_layout, eps, row_mask=None,
   :func:`_cosine_parts_dead_rows_free` (reverse mode only).
   """
   features = C.as_float_array(fn, "features", features)
-  weight = C.as_float_array(fn, "weight", weight)
+  weight = C.as_float_array(fn, weight_name, weight)
   C.check_ndim(fn, "features", features, (1, 2))
-  w = _weight_cd(fn, weight, weight_layout, features.shape[-1])
+  w = _weight_cd(fn, weight, weight_layout, features.shape[-1], weight_name)
   dtype = C.compute_dtype(features, weight)
   x = C.upcast(features, dtype)
   w = C.upcast(w, dtype)
@@ -385,13 +389,23 @@ def _transform(kind: tuple, c: Array, params: tuple) -> Array:
   return _psi(_clip_unit(c), m1, m2) - p
 
 
+# The traced margins that have a range: (name, predicate, requirement) by transform.
+_PARAM_RANGES = {
+    "arcface": ("m", lambda m: (m >= 0) & (m < math.pi), "lie in [0, pi) radians"),
+    "psi": ("lambda_", lambda lam: lam >= 0, "be non-negative"),
+}
+
+
 def _margin_loss(fn: str, cosine: ArrayLike, target: ArrayLike, scale: ArrayLike, kind: tuple,
                  params: tuple, weight, ignore_index: int, reduction: str,
-                 label_smoothing: float, where, check_range: bool = True) -> Array:
+                 label_smoothing, where, check_range: bool = True,
+                 params_traced: bool = False) -> Array:
   """``cross_entropy(s * cos with s_y * transform(cos_y) at the target, target)``.
 
   The transform (see :func:`_transform`) receives the target cosines of shape
   ``(N,)`` in the compute dtype (rows that are not counted hold ``0``).
+  ``label_smoothing`` may be traced (``cross_entropy`` checks it); with
+  ``params_traced`` a margin outside its range (``_PARAM_RANGES``) gives ``nan``.
   """
   cosine = _cosine.check_cosine(fn, cosine)
   if weight is not None:
@@ -423,28 +437,50 @@ def _margin_loss(fn: str, cosine: ArrayLike, target: ArrayLike, scale: ArrayLike
                        reduction=reduction, label_smoothing=label_smoothing, where=where)
   if bad is not None and reduction != "none":
     loss = C.nan_where(jnp.any(bad), loss)
+  if params_traced and kind[0] in _PARAM_RANGES:
+    name, ok, requirement = _PARAM_RANGES[kind[0]]
+    loss = C.nan_where(C.option_out_of_range(fn, name, params[0], ok, requirement), loss)
   if unbatched and reduction == "none":
     loss = loss[0]
   return loss.astype(out_dtype)
 
 
 _margin_kernel = functools.partial(jax.jit, static_argnames=(
-    "fn", "kind", "ignore_index", "reduction", "label_smoothing"))(_margin_loss)
+    "fn", "kind", "ignore_index", "reduction", "params_traced"))(_margin_loss)
 
 
 def _static_options(fn: str, reduction: str, ignore_index: Any, label_smoothing: Any):
-  """The validated static options shared by the margin losses."""
+  """The validated options shared by the margin losses (``label_smoothing`` may be traced).
+
+  A Python ``label_smoothing`` of 0 stays the Python float ``0.0``, so that
+  :func:`jaxloss.cross_entropy` skips its smoothing terms statically.
+  """
   C.check_reduction(fn, reduction)
   return (C.static_int(fn, "ignore_index", ignore_index),
           C.check_label_smoothing(fn, label_smoothing))
 
 
 def _call_margin(fn, cosine, target, scale, kind, params, weight, ignore_index, reduction,
-                 label_smoothing, where):
+                 label_smoothing, where, axis=None):
   ignore_index, label_smoothing = _static_options(fn, reduction, ignore_index,
                                                   label_smoothing)
+  cosine, scale = _cosine.cosine_layout(fn, cosine, target, scale, axis)
+  params_traced = not all(C.is_concrete(p) for p in params)
+  if isinstance(label_smoothing, float) and label_smoothing == 0.0:
+    # Static: the kernel's cross_entropy call then has no smoothing terms.
+    return _margin_kernel_no_smoothing(fn, cosine, target, scale, kind, params, weight,
+                                       ignore_index, reduction, where,
+                                       params_traced=params_traced)
   return _margin_kernel(fn, cosine, target, scale, kind, params, weight, ignore_index,
-                        reduction, label_smoothing, where)
+                        reduction, label_smoothing, where, params_traced=params_traced)
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "kind", "ignore_index", "reduction",
+                                             "params_traced"))
+def _margin_kernel_no_smoothing(fn, cosine, target, scale, kind, params, weight, ignore_index,
+                                reduction, where, *, params_traced):
+  return _margin_loss(fn, cosine, target, scale, kind, params, weight, ignore_index,
+                      reduction, 0.0, where, params_traced=params_traced)
 
 
 # ----------------------------------------------------------------------------
@@ -455,7 +491,8 @@ def _call_margin(fn, cosine, target, scale, kind, params, weight, ignore_index, 
 def cosface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = None,
             m: ArrayLike = 0.35, weight: ArrayLike | None = None, ignore_index: int = -100,
             reduction: str = "mean", label_smoothing: float = 0.0, *,
-            where: ArrayLike | None = None, s: ArrayLike | None = None) -> Array:
+            axis: int | None = None, where: ArrayLike | None = None,
+            s: ArrayLike | None = None) -> Array:
   r"""CosFace / AM-Softmax: additive cosine margin.
 
   .. math:: z_y = s\,(\cos\theta_y - m), \qquad z_j = s\cos\theta_j \; (j \ne y),
@@ -471,9 +508,14 @@ def cosface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = None
     target: ``(N,)`` integer class indices.
     scale: the logit scale :math:`s`, a float or an array broadcastable to
       ``(N, C)``; ``s=`` is an equivalent alias keyword.
-    m: the cosine margin (negative values are allowed).
+    m: the cosine margin (negative values are allowed); may be traced (a
+      population of margins under ``jax.vmap``, one compilation).
     weight, ignore_index, reduction, label_smoothing, where: as in
-      :func:`jaxloss.cross_entropy` (applied to the modified logits).
+      :func:`jaxloss.cross_entropy` (applied to the modified logits);
+      ``label_smoothing`` may be traced. ``where`` is per sample here.
+    axis: the class axis of ``cosine`` (keyword-only): ``None`` or ``-1`` is the
+      ``(N, C)`` layout (torch's and JAX's agree for 2-D); ``0`` takes ``(C, N)``
+      (then a 2-D ``scale`` is ``(C, N)`` too).
 
   Returns:
     The loss in ``cosine``'s dtype (float32 compute for half precision).
@@ -495,14 +537,14 @@ def cosface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = None
   fn = "cosface"
   scale = _cosine.resolve_scale(fn, scale, s, 64.0)
   return _call_margin(fn, cosine, target, scale, ("cosface",), (m,), weight, ignore_index,
-                      reduction, label_smoothing, where)
+                      reduction, label_smoothing, where, axis)
 
 
 def arcface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = None,
             m: ArrayLike = 0.5, weight: ArrayLike | None = None, ignore_index: int = -100,
             reduction: str = "mean", label_smoothing: float = 0.0, *,
-            easy_margin: bool = False, where: ArrayLike | None = None,
-            s: ArrayLike | None = None) -> Array:
+            easy_margin: bool = False, axis: int | None = None,
+            where: ArrayLike | None = None, s: ArrayLike | None = None) -> Array:
   r"""ArcFace: additive angular margin, with insightface's guard.
 
   .. math::
@@ -526,7 +568,8 @@ def arcface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = None
   measure-zero difference).
 
   Args:
-    m: the angular margin in radians, ``0 <= m < pi``.
+    m: the angular margin in radians, ``0 <= m < pi``; may be traced (a traced
+      margin outside the range gives ``nan``, reported under ``checkify``).
     easy_margin: apply the margin only to positive cosines.
     (others as for :func:`cosface`)
 
@@ -548,14 +591,14 @@ def arcface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = None
   if mv is not None and not 0.0 <= mv < math.pi:
     raise ValueError(f"{fn}: `m` must lie in [0, pi) radians, got {mv}.")
   return _call_margin(fn, cosine, target, scale, ("arcface", bool(easy_margin)), (m,), weight,
-                      ignore_index, reduction, label_smoothing, where)
+                      ignore_index, reduction, label_smoothing, where, axis)
 
 
 def sphereface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = None,
                m: int = 4, weight: ArrayLike | None = None, ignore_index: int = -100,
                reduction: str = "mean", label_smoothing: float = 0.0, *,
-               lambda_: ArrayLike = 0.0, where: ArrayLike | None = None,
-               s: ArrayLike | None = None) -> Array:
+               lambda_: ArrayLike = 0.0, axis: int | None = None,
+               where: ArrayLike | None = None, s: ArrayLike | None = None) -> Array:
   r"""SphereFace / A-Softmax: multiplicative angular margin on normalised weights.
 
   .. math::
@@ -584,7 +627,8 @@ def sphereface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = N
       ``(N, C)``; ``s=`` is an equivalent alias keyword.
     m: the integer margin (authors' default 4).
     lambda_: the annealing weight :math:`\lambda \ge 0` (``0``: pure A-Softmax);
-      may be traced. The authors anneal it with :func:`margin_lambda`.
+      may be traced (a traced negative value gives ``nan``). The authors anneal
+      it with :func:`margin_lambda`.
     (others as for :func:`cosface`)
 
   Examples:
@@ -603,7 +647,7 @@ def sphereface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = N
   scale = _cosine.resolve_scale(fn, scale, s, None)
   m = _check_multiplier(fn, m)
   return _call_margin(fn, cosine, target, scale, ("psi", m, _lambda_is_zero(fn, lambda_)),
-                      (lambda_,), weight, ignore_index, reduction, label_smoothing, where)
+                      (lambda_,), weight, ignore_index, reduction, label_smoothing, where, axis)
 
 
 def _check_multiplier(fn: str, m: Any) -> int:
@@ -625,7 +669,8 @@ def combined_margin(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | Non
                     m1: float = 1.0, m2: float = 0.3, m3: float = 0.2,
                     weight: ArrayLike | None = None, ignore_index: int = -100,
                     reduction: str = "mean", label_smoothing: float = 0.0, *,
-                    where: ArrayLike | None = None, s: ArrayLike | None = None) -> Array:
+                    axis: int | None = None, where: ArrayLike | None = None,
+                    s: ArrayLike | None = None) -> Array:
   r"""insightface's combined margin: :math:`z_y = s\,(\psi(\theta_y) - m_3)`.
 
   .. math:: \psi(\theta) = (-1)^k\cos(m_1\theta + m_2) - 2k, \qquad
@@ -643,8 +688,9 @@ def combined_margin(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | Non
   Defaults are insightface's combined-margin example ``(1.0, 0.3, 0.2)``, ``scale=64``.
 
   Args:
-    m1: the multiplicative angular margin, a static float ``> 0``.
-    m2: the additive angular margin (radians), a static float ``>= 0``.
+    m1: the multiplicative angular margin, a static float ``> 0`` (it decides the
+      piecewise structure of :math:`\psi`, so it cannot be traced).
+    m2: the additive angular margin (radians), a static float ``>= 0`` (likewise).
     m3: the additive cosine margin (may be traced).
     (others as for :func:`cosface`)
 
@@ -669,7 +715,7 @@ def combined_margin(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | Non
   if not m2 >= 0:
     raise ValueError(f"{fn}: `m2` must be non-negative, got {m2}.")
   return _call_margin(fn, cosine, target, scale, ("combined", m1, m2), (m3,), weight,
-                      ignore_index, reduction, label_smoothing, where)
+                      ignore_index, reduction, label_smoothing, where, axis)
 
 
 def large_margin_softmax(features: ArrayLike, weight_matrix: ArrayLike, target: ArrayLike,
@@ -701,8 +747,11 @@ def large_margin_softmax(features: ArrayLike, weight_matrix: ArrayLike, target: 
     s: an extra logit scale (pytorch-metric-learning's ``scale``, default 1).
     weight: optional class weights ``(C,)`` of the cross-entropy (not the
       weight matrix).
-    weight_layout: ``'cd'`` or ``'dc'``.
-    lambda_: the annealing weight :math:`\lambda \ge 0`; may be traced.
+    weight_layout: ``'cd'`` or ``'dc'``: where the classes are in
+      ``weight_matrix`` (this loss has no ``axis``: its logits are built here,
+      always ``(N, C)``).
+    lambda_: the annealing weight :math:`\lambda \ge 0`; may be traced (a traced
+      negative value gives ``nan``).
     eps: the norm clamp used for the cosine.
     (others as for :func:`jaxloss.cross_entropy`)
 
@@ -727,19 +776,22 @@ def large_margin_softmax(features: ArrayLike, weight_matrix: ArrayLike, target: 
   if weight_layout not in WEIGHT_LAYOUTS:
     raise ValueError(
         f"{fn}: `weight_layout` must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}.")
+  # label_smoothing is traced unless it is a Python 0 (then statically absent).
+  smoothing = not (isinstance(label_smoothing, float) and label_smoothing == 0.0)
   return _large_margin_kernel(
-      features, weight_matrix, target, scale, lambda_, weight, where, m=m,
-      lambda_is_zero=lambda_is_zero, ignore_index=ignore_index, reduction=reduction,
-      label_smoothing=label_smoothing, weight_layout=weight_layout,
-      eps=C.static_float(fn, "eps", eps))
+      features, weight_matrix, target, scale, lambda_, weight, where,
+      label_smoothing if smoothing else None, m=m, lambda_is_zero=lambda_is_zero,
+      ignore_index=ignore_index, reduction=reduction, smoothing=smoothing,
+      weight_layout=weight_layout, eps=C.static_float(fn, "eps", eps),
+      params_traced=not C.is_concrete(lambda_))
 
 
 @functools.partial(jax.jit, static_argnames=("m", "lambda_is_zero", "ignore_index",
-                                             "reduction", "label_smoothing", "weight_layout",
-                                             "eps"))
-def _large_margin_kernel(features, weight_matrix, target, scale, lambda_, weight, where, *,
-                         m, lambda_is_zero, ignore_index, reduction, label_smoothing,
-                         weight_layout, eps):
+                                             "reduction", "smoothing", "weight_layout",
+                                             "eps", "params_traced"))
+def _large_margin_kernel(features, weight_matrix, target, scale, lambda_, weight, where,
+                         label_smoothing, *, m, lambda_is_zero, ignore_index, reduction,
+                         smoothing, weight_layout, eps, params_traced):
   fn = "large_margin_softmax"
   features = C.as_float_array(fn, "features", features)
   weight_matrix = C.as_float_array(fn, "weight_matrix", weight_matrix)
@@ -749,10 +801,12 @@ def _large_margin_kernel(features, weight_matrix, target, scale, lambda_, weight
   # ignored sample cannot reach the weight matrix's gradient (0 * nan).
   n = 1 if features.ndim == 1 else features.shape[0]
   _, target_b, where_b = _cosine.batch_unbatched(fn, features, target, where)
-  num_classes = _weight_cd(fn, weight_matrix, weight_layout, features.shape[-1]).shape[0]
+  num_classes = _weight_cd(fn, weight_matrix, weight_layout, features.shape[-1],
+                           "weight_matrix").shape[0]
   counted, _ = C.prepare_class_index(fn, target_b, (n,), num_classes, ignore_index, where_b)
   cos, x_norm, w_norm, dtype = _normalized_cosines(fn, features, weight_matrix,
-                                                   weight_layout, eps, row_mask=counted)
+                                                   weight_layout, eps, row_mask=counted,
+                                                   weight_name="weight_matrix")
   if features.ndim == 1:
     cos, x_norm = cos[0], x_norm[0]
   # s * |W_j| |x| cos is the logit; the margin loss multiplies the cosines by it.
@@ -760,7 +814,8 @@ def _large_margin_kernel(features, weight_matrix, target, scale, lambda_, weight
   scale = _cosine.broadcast_scale(fn, scale, cos.shape, dtype) * norms
   out_dtype = C.output_dtype(features, weight_matrix)
   loss = _margin_loss(fn, cos, target, scale, ("psi", m, lambda_is_zero), (lambda_,), weight,
-                      ignore_index, reduction, label_smoothing, where, check_range=False)
+                      ignore_index, reduction, label_smoothing if smoothing else 0.0, where,
+                      check_range=False, params_traced=params_traced)
   return loss.astype(out_dtype)
 
 

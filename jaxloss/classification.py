@@ -5,7 +5,9 @@
 
 * Class-index targets: ``input`` is ``(C,)`` with a scalar target, ``(N, C)``
   with ``(N,)`` targets, or ``(N, C, d1, ..., dK)`` with ``(N, d1, ..., dK)``
-  targets. Targets equal to ``ignore_index`` contribute ``0`` and leave the
+  targets (torch's layout; the keyword ``axis`` names any other class axis, e.g.
+  ``axis=-1`` for ``(N, T, C)`` logits, and the kernels reduce along it in place,
+  without a transpose). Targets equal to ``ignore_index`` contribute ``0`` and leave the
   mean's denominator, which is the number (or, with ``weight``, the summed class
   weights) of the counted targets. A batch whose targets are all ignored has a
   ``nan`` mean (``0 / 0``, as torch) and a zero gradient.
@@ -57,13 +59,9 @@ def _check_input(fn: str, input: ArrayLike) -> Array:
   return input
 
 
-def _class_axis(input: Array) -> int:
-  return 0 if input.ndim == 1 else 1
-
-
-def _sample_shape(input: Array) -> tuple[int, ...]:
-  """The per-sample loss shape: ``input``'s shape without the class axis."""
-  return () if input.ndim == 1 else (input.shape[0],) + tuple(input.shape[2:])
+def _sample_shape(input: Array, cax: int) -> tuple[int, ...]:
+  """The per-sample loss shape: ``input``'s shape without the class axis ``cax``."""
+  return tuple(input.shape[:cax]) + tuple(input.shape[cax + 1:])
 
 
 def _check_weight(fn: str, weight: ArrayLike | None, num_classes: int, dtype) -> Array | None:
@@ -97,7 +95,8 @@ def _weighted_nll(target_logp: Array, counted: Array, index: Array,
 
 
 def _prepare_index_target(fn: str, input: Array, target: ArrayLike, ignore_index: int,
-                          where: ArrayLike | None) -> tuple[Array, Array]:
+                          where: ArrayLike | None, cax: int,
+                          axis: int | None) -> tuple[Array, Array]:
   """Validates class indices; returns ``(counted, safe_index)``.
 
   ``counted`` is ``True`` for targets that are neither ``ignore_index`` nor
@@ -106,15 +105,17 @@ def _prepare_index_target(fn: str, input: Array, target: ArrayLike, ignore_index
   outside ``[0, C)``; JAX would otherwise wrap negative indices silently.
   """
   target = jnp.asarray(target)
-  expected = _sample_shape(input)
+  expected = _sample_shape(input, cax)
   if target.shape == input.shape and jnp.issubdtype(target.dtype, jnp.integer):
     raise ValueError(
         f"{fn}: `target` of `input`'s shape {tuple(input.shape)} holds class "
         f"probabilities and must be floating-point, got dtype {target.dtype}."
     )
-  return C.prepare_class_index(fn, target, expected, input.shape[_class_axis(input)],
-                               ignore_index, where,
-                               f"class indices for `input` of shape {tuple(input.shape)}")
+  what = f"class indices for `input` of shape {tuple(input.shape)}"
+  target = C.as_int_array(fn, "target", target)
+  C.check_class_target_shape(fn, target, input.shape, cax, axis, what)
+  return C.prepare_class_index(fn, target, expected, input.shape[cax], ignore_index, where,
+                               what)
 
 
 @jax.custom_jvp
@@ -216,19 +217,37 @@ def _reduce_index_loss(loss: Array, counted: Array, target_weight: Array | None,
   return out.astype(out_dtype)
 
 
-# Jitted kernels (fn, ignore_index, reduction and eps static): an eager call runs one
-# compiled program; inside a caller's jit they are inlined.
-_kernel = functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+# Jitted kernels: fn, ignore_index, reduction, whether there is smoothing, the class axis
+# and whether `where` masks classes are static; the smoothing eps is traced (a sweep over
+# it does not recompile). An eager call runs one compiled program; inside a caller's jit
+# they are inlined.
+_kernel = functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8, 9))
+
+
+def _poison_bad_option(fn: str, out: Array, eps, smoothing) -> Array:
+  """``nan`` (value and gradients) for a traced ``label_smoothing`` outside ``[0, 1]``.
+
+  ``smoothing`` is static: ``False`` (none), ``'python'`` (checked when called) or
+  ``'traced'``.
+  """
+  if smoothing != "traced":
+    return out
+  bad = C.option_out_of_range(fn, "label_smoothing", eps, C.in_unit_interval, "lie in [0, 1]")
+  return C.nan_where(bad, out)
 
 
 @_kernel
-def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps, where):
+def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, smoothing, cax,
+                         axis, class_where, eps, where):
   out_dtype = C.output_dtype(input)
   dtype = C.compute_dtype(input)
-  cax = _class_axis(input)
   num_classes = input.shape[cax]
   weight = _check_weight(fn, weight, num_classes, dtype)
-  counted, index = _prepare_index_target(fn, input, target, ignore_index, where)
+  if class_where:
+    out = _class_masked_index_loss(fn, input, target, weight, ignore_index, reduction,
+                                   smoothing, cax, axis, eps, where, dtype, out_dtype)
+    return _poison_bad_option(fn, out, eps, smoothing)
+  counted, index = _prepare_index_target(fn, input, target, ignore_index, where, cax, axis)
   bad = C.invalid_class_index(index, num_classes)
   index = _in_bounds(index, bad)
   # One upcast for every use, so that the gradient's terms are summed in
@@ -239,7 +258,7 @@ def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps
   target_logp = (_take_class(x, index, cax) - m) - log_z
   nll, target_weight = _weighted_nll(target_logp, counted, index, weight)
   loss = nll
-  if eps > 0.0:
+  if smoothing:
     # sum_c w_c log p_c as one fused reduction over the logits. Subtracting
     # the row constant `m + log_z` in one step (rather than `x - m`, which the
     # log-normaliser also computes) keeps XLA from sharing, hence
@@ -260,6 +279,72 @@ def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps
     smooth = -jnp.sum(weighted, axis=cax) + total_weight * (log_z - jax.lax.stop_gradient(log_z))
     smooth = jnp.where(counted, smooth, jnp.zeros((), dtype))
     loss = (1.0 - eps) * nll + smooth * (eps / num_classes)
+  out = _reduce_index_loss(loss, counted, target_weight, reduction, out_dtype, bad)
+  return _poison_bad_option(fn, out, eps, smoothing)
+
+
+# ----------------------------------------------------------------------------
+# `where` of `input`'s shape: classes masked out of the softmax (optax's `where`)
+# ----------------------------------------------------------------------------
+
+
+def _class_mask(fn: str, where: ArrayLike, input: Array) -> Array:
+  where = jnp.asarray(where)
+  if where.dtype != jnp.bool_:
+    raise ValueError(f"{fn}: `where` must be a boolean array, got dtype {where.dtype}.")
+  try:
+    return jnp.broadcast_to(where, input.shape)
+  except ValueError:
+    raise ValueError(
+        f"{fn}: `where` of shape {tuple(where.shape)} has `input`'s number of dimensions, so "
+        f"it masks classes and must be broadcastable to `input`'s shape "
+        f"{tuple(input.shape)}.") from None
+
+
+def _masked_log_softmax(x: Array, keep: Array, cax: int) -> tuple[Array, Array]:
+  """``log_softmax`` over the kept classes (``0`` at the others, with a zero gradient).
+
+  Also returns the number of kept classes per sample. A sample without kept
+  classes has ``log p = 0`` everywhere and finite (zero) gradients.
+  """
+  zero = jnp.zeros((), x.dtype)
+  xs = jnp.where(keep, x, zero)  # the "double where": masked inf/nan reach no gradient
+  m = jax.lax.stop_gradient(jnp.max(jnp.where(keep, xs, -jnp.inf), axis=cax, keepdims=True))
+  m = jnp.where(jnp.isfinite(m), m, zero)
+  total = jnp.sum(jnp.where(keep, jnp.exp(xs - m), zero), axis=cax, keepdims=True)
+  kept = jnp.sum(keep, axis=cax, dtype=x.dtype)
+  total = jnp.where(jnp.expand_dims(kept, cax) > 0, total, jnp.ones((), x.dtype))
+  return jnp.where(keep, (xs - m) - jnp.log(total), zero), kept
+
+
+def _class_masked_index_loss(fn, input, target, weight, ignore_index, reduction, smoothing,
+                             cax, axis, eps, where, dtype, out_dtype):
+  keep = _class_mask(fn, where, input)
+  any_kept = jnp.any(keep, axis=cax)
+  counted, index = _prepare_index_target(fn, input, target, ignore_index, any_kept, cax, axis)
+  num_classes = input.shape[cax]
+  bad = C.invalid_class_index(index, num_classes)
+  index = _in_bounds(index, bad)
+  # A target class that `where` masks out has no probability: nan (torch-style
+  # contract for an invalid target), reported under checkify.
+  target_kept = jnp.squeeze(jnp.take_along_axis(keep, jnp.expand_dims(index, cax), axis=cax),
+                            cax)
+  masked_target = counted & ~bad & ~target_kept
+  C.value_check(~jnp.any(masked_target),
+                f"{fn}: `target` holds class {{bad}}, which `where` masks out of the softmax.",
+                bad=jnp.max(jnp.where(masked_target, index, -1), initial=-1))
+  bad = bad | masked_target
+  (x,) = C.nan_gradient_rows(bad, _mask_rows(counted, C.upcast(input, dtype), cax), axis=cax)
+  logp, kept = _masked_log_softmax(x, keep, cax)
+  nll, target_weight = _weighted_nll(_take_class(logp, index, cax), counted, index, weight)
+  loss = nll
+  if smoothing:
+    if weight is not None:
+      shape = [1] * x.ndim
+      shape[cax] = num_classes
+      logp = logp * weight.reshape(shape)
+    smooth = jnp.where(counted, -jnp.sum(logp, axis=cax), jnp.zeros((), dtype))
+    loss = (1.0 - eps) * nll + smooth * (eps / jnp.maximum(kept, 1))
   return _reduce_index_loss(loss, counted, target_weight, reduction, out_dtype, bad)
 
 
@@ -269,8 +354,9 @@ def _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps
 
 
 @_kernel
-def _probability_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps,
-                               where):
+def _probability_cross_entropy(fn, input, target, weight, ignore_index, reduction, smoothing,
+                               cax, axis, class_where, eps, where):
+  del axis
   if ignore_index >= 0:
     raise ValueError(
         f"{fn}: `ignore_index` is not supported for class-probability targets; it "
@@ -278,26 +364,35 @@ def _probability_cross_entropy(fn, input, target, weight, ignore_index, reductio
     )
   out_dtype = C.output_dtype(input, target)
   dtype = C.compute_dtype(input, target)
-  cax = _class_axis(input)
   num_classes = input.shape[cax]
   weight = _check_weight(fn, weight, num_classes, dtype)
-  where = C.prepare_where(fn, where, _sample_shape(input),
-                          "the per-sample loss (`input`'s shape without the class axis)")
   x, t = C.upcast(input, dtype), C.upcast(target, dtype)
-  if where is not None:
+  if class_where:
+    keep = _class_mask(fn, where, input)
+    where = jnp.any(keep, axis=cax)
     x, t = _mask_rows(where, x, cax), _mask_rows(where, t, cax)
-
-  m, log_z = _log_normalizer(x, cax)
-  logp = (x - jnp.expand_dims(m, cax)) - jnp.expand_dims(log_z, cax)
-  if eps > 0.0:
-    t = t * (1.0 - eps) + eps / num_classes
+    (t,) = C.mask_inputs(keep, 0, t)
+    logp, kept = _masked_log_softmax(x, keep, cax)
+    if smoothing:
+      uniform = jnp.expand_dims(eps / jnp.maximum(kept, 1), cax)
+      t = jnp.where(keep, t * (1.0 - eps) + uniform, jnp.zeros((), dtype))
+  else:
+    where = C.prepare_where(fn, where, _sample_shape(input, cax),
+                            "the per-sample loss (`input`'s shape without the class axis)")
+    if where is not None:
+      x, t = _mask_rows(where, x, cax), _mask_rows(where, t, cax)
+    m, log_z = _log_normalizer(x, cax)
+    logp = (x - jnp.expand_dims(m, cax)) - jnp.expand_dims(log_z, cax)
+    if smoothing:
+      t = t * (1.0 - eps) + eps / num_classes
   terms = logp * t
   if weight is not None:
     shape = [1] * x.ndim
     shape[cax] = num_classes
     terms = terms * weight.reshape(shape)
   loss = -jnp.sum(terms, axis=cax)
-  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+  out = C.reduce_loss(loss, reduction, where, out_dtype=out_dtype)
+  return _poison_bad_option(fn, out, eps, smoothing)
 
 
 # ----------------------------------------------------------------------------
@@ -308,7 +403,7 @@ def _probability_cross_entropy(fn, input, target, weight, ignore_index, reductio
 def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
                   size_average=None, ignore_index: int = -100, reduce=None,
                   reduction: str = "mean", label_smoothing: float = 0.0, *,
-                  where: ArrayLike | None = None) -> Array:
+                  axis: int | None = None, where: ArrayLike | None = None) -> Array:
   r"""Cross-entropy between logits and a target, ``torch.nn.functional.cross_entropy``.
 
   With class indices :math:`y_n`, :math:`\log p = \operatorname{log\_softmax}(x)`
@@ -329,10 +424,12 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
   and ``'mean'`` divides by the number of (unmasked) samples.
 
   Args:
-    input: logits, ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)``.
-    target: integer class indices of shape ``()``, ``(N,)`` or
-      ``(N, d1, ..., dK)``; or floating class probabilities of ``input``'s
-      shape (differentiable).
+    input: logits, ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)`` (torch's
+      layout), or with the classes on the axis ``axis``: e.g. Flax's
+      ``(N, T, C)`` with ``axis=-1``.
+    target: integer class indices of ``input``'s shape without the class axis:
+      ``()``, ``(N,)`` or ``(N, d1, ..., dK)``; or floating class probabilities
+      of ``input``'s shape (differentiable).
     weight: optional class weights ``(C,)``. torch refuses to differentiate
       ``weight`` with class-index targets; here its gradient is exact.
     size_average: deprecated in torch; must be ``None``.
@@ -341,11 +438,28 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
       valid class index.
     reduce: deprecated in torch; must be ``None``.
     reduction: ``'none' | 'mean' | 'sum'``.
-    label_smoothing: :math:`\varepsilon \in [0, 1]`, a static Python float.
-    where: optional bool mask broadcastable to the per-sample loss shape
-      (``input``'s shape without the class axis, i.e. the index target's
-      shape). Masked samples leave the sum and the (weighted) denominator and
-      get exactly-zero gradients, even with non-finite logits.
+    label_smoothing: :math:`\varepsilon \in [0, 1]`: a Python float, or a
+      traced scalar (e.g. under ``jax.vmap`` over a population of values; one
+      compilation serves every value). A traced value outside ``[0, 1]`` (or
+      nan) makes the result ``nan`` and is reported under ``checkify``.
+    axis: the class axis of ``input`` (keyword-only, beyond torch). ``None``
+      (the default) is torch's layout: axis 1, or 0 for a 1-D ``input``. Pass
+      ``axis=-1`` for class-last logits (JAX's and optax's layout).
+    where: optional bool mask, in one of two shapes (as optax's ``where``):
+
+      * **per sample**: fewer dimensions than ``input``, broadcastable to the
+        per-sample loss shape (``input``'s shape without the class axis, i.e.
+        the index target's shape). Masked samples leave the sum and the
+        (weighted) denominator and get exactly-zero gradients, even with
+        non-finite logits.
+      * **per class**: ``input``'s number of dimensions, broadcastable to
+        ``input``'s shape. ``False`` entries are classes removed from that
+        sample's softmax, as if they were not there (their logits get
+        exactly-zero gradients; label smoothing spreads ``eps`` over the kept
+        classes :math:`C_n`, i.e. ``eps / C_n`` each; probability targets lose
+        their mass there). A sample with no kept class is masked out as a whole.
+        A class-index target at a masked class gives ``nan`` (reported under
+        ``checkify``): optax returns a finite number there.
 
   Returns:
     The loss in ``input``'s dtype (float32 compute for half precision): a
@@ -377,8 +491,14 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
   C.reject_legacy_args(fn, size_average, reduce)
   C.check_reduction(fn, reduction)
   eps = _check_label_smoothing(fn, label_smoothing)
+  # A Python 0 needs no smoothing terms (static branch); any other value is traced.
+  smoothing = "traced" if C.is_traced_option(eps) else "python" if eps != 0.0 else False
+  eps = eps if smoothing else None
   ignore_index = _check_ignore_index(fn, ignore_index)
   input = _check_input(fn, input)
+  cax = C.class_axis(fn, axis, input)
+  axis = None if axis is None else cax  # hashable, one cache entry per layout
+  class_where = where is not None and jnp.ndim(where) == input.ndim
   target = jnp.asarray(target)
   if jnp.issubdtype(target.dtype, jnp.floating):
     if target.shape != input.shape:
@@ -388,14 +508,15 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
           f"{tuple(target.shape)} (class indices must be integers)."
       )
     return _probability_cross_entropy(fn, input, target, weight, ignore_index, reduction,
-                                      eps, where)
-  return _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, eps,
-                              where)
+                                      smoothing, cax, axis, class_where, eps, where)
+  return _index_cross_entropy(fn, input, target, weight, ignore_index, reduction, smoothing,
+                              cax, axis, class_where, eps, where)
 
 
 def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
              size_average=None, ignore_index: int = -100, reduce=None,
-             reduction: str = "mean", *, where: ArrayLike | None = None) -> Array:
+             reduction: str = "mean", *, axis: int | None = None,
+             where: ArrayLike | None = None) -> Array:
   r"""Negative log-likelihood, ``torch.nn.functional.nll_loss``.
 
   .. math:: \ell_n = -w_{y_n}\, x_{n, y_n}
@@ -405,17 +526,22 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = Non
   samples (``nan`` if none is counted, as in torch).
 
   Args:
-    input: log-probabilities, ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)``.
-    target: integer class indices of shape ``()``, ``(N,)`` or
-      ``(N, d1, ..., dK)``.
+    input: log-probabilities, ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)``
+      (torch's layout), or with the classes on the axis ``axis``.
+    target: integer class indices of ``input``'s shape without the class axis:
+      ``()``, ``(N,)`` or ``(N, d1, ..., dK)``.
     weight: optional class weights ``(C,)`` (differentiable here; torch
       refuses).
     size_average: deprecated in torch; must be ``None``.
     ignore_index: a class index whose targets are ignored.
     reduce: deprecated in torch; must be ``None``.
     reduction: ``'none' | 'mean' | 'sum'``.
+    axis: the class axis of ``input`` (keyword-only, beyond torch); ``None`` is
+      torch's (1, or 0 for 1-D ``input``), ``-1`` class-last.
     where: optional bool mask broadcastable to ``target``'s shape; masked
-      samples leave the sum and the (weighted) denominator.
+      samples leave the sum and the (weighted) denominator. (Per sample only:
+      ``input`` is already normalised, so there is no softmax to mask classes
+      out of.)
 
   Returns:
     The loss in ``input``'s dtype: a scalar, or ``target``'s shape for
@@ -440,16 +566,20 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = Non
   C.check_reduction(fn, reduction)
   ignore_index = _check_ignore_index(fn, ignore_index)
   input = _check_input(fn, input)
-  return _nll_kernel(fn, input, target, weight, ignore_index, reduction, None, where)
+  cax = C.class_axis(fn, axis, input)
+  axis = None if axis is None else cax
+  return _nll_kernel(fn, input, target, weight, ignore_index, reduction, False, cax, axis,
+                     False, None, where)
 
 
 @_kernel
-def _nll_kernel(fn, input, target, weight, ignore_index, reduction, _, where):
+def _nll_kernel(fn, input, target, weight, ignore_index, reduction, smoothing, cax, axis,
+                class_where, eps, where):
+  del smoothing, class_where, eps
   out_dtype = C.output_dtype(input)
   dtype = C.compute_dtype(input)
-  cax = _class_axis(input)
   weight = _check_weight(fn, weight, input.shape[cax], dtype)
-  counted, index = _prepare_index_target(fn, input, target, ignore_index, where)
+  counted, index = _prepare_index_target(fn, input, target, ignore_index, where, cax, axis)
   bad = C.invalid_class_index(index, input.shape[cax])
   index = _in_bounds(index, bad)
   (x,) = C.nan_gradient_rows(bad, _mask_rows(counted, input, cax), axis=cax)

@@ -373,7 +373,12 @@ def ctc_loss(log_probs: ArrayLike, targets: ArrayLike, input_lengths: ArrayLike,
       length to avoid that. For padded targets it truncates ``targets[:, :S]``.
 
   Returns:
-    The loss in ``log_probs``' dtype (computed in float32 for bf16/f16).
+    The loss in ``log_probs``' dtype (computed in float32 for bf16/f16). Never
+    negative for normalised ``log_probs``: a per-sample loss that rounds below 0
+    (a path probability that rounds above 1; optax returns ``-8e-8`` in float32
+    there, torch ``-0.0``), i.e. one in ``(-4 T eps, 0)``, is ``0.0``, with the
+    gradient left exactly as computed. Unnormalised ``log_probs`` (which torch
+    accepts) can give a truly negative loss below that; it is kept, as torch.
 
   Raises:
     ValueError: at trace time, for bad ranks, batch sizes, dtypes, ``blank`` or
@@ -484,7 +489,10 @@ def _ctc_loss(per_sample, log_probs, targets, input_lengths, target_lengths, bla
   top = min(num_classes - 1, jnp.iinfo(labels.dtype).max)
   labels = jnp.clip(labels, 0, top).astype(jnp.int32)
   ext, skip = _extend(labels, blank)
-  loss = per_sample(lp, ext, skip, il, tl, bool(zero_infinity))
+  # -log p(l|x) >= 0, but p can round above 1 in float32 (optax#1771 returns -8e-8 there):
+  # each frame's log-sum-exp rounds by ~eps near log p = 0, hence the tolerance.
+  tol = 4.0 * max(t_max, 1) * float(jnp.finfo(dtype).eps)
+  loss = C.nonnegative_value(per_sample(lp, ext, skip, il, tl, bool(zero_infinity)), tol)
 
   if reduction == "mean":
     loss = loss / jnp.maximum(target_lengths, 1).astype(dtype)

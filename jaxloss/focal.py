@@ -29,21 +29,43 @@ Array = C.Array
 ArrayLike = C.ArrayLike
 
 
-def _check_gamma(fn: str, gamma) -> float:
-  gamma = C.static_float(fn, "gamma", gamma)
-  if not gamma >= 0:
-    raise ValueError(f"{fn}: `gamma` must be non-negative, got {gamma}.")
-  return gamma
+def _non_negative(x):
+  return x >= 0
 
 
-def _modulation(log_one_minus_p: Array, gamma) -> Array:
-  """``(1 - p) ** gamma`` from ``log(1 - p)`` (``gamma > 0``; may be traced)."""
+def _check_gamma(fn: str, gamma):
+  """``gamma >= 0``: a Python float (checked now) or a traced scalar (see ``_gamma_flags``)."""
+  return C.numeric_option(fn, "gamma", gamma, _non_negative, "be non-negative")
+
+
+def _gamma_is_zero(gamma) -> bool | None:
+  """The static branch: ``True``/``False`` for a Python ``gamma``, ``None`` when traced."""
+  return gamma == 0.0 if isinstance(gamma, float) else None
+
+
+def _modulation(log_one_minus_p: Array, gamma, gamma_is_zero: bool | None) -> Array:
+  """``(1 - p) ** gamma`` from ``log(1 - p)``.
+
+  ``gamma_is_zero=False``: a Python ``gamma > 0``. ``None``: a traced ``gamma``,
+  which may be ``0``; then ``0 ** 0 = 1`` (the static ``gamma=0`` call's value),
+  never ``exp(0 * -inf) = nan``.
+  """
+  if gamma_is_zero is None:
+    zero = gamma == 0
+    exponent = gamma * jnp.where(zero, jnp.zeros((), log_one_minus_p.dtype), log_one_minus_p)
+    return jnp.exp(jnp.where(zero, jnp.zeros((), exponent.dtype), exponent))
   return jnp.exp(gamma * log_one_minus_p)
+
+
+def _poison_gamma(fn: str, out: Array, gamma) -> Array:
+  """``nan`` (value and gradients) for a traced ``gamma`` that is negative or nan."""
+  bad = C.option_out_of_range(fn, "gamma", gamma, _non_negative, "be non-negative")
+  return C.nan_where(bad, out)
 
 
 def softmax_focal_loss(input: ArrayLike, target: ArrayLike, gamma: float = 2.0,
                        alpha: ArrayLike | None = None, reduction: str = "mean",
-                       ignore_index: int = -100, *,
+                       ignore_index: int = -100, *, axis: int | None = None,
                        where: ArrayLike | None = None) -> Array:
   r"""Multi-class softmax focal loss on logits.
 
@@ -57,13 +79,20 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, gamma: float = 2.0,
   ``weight`` for ``'none'``/``'sum'``).
 
   Args:
-    input: logits ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)`` (class axis 1).
-    target: integer class indices ``()``, ``(N,)`` or ``(N, d1, ..., dK)``.
-    gamma: the focusing parameter :math:`\gamma \ge 0`, a static float.
+    input: logits ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)`` (torch's layout,
+      class axis 1), or with the classes on the axis ``axis``.
+    target: integer class indices of ``input``'s shape without the class axis:
+      ``()``, ``(N,)`` or ``(N, d1, ..., dK)``.
+    gamma: the focusing parameter :math:`\gamma \ge 0`: a Python float, or a
+      traced scalar (``jax.vmap`` over a population of values, one compilation);
+      a traced negative or nan ``gamma`` makes the result ``nan`` (reported under
+      ``checkify``).
     alpha: ``None`` (no weighting), a scalar, or per-class weights ``(C,)``
       (differentiable).
     reduction: ``'none' | 'mean' | 'sum'``.
     ignore_index: a class index whose targets are ignored.
+    axis: the class axis of ``input`` (keyword-only); ``None`` is torch's (1, or 0
+      for 1-D ``input``), ``-1`` class-last.
     where: optional bool mask broadcastable to ``target``'s shape; masked
       samples leave the sum and the mean's denominator and get zero gradients.
 
@@ -88,29 +117,39 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, gamma: float = 2.0,
   C.check_reduction(fn, reduction)
   gamma = _check_gamma(fn, gamma)
   ignore_index = C.static_int(fn, "ignore_index", ignore_index)
-  # gamma is traced into the kernel (one compilation for every gamma > 0); only
-  # whether it is 0 is static.
-  return _softmax_focal_kernel(input, target, gamma, alpha, where, gamma_is_zero=gamma == 0.0,
-                               reduction=reduction, ignore_index=ignore_index)
+  # `input` itself is checked in the kernel (an array conversion here costs ~10 us a call).
+  cax = C.class_axis(fn, axis, input) if axis is not None else None
+  # gamma is traced into the kernel (one compilation for every gamma); only whether a
+  # Python gamma is 0 is static.
+  return _softmax_focal_kernel(input, target, gamma, alpha, where,
+                               gamma_is_zero=_gamma_is_zero(gamma), reduction=reduction,
+                               ignore_index=ignore_index, cax=cax,
+                               axis=None if axis is None else cax)
 
 
-@functools.partial(jax.jit, static_argnames=("gamma_is_zero", "reduction", "ignore_index"))
+@functools.partial(jax.jit, static_argnames=("gamma_is_zero", "reduction", "ignore_index",
+                                             "cax", "axis"))
 def _softmax_focal_kernel(input, target, gamma, alpha, where, *, gamma_is_zero, reduction,
-                          ignore_index):
+                          ignore_index, cax, axis):
   fn = "softmax_focal_loss"
   input = C.as_float_array(fn, "input", input)
   if input.ndim < 1:
     raise ValueError(
         f"{fn}: `input` must have shape (C,), (N, C) or (N, C, d1, ..., dK), got "
         f"{tuple(input.shape)}.")
+  if cax is None:
+    cax = C.torch_class_axis(input)
   out_dtype = C.output_dtype(input)
   dtype = C.compute_dtype(input)
   # Move the class axis last and flatten the samples: (S, C).
   unbatched = input.ndim == 1
-  x = input[None] if unbatched else jnp.moveaxis(input, 1, -1)
+  target = jnp.asarray(target)
+  if not unbatched:
+    C.check_class_target_shape(fn, C.as_int_array(fn, "target", target), input.shape, cax,
+                               axis, f"class indices for `input` of shape {tuple(input.shape)}")
+  x = input[None] if unbatched else jnp.moveaxis(input, cax, -1)
   sample_shape = x.shape[:-1]
   num_classes = x.shape[-1]
-  target = jnp.asarray(target)
   if unbatched:
     if target.ndim != 0:
       raise ValueError(
@@ -129,13 +168,16 @@ def _softmax_focal_kernel(input, target, gamma, alpha, where, *, gamma_is_zero, 
   logp = jax.nn.log_softmax(x, axis=-1)
   is_target = jnp.arange(num_classes)[None, :] == index_f[:, None]
   target_logp = jnp.take_along_axis(logp, index_f[:, None], axis=-1, mode="fill")[:, 0]
-  if num_classes == 1 or gamma_is_zero:
+  if gamma_is_zero:
+    modulation = jnp.ones_like(target_logp)
+  elif num_classes == 1:
     # One class: 1 - p = 0 exactly (and log p = 0); skip the empty log-sum-exp.
-    modulation = jnp.full_like(target_logp, 1.0 if gamma_is_zero else 0.0)
+    one_or_zero = 0.0 if gamma_is_zero is False else jnp.where(gamma == 0, 1.0, 0.0)
+    modulation = jnp.full_like(target_logp, one_or_zero)
   else:
     # log(1 - p_y) = logsumexp_{j != y} log p_j, without the cancellation of 1 - p.
     log_rest = jax.nn.logsumexp(logp, axis=-1, where=~is_target)
-    modulation = _modulation(log_rest, gamma)
+    modulation = _modulation(log_rest, gamma, gamma_is_zero)
   loss = -modulation * target_logp
 
   if alpha is not None:
@@ -150,7 +192,7 @@ def _softmax_focal_kernel(input, target, gamma, alpha, where, *, gamma_is_zero, 
   out = C.reduce_loss(loss, reduction, counted, out_dtype=out_dtype, bad=bad)
   if unbatched and reduction == "none":
     out = out[0]
-  return out
+  return out if gamma_is_zero is not None else _poison_gamma(fn, out, gamma)
 
 
 def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.25,
@@ -174,11 +216,13 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
   gradients for ``|x| = 1e4`` and ``gamma < 1``.
 
   Args:
-    inputs: logits, any shape.
+    inputs: logits, any shape (element-wise: there is no class ``axis``).
     targets: binary (or soft, in ``[0, 1]``) targets of the same shape
       (differentiable).
-    alpha: the weight of the positives in ``[0, 1]``; negative: no weighting.
-    gamma: the focusing parameter ``>= 0`` (a static float).
+    alpha: the weight of the positives in ``[0, 1]``; negative: no weighting;
+      nan raises ``ValueError``. May be traced (a traced nan gives ``nan``).
+    gamma: the focusing parameter ``>= 0``; may be traced (a population under
+      ``jax.vmap``, one compilation); a traced negative or nan ``gamma`` gives ``nan``.
     reduction: ``'none'`` (the default, as torchvision) ``| 'mean' | 'sum'``.
     where: optional bool mask broadcastable to ``inputs``; masked elements leave
       the sum and the mean's denominator and get zero gradients.
@@ -205,10 +249,17 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
   fn = "sigmoid_focal_loss"
   C.check_reduction(fn, reduction)
   gamma = _check_gamma(fn, gamma)
-  alpha = C.static_float(fn, "alpha", alpha)
-  # alpha and gamma are traced into the kernel; only their branches are static.
-  return _sigmoid_focal_kernel(inputs, targets, alpha, gamma, where, weighted=alpha >= 0,
-                               gamma_is_zero=gamma == 0.0, reduction=reduction)
+  alpha = C.numeric_option(fn, "alpha", alpha, _not_nan,
+                           "be a number (negative: no weighting), not nan")
+  # alpha and gamma are traced into the kernel; only their branches are static (None:
+  # decided inside the kernel, for a traced value).
+  weighted = alpha >= 0 if isinstance(alpha, float) else None
+  return _sigmoid_focal_kernel(inputs, targets, alpha, gamma, where, weighted=weighted,
+                               gamma_is_zero=_gamma_is_zero(gamma), reduction=reduction)
+
+
+def _not_nan(x):
+  return x == x
 
 
 @functools.partial(jax.jit, static_argnames=("weighted", "gamma_is_zero", "reduction"))
@@ -237,10 +288,15 @@ def _sigmoid_focal_kernel(inputs, targets, alpha, gamma, where, *, weighted, gam
   if gamma_is_zero:
     loss = ce
   else:
-    loss = ce * _modulation(_log_mix(log_q, log_p, t), gamma)
+    loss = ce * _modulation(_log_mix(log_q, log_p, t), gamma, gamma_is_zero)
   if weighted:
     loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
-  return C.reduce_loss(loss, reduction, where, out_dtype=out_dtype, bad=bad)
+  elif weighted is None:  # a traced alpha: torchvision's `alpha >= 0` test, per value
+    loss = jnp.where(alpha >= 0, (alpha * t + (1 - alpha) * (1 - t)) * loss, loss)
+  out = C.reduce_loss(loss, reduction, where, out_dtype=out_dtype, bad=bad)
+  if weighted is None:
+    out = C.nan_where(C.option_out_of_range(fn, "alpha", alpha, _not_nan, "not be nan"), out)
+  return out if gamma_is_zero is not None else _poison_gamma(fn, out, gamma)
 
 
 def _log_mix(log_a: Array, log_b: Array, t: Array) -> Array:

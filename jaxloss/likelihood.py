@@ -104,6 +104,11 @@ def kl_div(input: ArrayLike, target: ArrayLike, size_average=None, reduce=None,
 
   Summed, :math:`\sum_i \ell_i` is :math:`\mathrm{KL}(y \,\|\, e^x)`.
 
+  Element-wise, so there is no class ``axis`` (any layout works as it is; only
+  ``'batchmean'`` reads an axis, the first, as torch). optax's
+  ``kl_divergence(log_p, q, axis=-1)`` sums over ``axis`` per sample: here that is
+  ``reduction='none'`` summed over that axis.
+
   Args:
     input: log-probabilities, any shape.
     target: probabilities (or log-probabilities if ``log_target``),

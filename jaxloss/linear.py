@@ -22,12 +22,15 @@ so no padded copy of the weight matrix is made.
 
 Composition: the chunks are a ``lax.scan``, so the loss works under ``jit``,
 ``grad``, ``value_and_grad`` and ``vmap`` (including ``vmap`` of ``grad``).
-Higher order: reverse-over-reverse (``grad`` of ``grad``, ``jax.hessian`` via
-``jacrev(jacrev)``) works and is exact, because the backward pass is itself
-ordinary JAX code; it differentiates that backward scan, which stores per-chunk
-intermediates, so second derivatives cost logits-sized memory. Forward mode
-(``jax.jvp``, ``jacfwd``, ``jax.hessian``) raises ``TypeError``, as for every
-``jax.custom_vjp`` function: for it, compute the logits and call
+Higher order: reverse-over-reverse (``grad`` of ``grad``, ``jax.jacrev`` of
+``jax.jacrev``) works and is exact, because the backward pass is itself ordinary
+JAX code; it differentiates that backward scan, which stores per-chunk
+intermediates, so second derivatives cost logits-sized memory. ``jax.hessian``
+works too and equals the naive form's Hessian (``jax.hessian`` is
+``jacfwd(jacrev(f))``: the forward mode runs over the custom VJP's backward pass,
+which is ordinary JAX code; tests/test_linear.py compares it). Forward mode of
+the loss itself (``jax.jvp``, ``jax.jacfwd`` of the loss) raises ``TypeError``,
+as for every ``jax.custom_vjp`` function: for it, compute the logits and call
 :func:`jaxloss.cross_entropy`, which supports every transformation.
 
 Precision: ``bfloat16``/``float16`` operands stay in their dtype for the matrix
@@ -38,11 +41,27 @@ inputs' dtype.
 
 K-dimensional heads (``linear_weight`` of shape ``(C, d1, ..., dK, D)``) use the
 reference path, logits then :func:`jaxloss.cross_entropy`, as torch's chunked
-path does (it falls back to its reference with a warning).
+path does (it falls back to its reference with a warning); the arguments are
+checked here first, so that errors name this function's arguments.
+
+Layout: there is no ``axis``. The class axis is that of ``linear_weight`` (axis 0,
+torch's ``nn.Linear`` layout, and ``(N, C, d1, ..., dK)`` for probability targets
+of a K-dimensional head); the logits are never the caller's array. A Flax
+``nn.Dense(C).kernel`` ``(D, C)`` is passed as ``kernel.T``.
+
+torch's ``options`` (``torch.nn.LinearCrossEntropyOptions``) are accepted, so
+that torch code that opts into chunking ports unchanged, and do not change the
+result: torch's chunked path exists to avoid materialising the logits, which this
+kernel never does (its chunks, over the vocabulary, are set by ``chunk_size``).
+``batch_chunk_size``, ``chunking_method``, ``acc_policy``, ``acc_dtype`` and
+``allow_retain_graph`` are therefore ignored (accumulation is always float32 or
+wider, torch's most accurate policy; nothing is consumed in place, so a retained
+graph is not a concern).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -225,6 +244,35 @@ def _check_chunk_size(chunk_size) -> int | None:
   return chunk
 
 
+# torch 2.13's ``LinearCrossEntropyOptions`` fields (a frozen dataclass).
+TORCH_OPTION_FIELDS = ("allow_retain_graph", "batch_chunk_size", "chunking_method",
+                       "acc_policy", "acc_dtype")
+
+
+def _check_options(options) -> None:
+  """Accepts ``None`` or torch's ``LinearCrossEntropyOptions`` (checked by its fields).
+
+  torch is not imported: any dataclass instance whose fields are among torch's
+  option fields passes, as does a ``dict`` of them.
+  """
+  if options is None:
+    return
+  if isinstance(options, dict):
+    fields = tuple(options)
+  elif dataclasses.is_dataclass(options) and not isinstance(options, type):
+    fields = tuple(f.name for f in dataclasses.fields(options))
+  else:
+    raise ValueError(
+        f"{FN}: `options` must be None or torch's LinearCrossEntropyOptions (accepted and "
+        f"ignored: this kernel never builds the logits; `chunk_size=` sets its chunks), got "
+        f"{type(options).__name__}.")
+  unknown = [f for f in fields if f not in TORCH_OPTION_FIELDS]
+  if unknown:
+    raise ValueError(
+        f"{FN}: `options` has fields {unknown} that torch's LinearCrossEntropyOptions does "
+        f"not have (its fields: {', '.join(TORCH_OPTION_FIELDS)}).")
+
+
 def _check_shapes(input, linear_weight, linear_bias):
   if input.ndim not in (1, 2):
     raise ValueError(
@@ -291,8 +339,13 @@ def linear_cross_entropy(input: ArrayLike, linear_weight: ArrayLike, target: Arr
       means ``-100`` for class-index targets, as in torch; with class-probability
       targets it must stay ``None`` (torch raises for any value).
     label_smoothing: :math:`\varepsilon \in [0, 1]`, a static Python float.
-    options: torch's ``LinearCrossEntropyOptions``; must be ``None`` (kept for the
-      signature). Chunking is always on here and is set by ``chunk_size``.
+    (There is no ``axis``: the class axis is ``linear_weight``'s first; see the
+    module docstring.)
+    options: torch's ``LinearCrossEntropyOptions`` (or ``None``): accepted and
+      ignored, see the module docstring (chunking is always on here and is set by
+      ``chunk_size``). Any object with only torch's option fields
+      (``allow_retain_graph``, ``batch_chunk_size``, ``chunking_method``,
+      ``acc_policy``, ``acc_dtype``) is accepted; anything else raises.
     chunk_size: classes per chunk, a static int (beyond torch). ``None`` picks
       :func:`default_chunk_size`: about ``2**24`` logits per chunk, at least 128
       classes. A value of at least ``C`` makes one chunk.
@@ -334,10 +387,7 @@ def linear_cross_entropy(input: ArrayLike, linear_weight: ArrayLike, target: Arr
   eps = C.static_float(FN, "label_smoothing", label_smoothing)
   if not 0.0 <= eps <= 1.0:
     raise ValueError(f"{FN}: `label_smoothing` must lie in [0, 1], got {eps}.")
-  if options is not None:
-    raise ValueError(
-        f"{FN}: `options` (torch's LinearCrossEntropyOptions) must be None; jaxloss "
-        "always chunks, and the chunk is set with `chunk_size=`.")
+  _check_options(options)
   chunk = _check_chunk_size(chunk_size)
   if ignore_index is not None:
     ignore_index = C.static_int(FN, "ignore_index", ignore_index)
@@ -370,6 +420,7 @@ def _linear_cross_entropy(input, linear_weight, target, linear_bias, weight, whe
         f"and must be floating-point, got dtype {target.dtype}.")
 
   if out_features:  # K-dimensional: the reference path, as torch's chunked op does
+    _check_k_dimensional(target, probs, logits_shape, weight, where, num_classes)
     flat_w = linear_weight.reshape(math.prod(linear_weight.shape[:-1]), input.shape[-1])
     logits = input @ flat_w.T
     if linear_bias is not None:
@@ -420,6 +471,28 @@ def _linear_cross_entropy(input, linear_weight, target, linear_bias, weight, whe
     loss = C.reduce_loss(loss, reduction, counted, denominator=denominator,
                          out_dtype=out_dtype, bad=bad)
   return loss if batched or reduction != "none" else loss[0]
+
+
+def _check_k_dimensional(target, probs, logits_shape, weight, where, num_classes):
+  """The K-dimensional path's argument checks, naming this function's arguments.
+
+  (It then calls :func:`jaxloss.cross_entropy` on logits it builds itself, whose
+  own errors would name ``cross_entropy`` and its ``input``.)
+  """
+  sample_shape = logits_shape[:1] + logits_shape[2:]
+  if not probs:
+    if jnp.issubdtype(target.dtype, jnp.floating):
+      raise ValueError(
+          f"{FN}: a floating-point `target` holds class probabilities and must have the "
+          f"logits' shape {logits_shape} (N, C, d1, ..., dK), got {tuple(target.shape)} "
+          "(class indices must be integers).")
+    target = C.as_int_array(FN, "target", target)
+    C.check_shape(FN, "target", target, sample_shape,
+                  f"class indices for logits of shape {logits_shape}: (N, d1, ..., dK)")
+  if weight is not None:
+    weight = C.as_float_array(FN, "weight", weight)
+    C.check_shape(FN, "weight", weight, (num_classes,), "one weight per class")
+  C.prepare_where(FN, where, sample_shape, "the per-sample loss (N, d1, ..., dK)")
 
 
 def _index_loss(x, w_lin, b, cw, counted, index, bad, eps, cv, num_chunks, acc):

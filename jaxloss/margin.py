@@ -286,6 +286,7 @@ def _hinge_embedding(input, target, margin, where, *, reduction, dtype, out_dtyp
 def multilabel_soft_margin_loss(input: ArrayLike, target: ArrayLike,
                                 weight: ArrayLike | None = None, size_average=None,
                                 reduce=None, reduction: str = "mean", *,
+                                axis: int | None = None,
                                 where: ArrayLike | None = None) -> Array:
   r"""Multi-label one-vs-all logistic loss, ``torch.nn.functional.multilabel_soft_margin_loss``.
 
@@ -304,11 +305,15 @@ def multilabel_soft_margin_loss(input: ArrayLike, target: ArrayLike,
       ``(C,)``, one per class).
     size_average, reduce: deprecated in torch; must be ``None``.
     reduction: ``'none' | 'mean' | 'sum'``.
+    axis: the class axis (keyword-only, beyond torch); ``None`` is torch's, the
+      **last** axis for this loss (so ``axis=-1`` changes nothing); e.g.
+      ``axis=1`` for ``(N, C, d1, ...)`` scores.
     where: optional bool mask broadcastable to the per-sample loss shape
-      ``input.shape[:-1]`` (``()`` for unbatched input).
+      (``input``'s shape without the class axis, ``input.shape[:-1]`` by
+      default; ``()`` for unbatched input).
 
   Returns:
-    The loss; ``input.shape[:-1]`` for ``'none'``.
+    The loss; ``input``'s shape without the class axis for ``'none'``.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -334,6 +339,9 @@ def multilabel_soft_margin_loss(input: ArrayLike, target: ArrayLike,
   if weight is not None:
     weight = _broadcast_to(fn, "weight", C.as_float_array(fn, "weight", weight),
                            input.shape, "input")
+  if axis is not None:  # the class axis goes last, torch's layout for this loss
+    input, target, weight = (None if a is None else C.move_class_axis(fn, axis, a, to=-1)
+                             for a in (input, target, weight))
   floats = _float_dtypes(input, target, weight)
   out_dtype = C.output_dtype(*floats)
   dtype = C.compute_dtype(*floats)
@@ -355,7 +363,7 @@ def _multilabel_soft_margin(input, target, weight, where, *, reduction, dtype, o
 
 
 def multilabel_margin_loss(input: ArrayLike, target: ArrayLike, size_average=None,
-                           reduce=None, reduction: str = "mean", *,
+                           reduce=None, reduction: str = "mean", *, axis: int | None = None,
                            where: ArrayLike | None = None) -> Array:
   r"""Multi-label hinge, ``torch.nn.functional.multilabel_margin_loss``.
 
@@ -383,6 +391,8 @@ def multilabel_margin_loss(input: ArrayLike, target: ArrayLike, size_average=Non
     target: integer class indices of ``input``'s shape, padded with ``-1``.
     size_average, reduce: deprecated in torch; must be ``None``.
     reduction: ``'none' | 'mean' | 'sum'``.
+    axis: the class axis of ``input`` and ``target`` (keyword-only, beyond
+      torch): ``None`` is torch's (1, or 0 for 1-D); ``0`` takes ``(C, N)``.
     where: optional bool mask of the per-sample loss, ``(N,)`` (or ``()``).
 
   Examples:
@@ -404,6 +414,11 @@ def multilabel_margin_loss(input: ArrayLike, target: ArrayLike, size_average=Non
   input = C.as_float_array(fn, "input", input)
   target = C.as_int_array(fn, "target", target)
   nframe, num_classes = _check_class_input(fn, input)
+  if axis is not None:
+    if input.ndim == 2 and target.ndim == 2:
+      target = C.move_class_axis(fn, axis, target, "target")
+    input = C.move_class_axis(fn, axis, input)
+    nframe, num_classes = _check_class_input(fn, input)
   if input.ndim == 2:
     C.check_shape(fn, "target", target, input.shape, "the shape of `input`")
   elif not (target.ndim <= 1 and target.size == num_classes):
@@ -453,7 +468,8 @@ def _multilabel_margin(input, target, where, *, reduction, dtype, out_dtype):
 
 def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: float = 1.0,
                       weight: ArrayLike | None = None, size_average=None, reduce=None,
-                      reduction: str = "mean", *, where: ArrayLike | None = None) -> Array:
+                      reduction: str = "mean", *, axis: int | None = None,
+                      where: ArrayLike | None = None) -> Array:
   r"""Multi-class hinge, ``torch.nn.functional.multi_margin_loss``.
 
   .. math::
@@ -475,11 +491,15 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
     input: scores ``(C,)`` or ``(N, C)``.
     target: integer class indices.
     p: ``1`` or ``2``, the hinge's power.
-    margin: the margin.
+    margin: the margin: a Python float (nan raises ``ValueError``) or a traced
+      scalar (a population under ``jax.vmap``, one compilation; a traced nan
+      gives ``nan``).
     weight: optional per-class weights ``(C,)``; the sample's term is scaled by
       the weight of its target class. Differentiable (torch refuses).
     size_average, reduce: deprecated in torch; must be ``None``.
     reduction: ``'none' | 'mean' | 'sum'``.
+    axis: the class axis of ``input`` (keyword-only, beyond torch): ``None`` is
+      torch's (1, or 0 for 1-D); ``0`` takes ``(C, N)`` scores.
     where: optional bool mask of the per-sample loss.
 
   Examples:
@@ -502,9 +522,13 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
   if isinstance(p, bool) or p not in (1, 2):
     raise ValueError(f"{fn}: only `p` == 1 and `p` == 2 are supported, got {p!r}.")
   p = int(p)
+  margin = C.numeric_option(fn, "margin", margin, _not_nan, "be a number, not nan")
   input = C.as_float_array(fn, "input", input)
   target = C.as_int_array(fn, "target", target)
   nframe, num_classes = _check_class_input(fn, input)
+  if axis is not None:
+    input = C.move_class_axis(fn, axis, input)
+    nframe, num_classes = _check_class_input(fn, input)
   if not (target.ndim <= 1 and target.size == nframe):
     expected = f"({nframe},)" + (" or ()" if nframe == 1 else "")
     raise ValueError(
@@ -521,11 +545,14 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
   out_shape = (nframe,) if target.ndim == 1 else ()
   where = C.prepare_where(fn, where, out_shape, "the per-sample loss")
   return _multi_margin(input, target, margin, weight, where, reduction=reduction, p=p,
-                       dtype=dtype, out_dtype=out_dtype)
+                       dtype=dtype, out_dtype=out_dtype,
+                       margin_traced=C.is_traced_option(margin))
 
 
-@functools.partial(jax.jit, static_argnames=("reduction", "p", "dtype", "out_dtype"))
-def _multi_margin(input, target, margin, weight, where, *, reduction, p, dtype, out_dtype):
+@functools.partial(jax.jit, static_argnames=("reduction", "p", "dtype", "out_dtype",
+                                             "margin_traced"))
+def _multi_margin(input, target, margin, weight, where, *, reduction, p, dtype, out_dtype,
+                  margin_traced):
   nframe, num_classes = _check_class_input("multi_margin_loss", input)
   out_shape = (nframe,) if target.ndim == 1 else ()
   t = _widen(jnp.reshape(target, (nframe,)))
@@ -538,6 +565,11 @@ def _multi_margin(input, target, margin, weight, where, *, reduction, p, dtype, 
   (x,) = C.mask_inputs(_sample_mask(where, nframe), 0,
                        C.upcast(jnp.reshape(input, (nframe, num_classes)), dtype))
   (x,) = C.nan_gradient_rows(bad, x)
+  bad_margin = None
+  if margin_traced:  # a traced nan margin: nan value and gradients (the hinge would hide it)
+    bad_margin = C.option_out_of_range("multi_margin_loss", "margin", margin, _not_nan,
+                                       "not be nan")
+    x = C.nan_gradient_where(bad_margin, x)
   is_target = t[:, None] == jnp.arange(num_classes)  # (n, C)
   x_target = jnp.sum(jnp.where(is_target, x, jnp.zeros((), dtype)), axis=1, keepdims=True)
   hinge = _positive_part(margin - x_target + x)
@@ -550,5 +582,10 @@ def _multi_margin(input, target, margin, weight, where, *, reduction, p, dtype, 
       w = jnp.where(where.reshape(nframe), w, jnp.zeros((), dtype))
     loss = loss * w
   loss = loss / num_classes
-  return C.reduce_loss(jnp.reshape(loss, out_shape), reduction, where, out_dtype=out_dtype,
-                       bad=jnp.reshape(bad, out_shape))
+  out = C.reduce_loss(jnp.reshape(loss, out_shape), reduction, where, out_dtype=out_dtype,
+                      bad=jnp.reshape(bad, out_shape))
+  return out if bad_margin is None else C.nan_where(bad_margin, out)
+
+
+def _not_nan(x):
+  return x == x

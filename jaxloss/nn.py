@@ -7,6 +7,10 @@ order and defaults), holds them, and calls the functional loss::
     loss = criterion(logits, labels)                 # == jaxloss.cross_entropy(...)
     loss = criterion(logits, labels, where=valid)    # jaxloss's keyword-only mask
 
+The wrappers of losses with a class axis also take a keyword-only ``axis``
+(beyond torch; ``None``, the default, is torch's layout), e.g.
+``CrossEntropyLoss(axis=-1)`` for class-last logits.
+
 The objects are plain, immutable Python objects with no parameters: closing over
 one inside a jitted function is free, and array options (``weight``,
 ``pos_weight``) are treated as constants of the traced program.
@@ -95,6 +99,11 @@ def _short(value: Any) -> str:
   return f"<array {tuple(shape)}>" if shape is not None else repr(value)
 
 
+def _axis(axis: int | None) -> dict:
+  """The keyword-only class ``axis`` (beyond torch), kept only when given: ``None`` is torch's."""
+  return {} if axis is None else {"axis": axis}
+
+
 def _reduction_only(name: str, size_average: Any, reduce: Any, reduction: str) -> dict:
   C.reject_legacy_args(name, size_average, reduce)
   return {"reduction": reduction}
@@ -135,15 +144,18 @@ class SmoothL1Loss(_Loss):
 
 
 class CrossEntropyLoss(_Loss):
-  """``torch.nn.CrossEntropyLoss``; see :func:`jaxloss.cross_entropy`."""
+  """``torch.nn.CrossEntropyLoss``; see :func:`jaxloss.cross_entropy`.
+
+  ``axis`` (keyword-only, beyond torch): the class axis; ``-1`` for class-last logits.
+  """
   _fn = staticmethod(cross_entropy)
 
   def __init__(self, weight: ArrayLike | None = None, size_average=None,
                ignore_index: int = -100, reduce=None, reduction: str = "mean",
-               label_smoothing: float = 0.0):
+               label_smoothing: float = 0.0, *, axis: int | None = None):
     C.reject_legacy_args("CrossEntropyLoss", size_average, reduce)
     super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction,
-                     label_smoothing=label_smoothing)
+                     label_smoothing=label_smoothing, **_axis(axis))
 
 
 class NLLLoss(_Loss):
@@ -151,9 +163,11 @@ class NLLLoss(_Loss):
   _fn = staticmethod(nll_loss)
 
   def __init__(self, weight: ArrayLike | None = None, size_average=None,
-               ignore_index: int = -100, reduce=None, reduction: str = "mean"):
+               ignore_index: int = -100, reduce=None, reduction: str = "mean", *,
+               axis: int | None = None):
     C.reject_legacy_args("NLLLoss", size_average, reduce)
-    super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction)
+    super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction,
+                     **_axis(axis))
 
 
 class LinearCrossEntropyLoss(_Loss):
@@ -241,18 +255,20 @@ class MultiLabelSoftMarginLoss(_Loss):
   _fn = staticmethod(multilabel_soft_margin_loss)
 
   def __init__(self, weight: ArrayLike | None = None, size_average=None, reduce=None,
-               reduction: str = "mean"):
+               reduction: str = "mean", *, axis: int | None = None):
     C.reject_legacy_args("MultiLabelSoftMarginLoss", size_average, reduce)
-    super().__init__(weight=weight, reduction=reduction)
+    super().__init__(weight=weight, reduction=reduction, **_axis(axis))
 
 
 class MultiLabelMarginLoss(_Loss):
   """``torch.nn.MultiLabelMarginLoss``; see :func:`jaxloss.multilabel_margin_loss`."""
   _fn = staticmethod(multilabel_margin_loss)
 
-  def __init__(self, size_average=None, reduce=None, reduction: str = "mean"):
+  def __init__(self, size_average=None, reduce=None, reduction: str = "mean", *,
+               axis: int | None = None):
     super().__init__(
-        **_reduction_only("MultiLabelMarginLoss", size_average, reduce, reduction))
+        **_reduction_only("MultiLabelMarginLoss", size_average, reduce, reduction),
+        **_axis(axis))
 
 
 class MultiMarginLoss(_Loss):
@@ -260,9 +276,10 @@ class MultiMarginLoss(_Loss):
   _fn = staticmethod(multi_margin_loss)
 
   def __init__(self, p: int = 1, margin: float = 1.0, weight: ArrayLike | None = None,
-               size_average=None, reduce=None, reduction: str = "mean"):
+               size_average=None, reduce=None, reduction: str = "mean", *,
+               axis: int | None = None):
     C.reject_legacy_args("MultiMarginLoss", size_average, reduce)
-    super().__init__(p=p, margin=margin, weight=weight, reduction=reduction)
+    super().__init__(p=p, margin=margin, weight=weight, reduction=reduction, **_axis(axis))
 
 
 class MarginRankingLoss(_Loss):
@@ -342,9 +359,10 @@ class CosFaceLoss(_Loss):
   _fn = staticmethod(cosface)
 
   def __init__(self, s: float = 64.0, m: float = 0.35, weight: ArrayLike | None = None,
-               ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
+               ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
+               *, axis: int | None = None):
     super().__init__(s=s, m=m, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                     label_smoothing=label_smoothing)
+                     label_smoothing=label_smoothing, **_axis(axis))
 
 
 class ArcFaceLoss(_Loss):
@@ -353,9 +371,9 @@ class ArcFaceLoss(_Loss):
 
   def __init__(self, s: float = 64.0, m: float = 0.5, weight: ArrayLike | None = None,
                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
-               *, easy_margin: bool = False):
+               *, easy_margin: bool = False, axis: int | None = None):
     super().__init__(s=s, m=m, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                     label_smoothing=label_smoothing, easy_margin=easy_margin)
+                     label_smoothing=label_smoothing, easy_margin=easy_margin, **_axis(axis))
 
 
 class SphereFaceLoss(_Loss):
@@ -369,9 +387,9 @@ class SphereFaceLoss(_Loss):
 
   def __init__(self, s: ArrayLike, m: int = 4, weight: ArrayLike | None = None,
                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
-               *, lambda_: float = 0.0):
+               *, lambda_: float = 0.0, axis: int | None = None):
     super().__init__(s=s, m=m, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                     label_smoothing=label_smoothing, lambda_=lambda_)
+                     label_smoothing=label_smoothing, lambda_=lambda_, **_axis(axis))
 
 
 class CombinedMarginLoss(_Loss):
@@ -380,9 +398,10 @@ class CombinedMarginLoss(_Loss):
 
   def __init__(self, s: float = 64.0, m1: float = 1.0, m2: float = 0.3, m3: float = 0.2,
                weight: ArrayLike | None = None, ignore_index: int = -100,
-               reduction: str = "mean", label_smoothing: float = 0.0):
+               reduction: str = "mean", label_smoothing: float = 0.0, *,
+               axis: int | None = None):
     super().__init__(s=s, m1=m1, m2=m2, m3=m3, weight=weight, ignore_index=ignore_index,
-                     reduction=reduction, label_smoothing=label_smoothing)
+                     reduction=reduction, label_smoothing=label_smoothing, **_axis(axis))
 
 
 class LargeMarginSoftmaxLoss(_Loss):
@@ -405,8 +424,9 @@ class SoftmaxFocalLoss(_Loss):
   _fn = staticmethod(softmax_focal_loss)
 
   def __init__(self, gamma: float = 2.0, alpha: ArrayLike | None = None,
-               reduction: str = "mean", ignore_index: int = -100):
-    super().__init__(gamma=gamma, alpha=alpha, reduction=reduction, ignore_index=ignore_index)
+               reduction: str = "mean", ignore_index: int = -100, *, axis: int | None = None):
+    super().__init__(gamma=gamma, alpha=alpha, reduction=reduction, ignore_index=ignore_index,
+                     **_axis(axis))
 
 
 class SigmoidFocalLoss(_Loss):
@@ -518,9 +538,10 @@ class AMLFSLoss(_Loss):
   _fn = staticmethod(amlfs_loss)
 
   def __init__(self, *, scale: ArrayLike, weight: ArrayLike | None = None,
-               ignore_index: int = -100, reduction: str = "mean", tau_min_ratio: float = 0.01):
+               ignore_index: int = -100, reduction: str = "mean", tau_min_ratio: float = 0.01,
+               axis: int | None = None):
     super().__init__(scale=scale, weight=weight, ignore_index=ignore_index,
-                     reduction=reduction, tau_min_ratio=tau_min_ratio)
+                     reduction=reduction, tau_min_ratio=tau_min_ratio, **_axis(axis))
 
 
 def __getattr__(name: str):

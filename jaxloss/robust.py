@@ -132,7 +132,7 @@ def _class_last(fn: str, input, axis: int) -> Array:
     raise ValueError(
         f"{fn}: `input` must have shape (C,), (N, C) or (N, C, d1, ..., dK), got "
         f"{tuple(input.shape)}.")
-  return jnp.moveaxis(input, C.class_axis(fn, input.ndim, axis), -1)
+  return jnp.moveaxis(input, C.class_axis(fn, axis, input), -1)
 
 
 def _require_two_classes(fn: str, num_classes: int, why: str) -> None:
@@ -276,8 +276,8 @@ _COMMON_ARGS = """    weight: optional class weights ``(C,)`` (differentiable): 
       over the counted samples, as :func:`jaxloss.cross_entropy`.
     ignore_index: a class index whose targets are ignored (loss ``0``, out of the mean).
     reduction: ``'none' | 'mean' | 'sum'``.
-    axis: the class axis of ``input`` (keyword-only): torch's ``1`` by default
-      (``0`` for an unbatched ``(C,)`` input), ``-1`` for JAX's class-last layout.
+    axis: the class axis of ``input`` (keyword-only): None (the default) is torch's layout,
+      axis 1 (0 for an unbatched ``(C,)`` input); ``-1`` is JAX's class-last layout.
     where: optional bool mask broadcastable to ``target``'s shape; masked samples
       leave the sum and the mean's denominator and get exactly-zero gradients.
 """
@@ -298,7 +298,7 @@ def _doc(f):
 @_doc
 def generalized_cross_entropy(input: ArrayLike, target: ArrayLike, q: float = 0.7,
                               weight: ArrayLike | None = None, ignore_index: int = -100,
-                              reduction: str = "mean", *, axis: int = 1,
+                              reduction: str = "mean", *, axis: int | None = None,
                               where: ArrayLike | None = None) -> Array:
   r"""Generalized cross-entropy (the :math:`\mathcal{L}_q` loss) on logits.
 
@@ -335,7 +335,7 @@ def generalized_cross_entropy(input: ArrayLike, target: ArrayLike, q: float = 0.
 def normalized_generalized_cross_entropy(input: ArrayLike, target: ArrayLike, q: float = 0.7,
                                          weight: ArrayLike | None = None,
                                          ignore_index: int = -100, reduction: str = "mean", *,
-                                         axis: int = 1,
+                                         axis: int | None = None,
                                          where: ArrayLike | None = None) -> Array:
   r"""Normalized generalized cross-entropy (NGCE) on logits.
 
@@ -371,7 +371,7 @@ def normalized_generalized_cross_entropy(input: ArrayLike, target: ArrayLike, q:
 @_doc
 def normalized_cross_entropy(input: ArrayLike, target: ArrayLike,
                              weight: ArrayLike | None = None, ignore_index: int = -100,
-                             reduction: str = "mean", *, axis: int = 1,
+                             reduction: str = "mean", *, axis: int | None = None,
                              where: ArrayLike | None = None) -> Array:
   r"""Normalized cross-entropy (NCE) on logits.
 
@@ -406,7 +406,7 @@ def normalized_cross_entropy(input: ArrayLike, target: ArrayLike,
 @_doc
 def normalized_focal_loss(input: ArrayLike, target: ArrayLike, gamma: float = 0.5,
                           weight: ArrayLike | None = None, ignore_index: int = -100,
-                          reduction: str = "mean", *, axis: int = 1,
+                          reduction: str = "mean", *, axis: int | None = None,
                           where: ArrayLike | None = None) -> Array:
   r"""Normalized focal loss (NFL) on logits.
 
@@ -445,7 +445,7 @@ def normalized_focal_loss(input: ArrayLike, target: ArrayLike, gamma: float = 0.
 @_doc
 def reverse_cross_entropy(input: ArrayLike, target: ArrayLike, A: float = -4.0,
                           weight: ArrayLike | None = None, ignore_index: int = -100,
-                          reduction: str = "mean", *, axis: int = 1,
+                          reduction: str = "mean", *, axis: int | None = None,
                           where: ArrayLike | None = None) -> Array:
   r"""Reverse cross-entropy (RCE) on logits.
 
@@ -483,7 +483,7 @@ def reverse_cross_entropy(input: ArrayLike, target: ArrayLike, A: float = -4.0,
 
 @_doc
 def softmax_mae_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
-                     ignore_index: int = -100, reduction: str = "mean", *, axis: int = 1,
+                     ignore_index: int = -100, reduction: str = "mean", *, axis: int | None = None,
                      where: ArrayLike | None = None) -> Array:
   r"""Mean absolute error between the softmax of logits and the one-hot target.
 
@@ -521,7 +521,7 @@ def softmax_mae_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | No
 def symmetric_cross_entropy(input: ArrayLike, target: ArrayLike, alpha: float = 0.1,
                             beta: float = 1.0, A: float = -4.0,
                             weight: ArrayLike | None = None, ignore_index: int = -100,
-                            reduction: str = "mean", *, axis: int = 1,
+                            reduction: str = "mean", *, axis: int | None = None,
                             where: ArrayLike | None = None) -> Array:
   r"""Symmetric cross-entropy (SCE): cross-entropy plus reverse cross-entropy.
 
@@ -562,7 +562,7 @@ def active_passive_loss(input: ArrayLike, target: ArrayLike, active: str = "nce"
                         passive: str = "rce", alpha: float = 1.0, beta: float = 1.0,
                         weight: ArrayLike | None = None, ignore_index: int = -100,
                         reduction: str = "mean", *, gamma: float = 0.5, q: float = 0.7,
-                        A: float = -4.0, axis: int = 1,
+                        A: float = -4.0, axis: int | None = None,
                         where: ArrayLike | None = None) -> Array:
   r"""An active-passive loss (APL): :math:`\alpha\,\mathcal{L}_\text{active} +
   \beta\,\mathcal{L}_\text{passive}`.
@@ -757,7 +757,7 @@ def _bi_tempered_kernel(input, target, weight, where, t1, t2, label_smoothing, *
       raise ValueError(
           f"{fn}: `ignore_index` is not supported for class-probability targets; it must "
           f"be negative (the default -100), got {ignore_index}.")
-    y = jnp.moveaxis(C.upcast(target, dtype), C.class_axis(fn, target.ndim, axis), -1)
+    y = jnp.moveaxis(C.upcast(target, dtype), C.class_axis(fn, axis, target, "target"), -1)
     counted = C.prepare_where(fn, where, x.shape[:-1],
                               "the per-sample loss (`input`'s shape without the class axis)")
     x = C.upcast(x, dtype)
@@ -785,7 +785,7 @@ def _bi_tempered_kernel(input, target, weight, where, t1, t2, label_smoothing, *
 def bi_tempered_logistic_loss(input: ArrayLike, target: ArrayLike, t1: float, t2: float,
                               label_smoothing: float = 0.0, num_iters: int = 5,
                               weight: ArrayLike | None = None, ignore_index: int = -100,
-                              reduction: str = "mean", *, axis: int = 1,
+                              reduction: str = "mean", *, axis: int | None = None,
                               where: ArrayLike | None = None) -> Array:
   r"""The bi-tempered logistic loss, equal to Google's reference JAX code.
 

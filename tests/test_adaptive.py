@@ -207,6 +207,15 @@ class AdaptiveBehaviourTest(parameterized.TestCase):
       fn(x, target, hw, tail[:1], (5, 12))
     with self.assertRaisesRegex(ValueError, r"`head_weight` must have shape \(7, 8\)"):
       fn(x, target, hw[:5], tail, (5, 12))
+    # A head_weight with the wrong in_features is reported as head_weight (it used to be
+    # reported as the tail projection that disagreed with it).
+    with self.assertRaisesRegex(ValueError, r"adaptive_log_softmax_with_loss: `head_weight` "
+                                r"must have shape \(7, 8\) \(.*`input`'s last axis\), got "
+                                r"\(7, 7\)"):
+      fn(x, target, hw[:, :7], tail, (5, 12))
+    with self.assertRaisesRegex(ValueError, r"adaptive_log_prob: `head_weight` must have shape "
+                                r"\(7, 8\)"):
+      adaptive.adaptive_log_prob(x, hw[:, :7], tail, (5, 12))
     with self.assertRaisesRegex(ValueError, r"`input` must be 2-D"):
       adaptive.adaptive_log_prob(x[0], hw, tail, (5, 12))
 

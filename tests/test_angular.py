@@ -489,7 +489,17 @@ class ErrorTest(absltest.TestCase):
         (lambda: jaxloss.cosface(cos, y, weight=jnp.ones(3)),
          r"cosface: `weight` must have shape \(4,\)"),
         (lambda: jaxloss.cosine_logits(jnp.ones((3, 4)), jnp.ones((5, 3))),
-         r"cosine_logits: the weight matrix must have layout \(C, D\) with D = 4"),
+         r"cosine_logits: `weight` \(the weight matrix\) must have layout \(C, D\) with D = 4"),
+        (lambda: jaxloss.large_margin_softmax(jnp.ones((3, 4)), jnp.ones((5, 3)), y),
+         r"large_margin_softmax: `weight_matrix` \(the weight matrix\) must have layout "
+         r"\(C, D\) with D = 4"),
+        (lambda: jaxloss.large_margin_softmax(jnp.ones((3, 4)), jnp.ones((5,)), y),
+         r"large_margin_softmax: `weight_matrix` \(the weight matrix\) must be 2-D"),
+        (lambda: jaxloss.cosface(cos.T, y), r"cosface: `target` must have shape \(4,\)"),
+        (lambda: jaxloss.cosface(cos, y, axis=0),
+         r"cosface: `target` must have shape \(4,\).*the class axis is 0, from axis=0; for "
+         r"class-last logits pass axis=-1"),
+        (lambda: jaxloss.cosface(cos, y, axis=2), r"cosface: `axis`=2 is out of range"),
         (lambda: jaxloss.cosine_logits(jnp.ones((3, 4)), jnp.ones((5, 4)), weight_layout="dc"),
          r"layout \(D, C\)"),
         (lambda: jaxloss.cosine_logits(jnp.ones((3, 4)), jnp.ones((5, 4)), weight_layout="xy"),

@@ -502,8 +502,9 @@ class ClassificationErrorTest(absltest.TestCase):
       with self.assertRaisesRegex(ValueError, r"cross_entropy: `label_smoothing` must lie in "
                                   r"\[0, 1\]"):
         jaxloss.cross_entropy(x, t, label_smoothing=eps)
-    with self.assertRaisesRegex(ValueError, "`label_smoothing` must be a static Python float"):
-      jax.jit(lambda e: jaxloss.cross_entropy(x, t, label_smoothing=e))(0.1)
+    # A traced label_smoothing is the static call's value (issue 22).
+    traced = jax.jit(lambda e: jaxloss.cross_entropy(x, t, label_smoothing=e))(0.1)
+    chex.assert_trees_all_close(traced, jaxloss.cross_entropy(x, t, label_smoothing=0.1))
     with self.assertRaisesRegex(ValueError, "`ignore_index` is not supported for "
                                 "class-probability targets"):
       jaxloss.cross_entropy(x, jnp.ones((4, 5)), ignore_index=0)

@@ -391,5 +391,38 @@ class CtcErrorTest(parameterized.TestCase):
       jaxloss.ctc_loss(jnp.zeros((T, C)), jnp.ones(S, jnp.int32), jnp.array([T, T]), 2)
 
 
+class CtcNeverNegativeTest(absltest.TestCase):
+  """A rounding-negative loss (optax#1771: float32 gives -8e-8, torch -0.0) is +0.0."""
+
+  # log_softmax of these logits, target [2]: the path probability rounds above 1 in
+  # float32, so the unclamped float32 loss is -2.7e-8 (the true loss is ~1e-17).
+  LOGITS = np.array([[[-38.35, -33.46, 24.56]], [[58.59, 34.02, 41.16]],
+                     [[40.55, -21.96, 15.36]]], np.float32)
+  ARGS = (jnp.array([[2]]), jnp.array([3]), jnp.array([1]))
+
+  def test_float32_loss_is_zero_not_negative_with_torchs_gradient(self):
+    lp = jax.nn.log_softmax(jnp.asarray(self.LOGITS), -1)
+    for reduction in ("none", "sum", "mean"):
+      value, grad = jax.value_and_grad(
+          lambda a, r=reduction: jnp.sum(jaxloss.ctc_loss(a, *self.ARGS, reduction=r)))(lp)
+      self.assertEqual(float(value), 0.0)
+      self.assertFalse(np.signbit(float(value)))  # +0.0: log(loss) is -inf, not nan
+      t_lp = torch.tensor(np.asarray(lp), requires_grad=True)
+      t_loss = F.ctc_loss(t_lp, *(torch.tensor(np.asarray(a)) for a in self.ARGS),
+                          reduction=reduction).sum()
+      t_loss.backward()
+      self.assertLessEqual(abs(t_loss.item()), 1e-7)
+      np.testing.assert_allclose(np.asarray(grad), t_lp.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+  def test_unnormalised_log_probs_keep_a_negative_loss(self):
+    # Raw log_probs (torch accepts them) can give a truly negative loss: it is kept.
+    lp = jnp.full((3, 1, 3), 0.5, jnp.float32)
+    loss = jaxloss.ctc_loss(lp, *self.ARGS, reduction="sum")
+    t_loss = F.ctc_loss(torch.full((3, 1, 3), 0.5), *(torch.tensor(np.asarray(a))
+                                                        for a in self.ARGS), reduction="sum")
+    self.assertLess(float(loss), 0.0)
+    np.testing.assert_allclose(float(loss), t_loss.item(), rtol=1e-6)
+
+
 if __name__ == "__main__":
   absltest.main()

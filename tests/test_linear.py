@@ -183,6 +183,27 @@ class LinearCrossEntropyBehaviourTest(parameterized.TestCase):
     hess = jax.jit(jax.jacrev(jax.jacrev(loss)))(self.x, self.w)
     chex.assert_trees_all_close(hess, jax.hessian(ref)(self.x, self.w), rtol=1e-10, atol=1e-13)
 
+  def test_jax_hessian_equals_the_naive_forms(self):
+    # README and the module docstring used to say that jax.hessian raises: it is
+    # jacfwd(jacrev(f)), and the forward mode runs over the custom VJP's backward pass.
+    loss = lambda x, w: _lce(x, w, self.t, self.b, self.cw, label_smoothing=0.1, chunk_size=4)
+    ref = lambda x, w: _reference(x, w, self.t, self.b, self.cw, label_smoothing=0.1)
+    hess = jax.jit(jax.hessian(loss, (0, 1)))(self.x, self.w)
+    chex.assert_trees_all_close(hess, jax.hessian(ref, (0, 1))(self.x, self.w), rtol=1e-10,
+                                atol=1e-13)
+
+  def test_torch_options_are_accepted_and_change_nothing(self):
+    want = _lce(self.x, self.w, self.t, self.b, self.cw, chunk_size=4)
+    for options in (torch.nn.LinearCrossEntropyOptions(),
+                    torch.nn.LinearCrossEntropyOptions(batch_chunk_size=2, chunking_method=None,
+                                                       acc_policy="accurate"),
+                    {"chunking_method": "aspect_ratio:2"}):
+      got = _lce(self.x, self.w, self.t, self.b, self.cw, chunk_size=4, options=options)
+      chex.assert_trees_all_close(got, want, rtol=1e-14)
+    module = jaxloss.nn.LinearCrossEntropyLoss(options=torch.nn.LinearCrossEntropyOptions())
+    chex.assert_trees_all_close(module(self.x, self.w, self.t), _lce(self.x, self.w, self.t,
+                                                                     None, None), rtol=1e-12)
+
   def test_forward_mode_raises(self):
     loss = lambda x: _lce(x, self.w, self.t, None, None, chunk_size=4)
     with self.assertRaisesRegex(TypeError, "custom_vjp"):
@@ -267,7 +288,20 @@ class LinearCrossEntropyBehaviourTest(parameterized.TestCase):
         (dict(target=q, ignore_index=-100), r"`ignore_index` cannot be specified"),
         (dict(target=t[:3]), r"`target` must have shape \(6,\)"),
         (dict(weight=np.ones(3)), r"`weight` must have shape \(11,\)"),
-        (dict(options=object()), r"`options`"),
+        (dict(options=object()), r"`options` must be None or torch's "
+                                 r"LinearCrossEntropyOptions"),
+        (dict(options={"chunk_size": 3}), r"`options` has fields \['chunk_size'\]"),
+        # K-dimensional heads: the errors name this function and its own arguments.
+        (dict(linear_weight=w[:, None], target=t[:3]),
+         r"`target` must have shape \(6, 1\) \(class indices for logits of shape "
+         r"\(6, 11, 1\)"),
+        (dict(linear_weight=w[:, None], target=t[:, None].astype(float)),
+         r"a floating-point `target` holds class probabilities and must have the logits' "
+         r"shape \(6, 11, 1\)"),
+        (dict(linear_weight=w[:, None], target=t[:, None], weight=np.ones(3)),
+         r"`weight` must have shape \(11,\)"),
+        (dict(linear_weight=w[:, None], target=t[:, None], where=np.ones(4, bool)),
+         r"`where` of shape \(4,\) must be broadcastable to the shape of the per-sample loss"),
         (dict(chunk_size=0), r"`chunk_size` must be a positive int"),
         (dict(label_smoothing=1.5), r"`label_smoothing` must lie in \[0, 1\]"),
         (dict(reduction="batchmean"), r"`reduction` must be one of"),

@@ -195,6 +195,38 @@ _CASES["bi_tempered_logistic_loss_traced_t2"] = Case(
     lambda x, t, t2, **kw: jaxloss.bi_tempered_logistic_loss(x, t, 0.5, t2, **kw),
     (_X, _GOOD_T, jnp.array(1.5)), (_X, _GOOD_T, jnp.array(-1.0)), _ALL, np.ones((N, C), bool),
     r"bi_tempered_logistic_loss: `t2` must be finite and positive; got -1")
+# Traced numeric options (issue 22): out of range or nan gives nan everywhere.
+_ALL_IN = np.ones((N, C), bool)
+_CASES["cross_entropy_traced_label_smoothing"] = Case(
+    lambda x, t, e, **kw: jaxloss.cross_entropy(x, t, label_smoothing=e, **kw),
+    (_X, _GOOD_T, jnp.array(0.1)), (_X, _GOOD_T, jnp.array(1.5)), _ALL, _ALL_IN,
+    r"cross_entropy: `label_smoothing` must lie in \[0, 1\]; got 1.5")
+_CASES["softmax_focal_loss_traced_gamma"] = Case(
+    lambda x, t, g, **kw: jaxloss.softmax_focal_loss(x, t, gamma=g, **kw),
+    (_X, _GOOD_T, jnp.array(2.0)), (_X, _GOOD_T, jnp.array(-1.0)), _ALL, _ALL_IN,
+    r"softmax_focal_loss: `gamma` must be non-negative; got -1")
+_CASES["sigmoid_focal_loss_traced_alpha"] = Case(
+    lambda x, t, a, **kw: jaxloss.sigmoid_focal_loss(x, t, alpha=a, **kw),
+    (_X, _P, jnp.array(0.25)), (_X, _P, jnp.array(jnp.nan)), _ALL_IN, _ALL_IN,
+    r"sigmoid_focal_loss: `alpha` must not be nan")
+_CASES["multi_margin_loss_traced_margin"] = Case(
+    lambda x, t, m, **kw: jaxloss.multi_margin_loss(x, t, margin=m, **kw),
+    (_X, _GOOD_T, jnp.array(1.0)), (_X, _GOOD_T, jnp.array(jnp.nan)), _ALL, _ALL_IN,
+    r"multi_margin_loss: `margin` must not be nan")
+_CASES["arcface_traced_margin"] = Case(
+    lambda c, t, m, **kw: jaxloss.arcface(c, t, scale=8.0, m=m, **kw),
+    (_COS, _GOOD_T, jnp.array(0.5)), (_COS, _GOOD_T, jnp.array(4.0)), _ALL, _ALL_IN,
+    r"arcface: `m` must lie in \[0, pi\) radians; got 4")
+_CASES["sphereface_traced_lambda"] = Case(
+    lambda c, t, lam, **kw: jaxloss.sphereface(c, t, scale=8.0, lambda_=lam, **kw),
+    (_COS, _GOOD_T, jnp.array(5.0)), (_COS, _GOOD_T, jnp.array(-1.0)), _ALL, _ALL_IN,
+    r"sphereface: `lambda_` must be non-negative; got -1")
+# A class-shaped `where` (optax's) that masks out a sample's target class.
+_CLASS_MASK = jnp.ones((N, C), bool).at[0, 2].set(False)
+_CASES["cross_entropy_target_class_masked_by_where"] = Case(
+    lambda x, t, **kw: jaxloss.cross_entropy(x, t, where=_CLASS_MASK, **kw),
+    (_X, _GOOD_T), (_X, jnp.array([2, 1, 3])), _ROW0, _rows(_ROW0),
+    r"cross_entropy: `target` holds class 2, which `where` masks out of the softmax")
 _CASES["ctc_concatenated_length_mismatch"] = Case(
     lambda lp, t, il, tl, **kw: jaxloss.ctc_loss(lp, t, il, tl, **kw),
     _ctc([1, 2, 3, 4]), _ctc([1, 2, 3, 4], tl=[2, 1]), np.array([True, True]),
