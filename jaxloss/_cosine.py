@@ -7,6 +7,7 @@ the public losses document what these helpers check.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax
@@ -28,21 +29,23 @@ def maybe_concrete(value: Any) -> float | None:
 
 def resolve_scale(fn: str, scale: ArrayLike | None, s: ArrayLike | None,
                   default: float | None) -> ArrayLike:
-  """The logit scale from ``scale`` or its alias ``s`` (one of them, or ``default``).
+  """The logit scale from ``scale`` (or the deprecated ``s``), else ``default``.
 
-  ``scale`` is the public name everywhere; ``s`` (insightface's and the papers'
-  name) is accepted as an equivalent keyword, without deprecation.
+  ``scale`` is the public name everywhere. ``s`` (insightface's and the papers'
+  name) is the one deprecation path (a ``DeprecationWarning``, as optax deprecates):
+  it goes away at the first release.
   """
   if s is not None:
+    warnings.warn(f"{fn}: `s` is deprecated and will be removed; pass the logit scale as "
+                  "`scale`.", DeprecationWarning, stacklevel=3)
     if scale is not None:
       raise ValueError(
-          f"{fn}: pass the logit scale once, as `scale` or as its alias `s`, not both.")
+          f"{fn}: pass the logit scale once, as `scale` (`s` is its deprecated name).")
     scale = s
   if scale is None:
     if default is None:
       raise ValueError(
-          f"{fn}: `scale` is required (a float or an array broadcastable to (N, C); `s` is "
-          "an alias).")
+          f"{fn}: `scale` is required (a float or an array broadcastable to (N, C)).")
     scale = default
   return scale
 

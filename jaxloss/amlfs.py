@@ -270,8 +270,8 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *,
     theta: ``(4 * M,)``: ``[a_t, b_t, a_tau, b_tau]`` (differentiable). vmap over
       a leading population axis for a population of losses.
     scale: **required**: a float ``s`` or an array broadcastable to ``(N, C)``
-      (e.g. ``|W_j| |x_i|``); may be traced. ``s=`` is an equivalent alias
-      keyword (the margin losses' traditional name).
+      (e.g. ``|W_j| |x_i|``); may be traced. ``s=`` is its deprecated name
+      (a ``DeprecationWarning``; the margin losses' traditional name).
     weight: optional class weights ``(C,)``: ``l_i`` is multiplied by
       ``weight[y_i]`` and ``'mean'`` divides by the summed weights of the
       counted samples (as :func:`jaxloss.cross_entropy`).

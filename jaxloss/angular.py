@@ -21,7 +21,7 @@ W_j^\top x` for L-Softmax). The modified logits then go through
 ``cross_entropy`` semantics).
 
 The logit scale :math:`s` is the argument ``scale`` of every loss here (and of
-:func:`jaxloss.amlfs_loss`); ``s=`` is accepted as an equivalent keyword alias.
+:func:`jaxloss.amlfs_loss`); ``s=`` is its deprecated name (a warning).
 Passing both raises ``ValueError``.
 
 Invalid input gives ``nan``. A class index outside ``[0, C)`` (not
@@ -507,7 +507,8 @@ def cosface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = None
       or ``(C,)`` with a scalar ``target``.
     target: ``(N,)`` integer class indices.
     scale: the logit scale :math:`s`, a float or an array broadcastable to
-      ``(N, C)``; ``s=`` is an equivalent alias keyword.
+      ``(N, C)``; ``s=`` is its deprecated name
+      (a ``DeprecationWarning``).
     m: the cosine margin (negative values are allowed); may be traced (a
       population of margins under ``jax.vmap``, one compilation).
     weight, ignore_index, reduction, label_smoothing, where: as in
@@ -624,7 +625,8 @@ def sphereface(cosine: ArrayLike, target: ArrayLike, scale: ArrayLike | None = N
 
   Args:
     scale: the logit scale :math:`s`, a float or an array broadcastable to
-      ``(N, C)``; ``s=`` is an equivalent alias keyword.
+      ``(N, C)``; ``s=`` is its deprecated name
+      (a ``DeprecationWarning``).
     m: the integer margin (authors' default 4).
     lambda_: the annealing weight :math:`\lambda \ge 0` (``0``: pure A-Softmax);
       may be traced (a traced negative value gives ``nan``). The authors anneal

@@ -358,10 +358,11 @@ class CosFaceLoss(_Loss):
   """CosFace on cosine logits; call as ``loss(cosine, target)``. See :func:`jaxloss.cosface`."""
   _fn = staticmethod(cosface)
 
-  def __init__(self, s: float = 64.0, m: float = 0.35, weight: ArrayLike | None = None,
+  def __init__(self, scale: float = 64.0, m: float = 0.35, weight: ArrayLike | None = None,
                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
                *, axis: int | None = None):
-    super().__init__(s=s, m=m, weight=weight, ignore_index=ignore_index, reduction=reduction,
+    super().__init__(scale=scale, m=m, weight=weight, ignore_index=ignore_index,
+                     reduction=reduction,
                      label_smoothing=label_smoothing, **_axis(axis))
 
 
@@ -369,26 +370,28 @@ class ArcFaceLoss(_Loss):
   """ArcFace on cosine logits; call as ``loss(cosine, target)``. See :func:`jaxloss.arcface`."""
   _fn = staticmethod(arcface)
 
-  def __init__(self, s: float = 64.0, m: float = 0.5, weight: ArrayLike | None = None,
+  def __init__(self, scale: float = 64.0, m: float = 0.5, weight: ArrayLike | None = None,
                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
                *, easy_margin: bool = False, axis: int | None = None):
-    super().__init__(s=s, m=m, weight=weight, ignore_index=ignore_index, reduction=reduction,
+    super().__init__(scale=scale, m=m, weight=weight, ignore_index=ignore_index,
+                     reduction=reduction,
                      label_smoothing=label_smoothing, easy_margin=easy_margin, **_axis(axis))
 
 
 class SphereFaceLoss(_Loss):
   """SphereFace (A-Softmax) on cosine logits; see :func:`jaxloss.sphereface`.
 
-  ``s`` is required (the authors scale by the feature norm). ``lambda_`` is fixed per
+  ``scale`` is required (the authors scale by the feature norm). ``lambda_`` is fixed per
   object; for an annealed schedule call :func:`jaxloss.sphereface` with
   :func:`jaxloss.margin_lambda` of the step.
   """
   _fn = staticmethod(sphereface)
 
-  def __init__(self, s: ArrayLike, m: int = 4, weight: ArrayLike | None = None,
+  def __init__(self, scale: ArrayLike, m: int = 4, weight: ArrayLike | None = None,
                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
                *, lambda_: float = 0.0, axis: int | None = None):
-    super().__init__(s=s, m=m, weight=weight, ignore_index=ignore_index, reduction=reduction,
+    super().__init__(scale=scale, m=m, weight=weight, ignore_index=ignore_index,
+                     reduction=reduction,
                      label_smoothing=label_smoothing, lambda_=lambda_, **_axis(axis))
 
 
@@ -396,11 +399,11 @@ class CombinedMarginLoss(_Loss):
   """``s * (cos(m1 theta + m2) - m3)`` on the target; see :func:`jaxloss.combined_margin`."""
   _fn = staticmethod(combined_margin)
 
-  def __init__(self, s: float = 64.0, m1: float = 1.0, m2: float = 0.3, m3: float = 0.2,
+  def __init__(self, scale: float = 64.0, m1: float = 1.0, m2: float = 0.3, m3: float = 0.2,
                weight: ArrayLike | None = None, ignore_index: int = -100,
                reduction: str = "mean", label_smoothing: float = 0.0, *,
                axis: int | None = None):
-    super().__init__(s=s, m1=m1, m2=m2, m3=m3, weight=weight, ignore_index=ignore_index,
+    super().__init__(scale=scale, m1=m1, m2=m2, m3=m3, weight=weight, ignore_index=ignore_index,
                      reduction=reduction, label_smoothing=label_smoothing, **_axis(axis))
 
 
@@ -411,10 +414,11 @@ class LargeMarginSoftmaxLoss(_Loss):
   """
   _fn = staticmethod(large_margin_softmax)
 
-  def __init__(self, m: int = 2, s: float = 1.0, weight: ArrayLike | None = None,
+  def __init__(self, m: int = 2, scale: float = 1.0, weight: ArrayLike | None = None,
                ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
                *, weight_layout: str = "cd", lambda_: float = 0.0, eps: float = 1e-12):
-    super().__init__(m=m, s=s, weight=weight, ignore_index=ignore_index, reduction=reduction,
+    super().__init__(m=m, scale=scale, weight=weight, ignore_index=ignore_index,
+                     reduction=reduction,
                      label_smoothing=label_smoothing, weight_layout=weight_layout,
                      lambda_=lambda_, eps=eps)
 

@@ -264,7 +264,7 @@ def _softmax_loss(fn, input, target, terms, coefs, params, weight, ignore_index,
                   axis, where):
   C.check_reduction(fn, reduction)
   ignore_index = C.static_int(fn, "ignore_index", ignore_index)
-  axis = C.static_int(fn, "axis", axis)
+  axis = None if axis is None else C.static_int(fn, "axis", axis)
   coefs = {k: _hyper(fn, k, v) for k, v in coefs.items()}
   params = {k: _hyper(fn, k, v) for k, v in params.items()}
   return _softmax_kernel(input, target, weight, where, coefs, params, fn=fn, terms=terms,
@@ -858,7 +858,7 @@ def bi_tempered_logistic_loss(input: ArrayLike, target: ArrayLike, t1: float, t2
   fn = "bi_tempered_logistic_loss"
   C.check_reduction(fn, reduction)
   ignore_index = C.static_int(fn, "ignore_index", ignore_index)
-  axis = C.static_int(fn, "axis", axis)
+  axis = None if axis is None else C.static_int(fn, "axis", axis)
   num_iters = C.static_int(fn, "num_iters", num_iters)
   if num_iters < 1:
     raise ValueError(f"{fn}: `num_iters` must be positive, got {num_iters}.")

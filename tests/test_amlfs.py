@@ -315,11 +315,12 @@ class ErrorTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "amlfs_loss: pass the logit scale once"):
       jaxloss.amlfs_loss(cos, y, th, scale=2.0, s=2.0)
 
-  def test_s_is_an_alias_of_scale(self):
+  def test_s_is_the_deprecated_name_of_scale(self):
     cos = jnp.tanh(jax.random.normal(jax.random.key(0), (3, 4)))
     y, th = jnp.array([0, 3, 1]), jaxloss.cosface_theta(0.2)
-    chex.assert_trees_all_equal(jaxloss.amlfs_loss(cos, y, th, s=7.0),
-                                jaxloss.amlfs_loss(cos, y, th, scale=7.0))
+    with self.assertWarnsRegex(DeprecationWarning, "`s` is deprecated"):
+      value = jaxloss.amlfs_loss(cos, y, th, s=7.0)
+    chex.assert_trees_all_equal(value, jaxloss.amlfs_loss(cos, y, th, scale=7.0))
 
   def test_checkify_reports(self):
     checked = jax.jit(checkify.checkify(

@@ -159,7 +159,7 @@ class ReferenceTest(chex.TestCase):
       return np_margin_loss(cos, y, s * xn * wn, np_sphere(m, lam))
     for m, lam, s in ((3, 2.0, 1.0), (4, 0.0, 0.5)):
       def fn(a, b):
-        return jaxloss.large_margin_softmax(a, b, y, m=m, s=s, lambda_=lam)
+        return jaxloss.large_margin_softmax(a, b, y, m=m, scale=s, lambda_=lam)
       np.testing.assert_allclose(fn(x, w), ref(x, w, m, lam, s), rtol=1e-12)
       gx, gw = jax.grad(fn, (0, 1))(x, w)
       np.testing.assert_allclose(gx, num_grad(lambda a: ref(a, w, m, lam, s), x), rtol=1e-6,
@@ -295,11 +295,11 @@ class EdgeTest(chex.TestCase):
     cos[1, y[1]] = -1.0
 
     def all_losses(c):  # a nan or inf anywhere shows in the sum and its gradient
-      return sum(fn(c, y, **dict(kw, s=1e4)) for fn, _, kw in FAMILY.values())
+      return sum(fn(c, y, **dict(kw, scale=1e4)) for fn, _, kw in FAMILY.values())
     val, grad = jax.jit(jax.value_and_grad(all_losses))(jnp.asarray(cos, jnp.float32))
     self.assertTrue(np.isfinite(float(val)) and np.all(np.isfinite(grad)))
     for fn, make, kw in FAMILY.values():
-      np.testing.assert_allclose(fn(cos, y, **dict(kw, s=1e4)),
+      np.testing.assert_allclose(fn(cos, y, **dict(kw, scale=1e4)),
                                  np_margin_loss(cos, y, 1e4, make(kw)), rtol=1e-10)
     rng = np.random.default_rng(9)
     x, w = 1e4 * rng.normal(size=(N, D)), rng.normal(size=(C, D))
@@ -371,10 +371,10 @@ class PMLParityTest(ParityTestCase):
     if name == "sphereface":
       def jfn(a, b):
         cos, xn, _ = jaxloss.cosine_logits(a, b, weight_layout="dc", return_norms=True)
-        return jaxloss.sphereface(cos, y, s=xn, m=4)
+        return jaxloss.sphereface(cos, y, scale=xn, m=4)
       return jfn, self._pml_fn(pml.SphereFaceLoss, y)
     def jfn(a, b):
-      return jaxloss.large_margin_softmax(a, b, y, m=3, s=1.5, weight_layout="dc")
+      return jaxloss.large_margin_softmax(a, b, y, m=3, scale=1.5, weight_layout="dc")
     return jfn, self._pml_fn(pml.LargeMarginSoftmaxLoss, y, margin=3, scale=1.5)
 
   @chex.variants(with_jit=True, without_jit=True)
@@ -471,10 +471,10 @@ class ErrorTest(absltest.TestCase):
          r"arcface: `target` must have shape \(3,\)"),
         (lambda: jaxloss.arcface(cos, y.astype(float)), r"arcface: `target` must be an integer"),
         (lambda: jaxloss.cosface(cos.astype(int), y), r"cosface: `cosine` must be a floating"),
-        (lambda: jaxloss.cosface(cos, y, s=jnp.ones(3)),
+        (lambda: jaxloss.cosface(cos, y, scale=jnp.ones(3)),
          r"cosface: `scale` of shape \(3,\) must be broadcastable"),
         (lambda: jaxloss.cosface(cos, y, 30.0, s=30.0),
-         r"cosface: pass the logit scale once, as `scale` or as its alias `s`"),
+         r"cosface: pass the logit scale once, as `scale`"),
         (lambda: jaxloss.sphereface(cos, y), r"sphereface: `scale` is required"),
         (lambda: jaxloss.arcface(cos, y, m=4.0), r"arcface: `m` must lie in \[0, pi\)"),
         (lambda: jaxloss.sphereface(cos, y, 1.0, m=2.5), r"sphereface: `m` must be an integer"),
@@ -516,17 +516,18 @@ class ErrorTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "cannot be|must"):
       jax.jit(lambda c: jaxloss.cosface(c, y)).lower(jnp.zeros((3, 4, 1)))
 
-  def test_scale_and_its_alias_s(self):
-    # `scale` is the public name (positional slot 3, or keyword); `s` an equivalent keyword.
+  def test_scale_and_its_deprecated_name_s(self):
+    # `scale` is the public name (positional slot 3, or keyword); `s` warns and still works.
     cos = jnp.tanh(jax.random.normal(jax.random.key(0), (3, 4)))
     y = jnp.array([0, 3, 1])
     for fn in (jaxloss.cosface, jaxloss.arcface, jaxloss.sphereface, jaxloss.combined_margin):
       by_position = fn(cos, y, 12.0)
       chex.assert_trees_all_equal(fn(cos, y, scale=12.0), by_position)
-      chex.assert_trees_all_equal(fn(cos, y, s=12.0), by_position)
+      with self.assertWarnsRegex(DeprecationWarning, "`s` is deprecated"):
+        chex.assert_trees_all_equal(fn(cos, y, s=12.0), by_position)
     x, w = jnp.ones((3, 2)) + jnp.eye(3, 2), jnp.eye(4, 2) + 0.5
     chex.assert_trees_all_equal(jaxloss.large_margin_softmax(x, w, y, 2, 3.0),
-                                jaxloss.large_margin_softmax(x, w, y, s=3.0))
+                                jaxloss.large_margin_softmax(x, w, y, scale=3.0))
     chex.assert_trees_all_equal(jaxloss.cosface(cos, y), jaxloss.cosface(cos, y, 64.0))
 
   def test_checkify_reports(self):

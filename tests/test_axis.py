@@ -148,7 +148,7 @@ class AxisOwnLayoutTest(parameterized.TestCase):
     chex.assert_trees_all_close(jaxloss.nn.SoftmaxFocalLoss(axis=2)(moved, t),
                                 jaxloss.softmax_focal_loss(x, t), rtol=1e-6)
     cos, y = _cos((4, 5)), _classes((4,), 5)
-    chex.assert_trees_all_close(jaxloss.nn.ArcFaceLoss(s=8.0, axis=0)(cos.T, y),
+    chex.assert_trees_all_close(jaxloss.nn.ArcFaceLoss(scale=8.0, axis=0)(cos.T, y),
                                 jaxloss.arcface(cos, y, scale=8.0), rtol=1e-6)
     self.assertNotIn("axis", repr(jaxloss.nn.CrossEntropyLoss()))  # torch's repr by default
 

@@ -153,11 +153,11 @@ class WrapperBehaviourTest(absltest.TestCase):
     y = jnp.asarray(_labels)
     theta = jaxloss.cosface_theta(0.3)
     cases = [
-        (nn.CosFaceLoss(s=30.0, m=0.2), jaxloss.cosface(cos, y, 30.0, 0.2), (cos, y)),
+        (nn.CosFaceLoss(scale=30.0, m=0.2), jaxloss.cosface(cos, y, 30.0, 0.2), (cos, y)),
         (nn.ArcFaceLoss(easy_margin=True), jaxloss.arcface(cos, y, easy_margin=True), (cos, y)),
-        (nn.SphereFaceLoss(s=8.0, lambda_=5.0), jaxloss.sphereface(cos, y, 8.0, lambda_=5.0),
+        (nn.SphereFaceLoss(scale=8.0, lambda_=5.0), jaxloss.sphereface(cos, y, 8.0, lambda_=5.0),
          (cos, y)),
-        (nn.CombinedMarginLoss(s=16.0), jaxloss.combined_margin(cos, y, 16.0), (cos, y)),
+        (nn.CombinedMarginLoss(scale=16.0), jaxloss.combined_margin(cos, y, 16.0), (cos, y)),
         (nn.SoftmaxFocalLoss(gamma=1.5), jaxloss.softmax_focal_loss(cos, y, 1.5), (cos, y)),
         (nn.AMLFSLoss(scale=10.0), jaxloss.amlfs_loss(cos, y, theta, scale=10.0),
          (cos, y, theta)),
