@@ -211,7 +211,17 @@ from jaxloss.robust import (
     softmax_mae_loss,
     symmetric_cross_entropy,
 )
-from jaxloss.segmentation import binary_dice_loss, dice_loss, multiclass_generalized_dice_loss
+from jaxloss.segmentation import (
+    binary_dice_loss,
+    dice_cross_entropy_loss,
+    dice_loss,
+    lovasz_hinge_loss,
+    lovasz_softmax_loss,
+    multiclass_generalized_dice_loss,
+    soft_dice_loss,
+    soft_jaccard_loss,
+    soft_tversky_loss,
+)
 from jaxloss.self_supervised import ntxent
 
 __version__ = "0.1.0"
@@ -240,6 +250,7 @@ __all__ = [
     "cross_entropy",
     "ctc_loss",
     "ctc_loss_with_forward_probs",
+    "dice_cross_entropy_loss",
     "dice_loss",
     "fit_theta",
     "gaussian_nll_loss",
@@ -253,6 +264,8 @@ __all__ = [
     "large_margin_softmax",
     "linear_cross_entropy",
     "log_cosh",
+    "lovasz_hinge_loss",
+    "lovasz_softmax_loss",
     "make_fenchel_young_loss",
     "margin_lambda",
     "margin_ranking_loss",
@@ -278,7 +291,10 @@ __all__ = [
     "safe_softmax_cross_entropy",
     "sigmoid_focal_loss",
     "smooth_l1_loss",
+    "soft_dice_loss",
+    "soft_jaccard_loss",
     "soft_margin_loss",
+    "soft_tversky_loss",
     "softmax_focal_loss",
     "softmax_mae_loss",
     "sparsemax_loss",
