@@ -514,6 +514,27 @@ _SMP_COMMON = """
     loss and its gradients ``nan`` (reported under ``checkify``; smp raises)."""
 
 
+_SMP_DOC_PARTS = {
+    "{SMP_ARGS}": _SMP_ARGS,
+    "{SMP_ARGS_LOGITS}": _SMP_ARGS.replace(" (probabilities if ``from_logits=False``)", ""),
+    "{SMP_COMMON}": _SMP_COMMON,
+    "{SMP_TVERSKY}": _SMP_COMMON.replace("""
+    class_weights:""", """
+    alpha: weight of the false positives (traced).
+    beta: weight of the false negatives (traced).
+    gamma: the focal exponent of the reduced loss (traced).
+    class_weights:"""),
+}
+
+
+def _smp_doc(fn):
+  """Fills the shared argument descriptions into ``fn``'s docstring."""
+  for key, text in _SMP_DOC_PARTS.items():
+    fn.__doc__ = fn.__doc__.replace(key, text)
+  return fn
+
+
+@_smp_doc
 def soft_dice_loss(y_pred: ArrayLike, y_true: ArrayLike, mode: str, *,
                    classes: Sequence[int] | None = None, log_loss: bool = False,
                    from_logits: bool = True, smooth: ArrayLike = 0.0,
@@ -536,7 +557,7 @@ def soft_dice_loss(y_pred: ArrayLike, y_true: ArrayLike, mode: str, *,
   (class axis last, per-sample losses, ``smooth=1`` in both terms,
   ``1 - (I + s) / ((P + T)/2 + s)``, no empty-class rule).
 
-  Args:""" + _SMP_ARGS + _SMP_COMMON + """
+  Args:{SMP_ARGS}{SMP_COMMON}
 
   Examples:
     >>> import jax.numpy as jnp
@@ -559,6 +580,7 @@ def soft_dice_loss(y_pred: ArrayLike, y_true: ArrayLike, mode: str, *,
                        where=where)
 
 
+@_smp_doc
 def soft_jaccard_loss(y_pred: ArrayLike, y_true: ArrayLike, mode: str, *,
                       classes: Sequence[int] | None = None, log_loss: bool = False,
                       from_logits: bool = True, smooth: ArrayLike = 0.0,
@@ -571,7 +593,7 @@ def soft_jaccard_loss(y_pred: ArrayLike, y_true: ArrayLike, mode: str, *,
 
   .. math:: \ell_c = 1 - \frac{I_c + s}{\max(P_c + T_c - I_c + s, \epsilon)}.
 
-  Args:""" + _SMP_ARGS + _SMP_COMMON + """
+  Args:{SMP_ARGS}{SMP_COMMON}
 
   Examples:
     >>> import jax.numpy as jnp
@@ -593,6 +615,7 @@ def soft_jaccard_loss(y_pred: ArrayLike, y_true: ArrayLike, mode: str, *,
                        where=where)
 
 
+@_smp_doc
 def soft_tversky_loss(y_pred: ArrayLike, y_true: ArrayLike, mode: str, *,
                       classes: Sequence[int] | None = None, log_loss: bool = False,
                       from_logits: bool = True, smooth: ArrayLike = 0.0,
@@ -612,12 +635,7 @@ def soft_tversky_loss(y_pred: ArrayLike, y_true: ArrayLike, mode: str, *,
   the class-averaged loss (Abraham and Khan apply it per class); under
   ``reduction='none'`` it applies per class.
 
-  Args:""" + _SMP_ARGS + _SMP_COMMON.replace("""
-    class_weights:""", """
-    alpha: weight of the false positives (traced).
-    beta: weight of the false negatives (traced).
-    gamma: the focal exponent of the reduced loss (traced).
-    class_weights:""") + """
+  Args:{SMP_ARGS}{SMP_TVERSKY}
 
   Examples:
     >>> import jax.numpy as jnp
@@ -641,6 +659,89 @@ def soft_tversky_loss(y_pred: ArrayLike, y_true: ArrayLike, mode: str, *,
                        smooth=smooth, ignore_index=ignore_index, eps=eps,
                        class_weights=class_weights, reduction=reduction, axis=axis,
                        where=where)
+
+
+@functools.partial(jax.jit, static_argnames=("mode", "from_logits"))
+def _generalized_dice_kernel(x, t, valid, bad, smooth, eps, *, mode, from_logits):
+  out_dtype = C.output_dtype(x)
+  dtype = C.compute_dtype(x)
+  x, t = C.upcast(x, dtype), C.upcast(t, dtype)
+  zero = jnp.zeros((), dtype)
+  if valid is not None:
+    x, t = C.mask_inputs(valid, 0, x, t)
+  if bad is not None:
+    x = C.nan_gradient_where(bad[:, None, :], x)
+  p = smp_probabilities(x, mode, from_logits)
+  if valid is not None:
+    p, t = jnp.where(valid, p, zero), jnp.where(valid, t, zero)
+  intersection, pred_sum, target_sum = soft_counts(p, t, (0, 2), None)
+  present = target_sum > 0
+  # Sudre's 1 / T_c^2; an absent class (infinite weight) gets the largest finite weight,
+  # as MONAI's GeneralizedDiceLoss(batch=True).
+  weights = jnp.where(present, 1.0 / jnp.where(present, target_sum, 1.0) ** 2, zero)
+  weights = jnp.where(present, weights, jnp.max(weights))
+  smooth, eps = jnp.asarray(smooth, dtype), jnp.asarray(eps, dtype)
+  numerator = 2.0 * jnp.sum(weights * intersection) + smooth
+  denominator = jnp.sum(weights * (pred_sum + target_sum)) + smooth
+  loss = 1.0 - numerator / _clamp_min(denominator, eps)
+  if bad is not None:
+    loss = C.nan_where(jnp.any(bad), loss)
+  return loss.astype(out_dtype)
+
+
+@_smp_doc
+def generalized_soft_dice_loss(y_pred: ArrayLike, y_true: ArrayLike, mode: str, *,
+                               from_logits: bool = True, smooth: ArrayLike = 0.0,
+                               ignore_index: int | float | None = None, eps: ArrayLike = 1e-7,
+                               axis: int = 1, where: ArrayLike | None = None) -> Array:
+  r"""Generalised Dice loss (Sudre et al.) in segmentation-models-pytorch's convention.
+
+  smp has no generalised Dice loss; this one takes smp's arguments and counts
+  (summed over the batch and the spatial axes, as smp's :func:`soft_dice_loss`)
+  and MONAI's weights, ``GeneralizedDiceLoss(batch=True, w_type='square')``:
+
+  .. math:: \ell = 1 - \frac{2 \sum_c w_c I_c + s}{\max(\sum_c w_c (P_c + T_c) + s,
+     \epsilon)}, \qquad w_c = 1 / T_c^2,
+
+  with :math:`I_c = \sum p t` and the weight of a class absent from ``y_true``
+  (infinite) replaced by the largest finite weight, as MONAI. MONAI's
+  ``smooth_nr = smooth_dr = 1e-5`` is ``smooth=1e-5`` here. optax's
+  :func:`multiclass_generalized_dice_loss` differs: per-sample Dice losses
+  weighted by normalised ``1 / (F_c^2 + 1e-7)`` and averaged.
+
+  Args:{SMP_ARGS}
+    from_logits: apply the mode's activation to ``y_pred``.
+    smooth: added to numerator and denominator (traced).
+    ignore_index: a target value whose pixels (multiclass) or entries leave
+      every count, with zero gradient.
+    eps: the denominator's lower bound (traced).
+    axis: the class axis of ``y_pred`` (keyword-only, default ``1``).
+    where: optional bool mask of ``y_pred``'s shape or of its shape without
+      ``axis``; exactly-zero gradients outside. Beyond smp and MONAI.
+
+  Returns:
+    The scalar loss; ``nan`` (values and gradients, reported under
+    ``checkify``) for a counted multiclass label outside ``[0, C)``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> logits = jnp.array([[[2.0, 0.5, -1.0], [-1.0, 0.0, 1.0]]])
+    >>> labels = jnp.array([[0, 0, 1]])
+    >>> out = jaxloss.generalized_soft_dice_loss(logits, labels, 'multiclass')
+    >>> print(f"{float(out):.4f}")
+    0.2106
+
+  References:
+    - Sudre et al., "Generalised Dice overlap as a deep learning loss function
+      for highly unbalanced segmentations", DLMIA 2017.
+      https://arxiv.org/abs/1707.03237
+    - MONAI, ``monai.losses.GeneralizedDiceLoss``.
+  """
+  fn = "generalized_soft_dice_loss"
+  x, t, valid, bad, _ = smp_inputs(fn, y_pred, y_true, mode, axis, ignore_index, where)
+  return _generalized_dice_kernel(x, t, valid, bad, smooth, eps, mode=mode,
+                                  from_logits=bool(from_logits))
 
 
 # ----------------------------------------------------------------------------
@@ -823,8 +924,6 @@ def lovasz_hinge_loss(y_pred: ArrayLike, y_true: ArrayLike, mode: str = "binary"
     raise ValueError(f"{fn}: `mode` must be 'binary' or 'multilabel', got {mode!r} (use "
                      f"lovasz_softmax_loss for 'multiclass').")
   x, t, valid, _, _ = smp_inputs(fn, y_pred, y_true, mode, axis, ignore_index, where)
-  if mode == "multilabel":  # smp flattens each image in (C, *spatial) order; sorting ignores it
-    pass
   return _lovasz_hinge_kernel(x, t, valid, per_image=bool(per_image))
 
 
@@ -858,6 +957,7 @@ def _segmentation_ce_kernel(x, t, valid, bad, *, mode):
   return loss.astype(out_dtype)
 
 
+@_smp_doc
 def dice_cross_entropy_loss(y_pred: ArrayLike, y_true: ArrayLike, mode: str, *,
                             lambda_dice: ArrayLike = 1.0, lambda_ce: ArrayLike = 1.0,
                             classes: Sequence[int] | None = None, log_loss: bool = False,
@@ -874,7 +974,7 @@ def dice_cross_entropy_loss(y_pred: ArrayLike, y_true: ArrayLike, mode: str, *,
   (MONAI's ``DiceCELoss``). ``classes`` and ``class_weights`` apply to the Dice
   term only.
 
-  Args:""" + _SMP_ARGS.replace(" (probabilities if ``from_logits=False``)", "") + """
+  Args:{SMP_ARGS_LOGITS}
     lambda_dice: weight of the Dice term (traced).
     lambda_ce: weight of the cross-entropy term (traced).
     classes, log_loss, smooth, ignore_index, eps, class_weights, axis, where:

@@ -712,6 +712,7 @@ from unittest import mock  # noqa: E402
 import chex  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import pytest  # noqa: E402
 from absl.testing import absltest, parameterized  # noqa: E402
 from jax.experimental import checkify  # noqa: E402
 
@@ -898,7 +899,33 @@ class DiceCrossEntropyParityTest(ParityTestCase):
         torch_fn, (x, y))
 
 
+class GeneralizedDiceMonaiParityTest(ParityTestCase):
+  """smp has no generalised Dice: MONAI's GeneralizedDiceLoss(batch=True) is the reference."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.named_parameters(
+      (f"{mode}_{dtype.__name__}", mode, dtype)
+      for mode in ("multiclass", "multilabel", "binary") for dtype in DTYPES)
+  def test_parity(self, mode, dtype):
+    monai_losses = pytest.importorskip("monai.losses")
+    x, y = _inputs(mode, dtype, 21)
+    if mode == "multiclass":
+      criterion = monai_losses.GeneralizedDiceLoss(softmax=True, to_onehot_y=True, batch=True)
+      torch_fn = lambda a, b: criterion(a, b[:, None])
+    else:
+      criterion = monai_losses.GeneralizedDiceLoss(sigmoid=True, batch=True)
+      torch_fn = lambda a, b: criterion(a, b.reshape(a.shape))
+    if dtype == np.float64:  # MONAI computes the weights of `.float()` counts in float32;
+      # the counts are small integers (exact in float32): their weights in float64
+      criterion.w_func = lambda counts: 1.0 / (counts.double() * counts.double())
+    self.assert_parity(
+        lambda a, b: jaxloss.generalized_soft_dice_loss(a, b, mode, smooth=1e-5), torch_fn,
+        (x, y))
+
+
 ALL_LOSSES = (
+    ("generalized_soft_dice_loss",
+     lambda x, y, **k: jaxloss.generalized_soft_dice_loss(x, y, "multiclass", **k)),
     ("soft_dice_loss", lambda x, y, **k: jaxloss.soft_dice_loss(x, y, "multiclass", **k)),
     ("soft_jaccard_loss", lambda x, y, **k: jaxloss.soft_jaccard_loss(x, y, "multiclass", **k)),
     ("soft_tversky_loss",
