@@ -923,6 +923,37 @@ class GeneralizedDiceMonaiParityTest(ParityTestCase):
         (x, y))
 
 
+class WrapperTest(ParityTestCase):
+  """jaxloss.nn's classes under smp's names, against smp's classes."""
+
+  @chex.variants(with_jit=True)
+  @parameterized.named_parameters(
+      ("DiceLoss", "DiceLoss", "multiclass", dict(smooth=1.0, classes=[0, 1])),
+      ("JaccardLoss", "JaccardLoss", "multilabel", dict(log_loss=True)),
+      ("TverskyLoss", "TverskyLoss", "multiclass", dict(alpha=0.2, beta=0.8, gamma=2.0)),
+      ("LovaszLoss_multiclass", "LovaszLoss", "multiclass", dict(per_image=True)),
+      ("LovaszLoss_binary", "LovaszLoss", "binary", {}))
+  def test_wrapper(self, name, mode, opts):
+    x, y = _inputs(mode, np.float32, 31)
+    ours = getattr(jaxloss.nn, name)(mode, **opts)
+    self.assertIn(mode, repr(ours))
+    self.assert_parity(lambda a, b: ours(a, b), globals()[name](mode, **opts), (x, y))
+    keep = np.ones(y.shape, bool)
+    chex.assert_trees_all_close(ours(x, y, where=keep), ours(x, y), rtol=1e-6)
+
+  def test_monai_names(self):
+    x, y = _inputs("multiclass", np.float64, 32)
+    chex.assert_trees_all_close(
+        jaxloss.nn.GeneralizedDiceLoss("multiclass", smooth=1e-5)(x, y),
+        jaxloss.generalized_soft_dice_loss(x, y, "multiclass", smooth=1e-5), rtol=1e-12)
+    chex.assert_trees_all_close(
+        jaxloss.nn.DiceCELoss("multiclass", lambda_ce=0.5, ignore_index=-1)(x, y),
+        jaxloss.dice_cross_entropy_loss(x, y, "multiclass", lambda_ce=0.5, ignore_index=-1),
+        rtol=1e-12)
+    with self.assertRaisesRegex(ValueError, "from_logits"):
+      jaxloss.nn.LovaszLoss("binary", from_logits=False)
+
+
 ALL_LOSSES = (
     ("generalized_soft_dice_loss",
      lambda x, y, **k: jaxloss.generalized_soft_dice_loss(x, y, "multiclass", **k)),
