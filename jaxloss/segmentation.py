@@ -351,16 +351,21 @@ def smp_inputs(fn: str, y_pred: ArrayLike, y_true: ArrayLike, mode: str, axis: i
                        f"`axis`, got {num_classes}.")
     y_true = C.as_int_array(fn, "y_true", y_true)
     C.check_shape(fn, "y_true", y_true, sample_shape, "`y_pred`'s shape without `axis`")
-    # 2**64 fits no integer dtype: prepare_class_index then ignores nothing.
-    ignore = 2 ** 64 if ignore_index is None else C.static_int(fn, "ignore_index", ignore_index)
-    counted, index = C.prepare_class_index(fn, y_true, sample_shape, num_classes, ignore,
-                                           None, "`y_pred`'s shape without `axis`")
-    bad = C.invalid_class_index(index, num_classes)
-    index = jnp.where(bad, jnp.zeros((), index.dtype), index)
+    if y_true.dtype.itemsize < 4:  # room for C and for any ignore_index
+      y_true = y_true.astype(jnp.int32)
+    counted = jnp.ones(sample_shape, bool)
+    if ignore_index is not None:
+      ignore = C.static_int(fn, "ignore_index", ignore_index)
+      info = jnp.iinfo(y_true.dtype)
+      if info.min <= ignore <= info.max:  # else no label can equal it
+        counted = y_true != jnp.asarray(ignore, y_true.dtype)
+    if where is not None:  # a pixel counts where all its entries do
+      counted = counted & jnp.all(where, axis=ax)
+    C.check_index_range(fn, "y_true", y_true, num_classes, valid=counted)
+    bad = counted & ((y_true < 0) | (y_true >= num_classes))
+    index = jnp.where(counted & ~bad, y_true, jnp.zeros((), y_true.dtype))
     t = jnp.moveaxis(jax.nn.one_hot(index, num_classes, dtype=x.dtype), -1, 1)
-    valid = jnp.broadcast_to(counted[:, None], x.shape)
-    if ignore_index is None:
-      valid = None
+    valid = None if ignore_index is None else jnp.broadcast_to(counted[:, None], x.shape)
     bad = bad.reshape(n, -1)
   else:
     y_true = C.as_float_array(fn, "y_true", y_true)

@@ -979,7 +979,7 @@ class SmpContractTest(chex.TestCase):
     self.assertTrue(np.isnan(value))
     self.assertTrue(np.isnan(np.asarray(grad)[0, :, 1, 2]).all())
     err, _ = checkify.checkify(jax.jit(lambda a: fn(a, bad)))(x)
-    self.assertIn("outside [0, 3)", str(err.get()))
+    self.assertIn("`y_true` holds class index 3 outside [0, 3)", str(err.get()))
     err, out = checkify.checkify(jax.jit(lambda a: fn(a, y)))(x)  # the valid half
     self.assertIsNone(err.get())
     self.assertTrue(np.isfinite(out))
