@@ -65,6 +65,19 @@ Noisy labels (``robust``; ``jaxloss.nn`` class in parentheses)::
   active_passive_loss                   NCE+RCE, NFL+MAE, ...      (ActivePassiveLoss)
   bi_tempered_logistic_loss             Amid et al. 2019           (BiTemperedLogisticLoss)
 
+Segmentation in segmentation-models-pytorch's convention (``segmentation``;
+torch's ``(N, C, *spatial)``, ``mode``, ``from_logits``, ``smooth``, ``eps``,
+``ignore_index``, ``classes``, ``class_weights``; ``jaxloss.nn`` class in
+parentheses; ``docs/segmentation.md``)::
+
+  soft_dice_loss               smp DiceLoss                      (DiceLoss)
+  soft_jaccard_loss            smp JaccardLoss                   (JaccardLoss)
+  soft_tversky_loss            smp TverskyLoss, focal: gamma     (TverskyLoss)
+  lovasz_softmax_loss          smp LovaszLoss('multiclass')      (LovaszLoss)
+  lovasz_hinge_loss            smp LovaszLoss('binary'/'multilabel')
+  generalized_soft_dice_loss   MONAI GeneralizedDiceLoss(batch)  (GeneralizedDiceLoss)
+  dice_cross_entropy_loss      Dice + CE (MONAI DiceCELoss)      (DiceCELoss)
+
 Coming from optax: a counterpart for each of optax 0.2.8's 32 ``optax.losses``
 names, each row the same number (``tests/test_optax_parity.py``). torch's functions
 take the class axis at position 1 and reduce with ``reduction=``; the functions

@@ -1,6 +1,6 @@
-r"""Segmentation losses: soft Dice (Tversky) losses, as optax's.
+r"""Segmentation losses: optax's soft Dice (Tversky) losses and smp's overlap losses.
 
-Every loss here compares soft predictions :math:`p_{ic}` (probabilities from
+optax's losses here compare soft predictions :math:`p_{ic}` (probabilities from
 logits, unless the caller passes probabilities) with targets :math:`t_{ic}`
 through per-class soft counts over the spatial axes,
 
@@ -18,8 +18,16 @@ with a sigmoid instead of the softmax. ``reduction`` reduces over the
 leave every count and get exactly-zero gradients, e.g. to ignore padding or
 "void" regions.
 
-Another overlap loss (Jaccard, Lovasz) belongs here, built on the same two
-helpers.
+The second family follows segmentation-models-pytorch's convention instead
+(torch's ``(N, C, *spatial)`` layout with ``axis=1``, ``mode`` 'binary' /
+'multiclass' / 'multilabel', ``from_logits``, ``smooth``, ``eps``,
+``ignore_index``, ``classes``, ``class_weights``; one scalar over the whole
+batch): :func:`soft_dice_loss`, :func:`soft_jaccard_loss`,
+:func:`soft_tversky_loss` (focal-Tversky with ``gamma``),
+:func:`generalized_soft_dice_loss`, :func:`lovasz_softmax_loss`,
+:func:`lovasz_hinge_loss` and :func:`dice_cross_entropy_loss`, equal to smp's
+code (``tests/test_segmentation_smp.py``). ``docs/segmentation.md`` has the
+torch -> jaxloss table and where MONAI, kornia and optax differ.
 """
 
 from __future__ import annotations
