@@ -791,9 +791,19 @@ def _jax_opts(opts):
 class SmpOverlapParityTest(ParityTestCase):
   """Values and gradients against smp's DiceLoss / JaccardLoss / TverskyLoss."""
 
-  @chex.variants(with_jit=True, without_jit=True)
+  @chex.variants(with_jit=True)
   @parameterized.named_parameters(*_overlap_params())
   def test_parity(self, mode, opts, in_opts, make, fn, loss_opts, dtype, seed):
+    self._check(mode, opts, in_opts, make, fn, loss_opts, dtype, seed)
+
+  # Eager too, for the losses' shared code path (Dice and focal-Tversky), to keep the suite fast.
+  @chex.variants(without_jit=True)
+  @parameterized.named_parameters(
+      p for p in _overlap_params() if p["testcase_name"].startswith(("dice", "focal")))
+  def test_parity_eager(self, mode, opts, in_opts, make, fn, loss_opts, dtype, seed):
+    self._check(mode, opts, in_opts, make, fn, loss_opts, dtype, seed)
+
+  def _check(self, mode, opts, in_opts, make, fn, loss_opts, dtype, seed):
     x, y = _inputs(mode, dtype, seed, **in_opts)
     criterion = make(mode=mode, **opts, **loss_opts)
     jopts = {**_jax_opts(opts), **loss_opts}
