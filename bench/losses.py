@@ -177,6 +177,14 @@ def optax_named_cases(ks, n, x, t, logits, labels, probs, logp, binary, a, p):
        mean(o.binary_dice_loss), (x, binary)),
       ("multiclass_generalized_dice_loss", jaxloss.multiclass_generalized_dice_loss,
        o.multiclass_generalized_dice_loss, (seg, seg_t)),
+      # smp's convention against optax's dice_loss configured to the same value (counts over
+      # the batch too, no smoothing; every class present); ours takes the class indices.
+      ("soft_dice_loss (vs optax dice_loss)",
+       lambda s, q: jaxloss.soft_dice_loss(s, jnp.argmax(q, -1), "multiclass", axis=-1),
+       lambda s, q: o.dice_loss(s, q, smooth=0.0, axis=(0, 1, 2)).mean(), (seg, seg_t)),
+      ("lovasz_softmax_loss (no optax peer)",
+       lambda s, q: jaxloss.lovasz_softmax_loss(s, jnp.argmax(q, -1), axis=-1), None,
+       (seg, seg_t)),
       ("ntxent", lambda e, y: jaxloss.ntxent(e, y, 0.5), lambda e, y: o.ntxent(e, y, 0.5),
        (emb, groups)),
       ("ranking_softmax_loss", jaxloss.ranking_softmax_loss, o.ranking_softmax_loss,

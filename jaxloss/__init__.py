@@ -65,6 +65,19 @@ Noisy labels (``robust``; ``jaxloss.nn`` class in parentheses)::
   active_passive_loss                   NCE+RCE, NFL+MAE, ...      (ActivePassiveLoss)
   bi_tempered_logistic_loss             Amid et al. 2019           (BiTemperedLogisticLoss)
 
+Segmentation in segmentation-models-pytorch's convention (``segmentation``;
+torch's ``(N, C, *spatial)``, ``mode``, ``from_logits``, ``smooth``, ``eps``,
+``ignore_index``, ``classes``, ``class_weights``; ``jaxloss.nn`` class in
+parentheses; ``docs/segmentation.md``)::
+
+  soft_dice_loss               smp DiceLoss                      (DiceLoss)
+  soft_jaccard_loss            smp JaccardLoss                   (JaccardLoss)
+  soft_tversky_loss            smp TverskyLoss, focal: gamma     (TverskyLoss)
+  lovasz_softmax_loss          smp LovaszLoss('multiclass')      (LovaszLoss)
+  lovasz_hinge_loss            smp LovaszLoss('binary'/'multilabel')
+  generalized_soft_dice_loss   MONAI GeneralizedDiceLoss(batch)  (GeneralizedDiceLoss)
+  dice_cross_entropy_loss      Dice + CE (MONAI DiceCELoss)      (DiceCELoss)
+
 Coming from optax: a counterpart for each of optax 0.2.8's 32 ``optax.losses``
 names, each row the same number (``tests/test_optax_parity.py``). torch's functions
 take the class axis at position 1 (pass the keyword ``axis=-1`` for JAX's class-last
@@ -212,7 +225,18 @@ from jaxloss.robust import (
     softmax_mae_loss,
     symmetric_cross_entropy,
 )
-from jaxloss.segmentation import binary_dice_loss, dice_loss, multiclass_generalized_dice_loss
+from jaxloss.segmentation import (
+    binary_dice_loss,
+    dice_cross_entropy_loss,
+    dice_loss,
+    generalized_soft_dice_loss,
+    lovasz_hinge_loss,
+    lovasz_softmax_loss,
+    multiclass_generalized_dice_loss,
+    soft_dice_loss,
+    soft_jaccard_loss,
+    soft_tversky_loss,
+)
 from jaxloss.self_supervised import ntxent
 
 __version__ = "0.1.0"
@@ -241,11 +265,13 @@ __all__ = [
     "cross_entropy",
     "ctc_loss",
     "ctc_loss_with_forward_probs",
+    "dice_cross_entropy_loss",
     "dice_loss",
     "fit_theta",
     "gaussian_nll_loss",
     "generalized_cross_entropy",
     "generalized_kl_divergence",
+    "generalized_soft_dice_loss",
     "hinge_embedding_loss",
     "huber_loss",
     "identity_theta",
@@ -254,6 +280,8 @@ __all__ = [
     "large_margin_softmax",
     "linear_cross_entropy",
     "log_cosh",
+    "lovasz_hinge_loss",
+    "lovasz_softmax_loss",
     "make_fenchel_young_loss",
     "margin_lambda",
     "margin_ranking_loss",
@@ -279,7 +307,10 @@ __all__ = [
     "safe_softmax_cross_entropy",
     "sigmoid_focal_loss",
     "smooth_l1_loss",
+    "soft_dice_loss",
+    "soft_jaccard_loss",
     "soft_margin_loss",
+    "soft_tversky_loss",
     "softmax_focal_loss",
     "softmax_mae_loss",
     "sparsemax_loss",

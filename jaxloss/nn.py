@@ -62,6 +62,15 @@ from jaxloss.robust import (
   softmax_mae_loss,
   symmetric_cross_entropy,
 )
+from jaxloss.segmentation import (
+  dice_cross_entropy_loss,
+  generalized_soft_dice_loss,
+  lovasz_hinge_loss,
+  lovasz_softmax_loss,
+  soft_dice_loss,
+  soft_jaccard_loss,
+  soft_tversky_loss,
+)
 
 ArrayLike = C.ArrayLike
 
@@ -546,6 +555,95 @@ class AMLFSLoss(_Loss):
                axis: int | None = None):
     super().__init__(scale=scale, weight=weight, ignore_index=ignore_index,
                      reduction=reduction, tau_min_ratio=tau_min_ratio, **_axis(axis))
+
+
+# ----------------------------------------------------------------------------
+# segmentation-models-pytorch's loss classes (smp.losses), and MONAI's names for
+# the two smp lacks; `mode` first, smp's argument order, then jaxloss's keywords.
+# ----------------------------------------------------------------------------
+
+
+class DiceLoss(_Loss):
+  """smp's ``DiceLoss``; see :func:`jaxloss.soft_dice_loss` (optax's is ``dice_loss``)."""
+  _fn = staticmethod(soft_dice_loss)
+
+  def __init__(self, mode: str, classes: list[int] | None = None, log_loss: bool = False,
+               from_logits: bool = True, smooth: float = 0.0, ignore_index: int | None = None,
+               eps: float = 1e-7, class_weights: ArrayLike | None = None, *,
+               reduction: str = "mean", axis: int = 1):
+    super().__init__(mode=mode, classes=None if classes is None else tuple(classes),
+                     log_loss=log_loss, from_logits=from_logits, smooth=smooth,
+                     ignore_index=ignore_index, eps=eps, class_weights=class_weights,
+                     reduction=reduction, axis=axis)
+
+
+class JaccardLoss(DiceLoss):
+  """smp's ``JaccardLoss``; see :func:`jaxloss.soft_jaccard_loss`."""
+  _fn = staticmethod(soft_jaccard_loss)
+
+
+class TverskyLoss(_Loss):
+  """smp's ``TverskyLoss`` (focal-Tversky with ``gamma``); see :func:`jaxloss.soft_tversky_loss`."""
+  _fn = staticmethod(soft_tversky_loss)
+
+  def __init__(self, mode: str, classes: list[int] | None = None, log_loss: bool = False,
+               from_logits: bool = True, smooth: float = 0.0, ignore_index: int | None = None,
+               eps: float = 1e-7, alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0,
+               class_weights: ArrayLike | None = None, *, reduction: str = "mean",
+               axis: int = 1):
+    super().__init__(mode=mode, classes=None if classes is None else tuple(classes),
+                     log_loss=log_loss, from_logits=from_logits, smooth=smooth,
+                     ignore_index=ignore_index, eps=eps, alpha=alpha, beta=beta, gamma=gamma,
+                     class_weights=class_weights, reduction=reduction, axis=axis)
+
+
+class LovaszLoss(_Loss):
+  """smp's ``LovaszLoss``: :func:`jaxloss.lovasz_softmax_loss` in 'multiclass' mode,
+  :func:`jaxloss.lovasz_hinge_loss` (on logits) in 'binary' and 'multilabel' modes."""
+
+  def __init__(self, mode: str, per_image: bool = False, ignore_index: int | None = None,
+               from_logits: bool = True, *, axis: int = 1):
+    if mode not in ("binary", "multiclass", "multilabel"):
+      raise ValueError(f"LovaszLoss: `mode` must be 'binary', 'multiclass' or 'multilabel', "
+                       f"got {mode!r}.")
+    if mode != "multiclass" and not from_logits:  # smp ignores it; the hinge needs logits
+      raise ValueError("LovaszLoss: the Lovasz hinge ('binary', 'multilabel') takes logits: "
+                       "`from_logits` must be True.")
+    super().__init__(mode=mode, per_image=per_image, ignore_index=ignore_index,
+                     from_logits=from_logits, axis=axis)
+
+  def __call__(self, *inputs: ArrayLike, where: ArrayLike | None = None):
+    o = self._options
+    if o["mode"] == "multiclass":
+      return lovasz_softmax_loss(*inputs, per_image=o["per_image"],
+                                 ignore_index=o["ignore_index"],
+                                 from_logits=o["from_logits"], axis=o["axis"], where=where)
+    return lovasz_hinge_loss(*inputs, o["mode"], per_image=o["per_image"],
+                             ignore_index=o["ignore_index"], axis=o["axis"], where=where)
+
+
+class GeneralizedDiceLoss(_Loss):
+  """Generalised Dice (MONAI's name, smp has none): :func:`jaxloss.generalized_soft_dice_loss`."""
+  _fn = staticmethod(generalized_soft_dice_loss)
+
+  def __init__(self, mode: str, from_logits: bool = True, smooth: float = 0.0,
+               ignore_index: int | None = None, eps: float = 1e-7, *, axis: int = 1):
+    super().__init__(mode=mode, from_logits=from_logits, smooth=smooth,
+                     ignore_index=ignore_index, eps=eps, axis=axis)
+
+
+class DiceCELoss(_Loss):
+  """Dice + cross-entropy (MONAI's name); see :func:`jaxloss.dice_cross_entropy_loss`."""
+  _fn = staticmethod(dice_cross_entropy_loss)
+
+  def __init__(self, mode: str, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
+               classes: list[int] | None = None, log_loss: bool = False, smooth: float = 0.0,
+               ignore_index: int | None = None, eps: float = 1e-7,
+               class_weights: ArrayLike | None = None, *, axis: int = 1):
+    super().__init__(mode=mode, lambda_dice=lambda_dice, lambda_ce=lambda_ce,
+                     classes=None if classes is None else tuple(classes), log_loss=log_loss,
+                     smooth=smooth, ignore_index=ignore_index, eps=eps,
+                     class_weights=class_weights, axis=axis)
 
 
 def __getattr__(name: str):

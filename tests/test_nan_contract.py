@@ -233,6 +233,23 @@ _CASES["ctc_concatenated_length_mismatch"] = Case(
     np.ones(_LP.shape, bool), r"ctc_loss: concatenated `targets` must have length "
     r"sum\(target_lengths\) = 3, got 4")
 
+# Segmentation (smp's layout): logits (2, 3 classes, 4 pixels), labels (2, 4); pixel (0, 1)
+# holds class 3 of 3.
+_SEG_X = jax.random.normal(jax.random.key(2), (2, 3, 4))
+_SEG_T = jnp.array([[0, 1, 2, 1], [2, 0, 0, 1]])
+_SEG_BAD_T = _SEG_T.at[0, 1].set(3)
+_SEG_BAD_IN = np.ones((2, 3, 4), bool)  # every class count is global: every gradient is nan
+_SEG_MASK = np.ones((2, 4), bool)
+_SEG_MASK[0, 1] = False
+_CASES["soft_dice_loss_index_too_large"] = Case(
+    lambda x, t, **kw: jaxloss.soft_dice_loss(x, t, "multiclass", **kw), (_SEG_X, _SEG_T),
+    (_SEG_X, _SEG_BAD_T), np.ones(3, bool), _SEG_BAD_IN,
+    r"soft_dice_loss: `y_true` holds class index 3", _SEG_MASK)
+_CASES["lovasz_softmax_loss_index_too_large"] = Case(  # a scalar under every reduction
+    lambda x, t, reduction, **kw: jaxloss.lovasz_softmax_loss(x, t, **kw), (_SEG_X, _SEG_T),
+    (_SEG_X, _SEG_BAD_T), np.array(True), _SEG_BAD_IN,
+    r"lovasz_softmax_loss: `y_true` holds class index 3", _SEG_MASK)
+
 
 def _loss(case: Case, reduction: str, where=None):
   kw = {"reduction": reduction}
