@@ -50,7 +50,9 @@ and its deprecated alias ``convex_kl_divergence`` (``likelihood``);
 
 Beyond torch: ``cosine_logits``, ``cosface``, ``arcface``, ``sphereface``,
 ``combined_margin``, ``large_margin_softmax``, ``margin_lambda`` (``angular``);
-``softmax_focal_loss``, ``sigmoid_focal_loss`` (``focal``, torchvision's); the
+``softmax_focal_loss``, ``sigmoid_focal_loss`` (``focal``, torchvision's);
+``generalized_box_iou_loss``, ``distance_box_iou_loss``, ``complete_box_iou_loss``
+(``box``, torchvision's box losses, ``docs/box_losses.md``); the
 AM-LFS loss and its helpers (``amlfs``).
 
 Noisy labels (``robust``; ``jaxloss.nn`` class in parentheses)::
@@ -160,6 +162,7 @@ from jaxloss.angular import (
     sphereface,
 )
 from jaxloss.binary import binary_cross_entropy, binary_cross_entropy_with_logits
+from jaxloss.box import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
 from jaxloss.classification import (
     cross_entropy,
     multiclass_hinge_loss,
@@ -231,6 +234,7 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "binary_dice_loss",
     "combined_margin",
+    "complete_box_iou_loss",
     "convex_kl_divergence",
     "cosface",
     "cosface_theta",
@@ -241,8 +245,10 @@ __all__ = [
     "ctc_loss",
     "ctc_loss_with_forward_probs",
     "dice_loss",
+    "distance_box_iou_loss",
     "fit_theta",
     "gaussian_nll_loss",
+    "generalized_box_iou_loss",
     "generalized_cross_entropy",
     "generalized_kl_divergence",
     "hinge_embedding_loss",
