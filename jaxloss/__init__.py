@@ -52,7 +52,10 @@ Beyond torch: ``cosine_logits``, ``cosface``, ``arcface``, ``sphereface``,
 ``combined_margin``, ``large_margin_softmax``, ``margin_lambda`` (``angular``);
 ``softmax_focal_loss``, ``sigmoid_focal_loss`` (``focal``, torchvision's);
 ``generalized_box_iou_loss``, ``distance_box_iou_loss``, ``complete_box_iou_loss``
-(``box``, torchvision's box losses, ``docs/box_losses.md``); the
+(``box``, torchvision's box losses, ``docs/box_losses.md``); ``info_nce``,
+``supervised_contrastive_loss``, ``batch_hard_triplet_loss``, ``batch_all_triplet_loss``,
+``multi_similarity_loss`` (``self_supervised``, pytorch-metric-learning's, with ``ntxent``;
+``docs/metric_learning.md``); the
 AM-LFS loss and its helpers (``amlfs``).
 
 Noisy labels (``robust``; ``jaxloss.nn`` class in parentheses)::
@@ -215,7 +218,14 @@ from jaxloss.robust import (
     symmetric_cross_entropy,
 )
 from jaxloss.segmentation import binary_dice_loss, dice_loss, multiclass_generalized_dice_loss
-from jaxloss.self_supervised import ntxent
+from jaxloss.self_supervised import (
+    batch_all_triplet_loss,
+    batch_hard_triplet_loss,
+    info_nce,
+    multi_similarity_loss,
+    ntxent,
+    supervised_contrastive_loss,
+)
 
 __version__ = "0.1.0"
 
@@ -229,6 +239,8 @@ __all__ = [
     "amlfs_transforms",
     "arcface",
     "arcface_theta",
+    "batch_all_triplet_loss",
+    "batch_hard_triplet_loss",
     "bi_tempered_logistic_loss",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
@@ -254,6 +266,7 @@ __all__ = [
     "hinge_embedding_loss",
     "huber_loss",
     "identity_theta",
+    "info_nce",
     "kl_div",
     "l1_loss",
     "large_margin_softmax",
@@ -264,6 +277,7 @@ __all__ = [
     "margin_ranking_loss",
     "mse_loss",
     "multi_margin_loss",
+    "multi_similarity_loss",
     "multiclass_generalized_dice_loss",
     "multiclass_hinge_loss",
     "multiclass_perceptron_loss",
@@ -289,6 +303,7 @@ __all__ = [
     "softmax_mae_loss",
     "sparsemax_loss",
     "sphereface",
+    "supervised_contrastive_loss",
     "symmetric_cross_entropy",
     "triplet_margin_loss",
     "triplet_margin_with_distance_loss",
