@@ -50,7 +50,12 @@ and its deprecated alias ``convex_kl_divergence`` (``likelihood``);
 
 Beyond torch: ``cosine_logits``, ``cosface``, ``arcface``, ``sphereface``,
 ``combined_margin``, ``large_margin_softmax``, ``margin_lambda`` (``angular``);
-``softmax_focal_loss``, ``sigmoid_focal_loss`` (``focal``, torchvision's); the
+``softmax_focal_loss``, ``sigmoid_focal_loss`` (``focal``, torchvision's);
+``generalized_box_iou_loss``, ``distance_box_iou_loss``, ``complete_box_iou_loss``
+(``box``, torchvision's box losses, ``docs/box_losses.md``); ``info_nce``,
+``supervised_contrastive_loss``, ``batch_hard_triplet_loss``, ``batch_all_triplet_loss``,
+``multi_similarity_loss`` (``self_supervised``, pytorch-metric-learning's, with ``ntxent``;
+``docs/metric_learning.md``); the
 AM-LFS loss and its helpers (``amlfs``).
 
 Noisy labels (``robust``; ``jaxloss.nn`` class in parentheses)::
@@ -174,6 +179,7 @@ from jaxloss.angular import (
     sphereface,
 )
 from jaxloss.binary import binary_cross_entropy, binary_cross_entropy_with_logits
+from jaxloss.box import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
 from jaxloss.classification import (
     cross_entropy,
     multiclass_hinge_loss,
@@ -237,7 +243,14 @@ from jaxloss.segmentation import (
     soft_jaccard_loss,
     soft_tversky_loss,
 )
-from jaxloss.self_supervised import ntxent
+from jaxloss.self_supervised import (
+    batch_all_triplet_loss,
+    batch_hard_triplet_loss,
+    info_nce,
+    multi_similarity_loss,
+    ntxent,
+    supervised_contrastive_loss,
+)
 
 __version__ = "0.1.0"
 
@@ -251,11 +264,14 @@ __all__ = [
     "amlfs_transforms",
     "arcface",
     "arcface_theta",
+    "batch_all_triplet_loss",
+    "batch_hard_triplet_loss",
     "bi_tempered_logistic_loss",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "binary_dice_loss",
     "combined_margin",
+    "complete_box_iou_loss",
     "convex_kl_divergence",
     "cosface",
     "cosface_theta",
@@ -267,14 +283,17 @@ __all__ = [
     "ctc_loss_with_forward_probs",
     "dice_cross_entropy_loss",
     "dice_loss",
+    "distance_box_iou_loss",
     "fit_theta",
     "gaussian_nll_loss",
+    "generalized_box_iou_loss",
     "generalized_cross_entropy",
     "generalized_kl_divergence",
     "generalized_soft_dice_loss",
     "hinge_embedding_loss",
     "huber_loss",
     "identity_theta",
+    "info_nce",
     "kl_div",
     "l1_loss",
     "large_margin_softmax",
@@ -287,6 +306,7 @@ __all__ = [
     "margin_ranking_loss",
     "mse_loss",
     "multi_margin_loss",
+    "multi_similarity_loss",
     "multiclass_generalized_dice_loss",
     "multiclass_hinge_loss",
     "multiclass_perceptron_loss",
@@ -315,6 +335,7 @@ __all__ = [
     "softmax_mae_loss",
     "sparsemax_loss",
     "sphereface",
+    "supervised_contrastive_loss",
     "symmetric_cross_entropy",
     "triplet_margin_loss",
     "triplet_margin_with_distance_loss",

@@ -32,6 +32,7 @@ from jaxloss import _common as C
 from jaxloss.amlfs import amlfs_loss
 from jaxloss.angular import arcface, combined_margin, cosface, large_margin_softmax, sphereface
 from jaxloss.binary import binary_cross_entropy, binary_cross_entropy_with_logits
+from jaxloss.box import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
 from jaxloss.classification import cross_entropy, nll_loss
 from jaxloss.ctc import ctc_loss
 from jaxloss.embedding import (
@@ -70,6 +71,14 @@ from jaxloss.segmentation import (
   soft_dice_loss,
   soft_jaccard_loss,
   soft_tversky_loss,
+)
+from jaxloss.self_supervised import (
+  batch_all_triplet_loss,
+  batch_hard_triplet_loss,
+  info_nce,
+  multi_similarity_loss,
+  ntxent,
+  supervised_contrastive_loss,
 )
 
 ArrayLike = C.ArrayLike
@@ -651,3 +660,89 @@ def __getattr__(name: str):
     from jaxloss import adaptive  # noqa: PLC0415
     return adaptive.AdaptiveLogSoftmaxWithLoss
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# torchvision's box losses (torchvision has functions only: named after them).
+
+
+class GeneralizedBoxIoULoss(_Loss):
+  """torchvision's ``generalized_box_iou_loss``; see :func:`jaxloss.generalized_box_iou_loss`."""
+  _fn = staticmethod(generalized_box_iou_loss)
+
+  def __init__(self, reduction: str = "none", eps: float = 1e-7):
+    super().__init__(reduction=reduction, eps=eps)
+
+
+class DistanceBoxIoULoss(_Loss):
+  """torchvision's ``distance_box_iou_loss``; see :func:`jaxloss.distance_box_iou_loss`."""
+  _fn = staticmethod(distance_box_iou_loss)
+
+  def __init__(self, reduction: str = "none", eps: float = 1e-7):
+    super().__init__(reduction=reduction, eps=eps)
+
+
+class CompleteBoxIoULoss(_Loss):
+  """torchvision's ``complete_box_iou_loss``; see :func:`jaxloss.complete_box_iou_loss`."""
+  _fn = staticmethod(complete_box_iou_loss)
+
+  def __init__(self, reduction: str = "none", eps: float = 1e-7):
+    super().__init__(reduction=reduction, eps=eps)
+
+
+# Metric learning: pytorch-metric-learning's class names and defaults; called as
+# ``loss(embeddings, labels)`` (``InfoNCELoss``: ``loss(query, key)``).
+
+
+class NTXentLoss(_Loss):
+  """pml's ``NTXentLoss`` (and optax's ``ntxent``); see :func:`jaxloss.ntxent`."""
+  _fn = staticmethod(ntxent)
+
+  def __init__(self, temperature: float = 0.07, chunk_size: int | None = None):
+    super().__init__(temperature=temperature, chunk_size=chunk_size)
+
+
+class InfoNCELoss(_Loss):
+  """InfoNCE with in-batch negatives (CLIP's when symmetric); see :func:`jaxloss.info_nce`."""
+  _fn = staticmethod(info_nce)
+
+  def __init__(self, temperature: float = 0.07, symmetric: bool = False,
+               normalize: bool = True, chunk_size: int | None = None):
+    super().__init__(temperature=temperature, symmetric=symmetric, normalize=normalize,
+                     chunk_size=chunk_size)
+
+
+class SupConLoss(_Loss):
+  """pml's ``SupConLoss``; see :func:`jaxloss.supervised_contrastive_loss`."""
+  _fn = staticmethod(supervised_contrastive_loss)
+
+  def __init__(self, temperature: float = 0.1, chunk_size: int | None = None):
+    super().__init__(temperature=temperature, chunk_size=chunk_size)
+
+
+class BatchHardTripletLoss(_Loss):
+  """pml's ``TripletMarginLoss(margin)`` with ``BatchHardMiner()``; see
+  :func:`jaxloss.batch_hard_triplet_loss` (``TripletMarginLoss`` here is torch.nn's)."""
+  _fn = staticmethod(batch_hard_triplet_loss)
+
+  def __init__(self, margin: float = 0.05, normalize: bool = True,
+               chunk_size: int | None = None):
+    super().__init__(margin=margin, normalize=normalize, chunk_size=chunk_size)
+
+
+class BatchAllTripletLoss(_Loss):
+  """pml's ``TripletMarginLoss(margin)`` without a miner; see
+  :func:`jaxloss.batch_all_triplet_loss`."""
+  _fn = staticmethod(batch_all_triplet_loss)
+
+  def __init__(self, margin: float = 0.05, normalize: bool = True,
+               chunk_size: int | None = None):
+    super().__init__(margin=margin, normalize=normalize, chunk_size=chunk_size)
+
+
+class MultiSimilarityLoss(_Loss):
+  """pml's ``MultiSimilarityLoss``; see :func:`jaxloss.multi_similarity_loss`."""
+  _fn = staticmethod(multi_similarity_loss)
+
+  def __init__(self, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5,
+               chunk_size: int | None = None):
+    super().__init__(alpha=alpha, beta=beta, base=base, chunk_size=chunk_size)

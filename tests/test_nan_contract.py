@@ -232,6 +232,13 @@ _CASES["ctc_concatenated_length_mismatch"] = Case(
     _ctc([1, 2, 3, 4]), _ctc([1, 2, 3, 4], tl=[2, 1]), np.array([True, True]),
     np.ones(_LP.shape, bool), r"ctc_loss: concatenated `targets` must have length "
     r"sum\(target_lengths\) = 3, got 4")
+_BOXES = jnp.concatenate([_P[:, :2], _P[:, :2] + 0.5 + _P[:, 2:]], axis=1)  # (N, 4) valid
+_BOXES2 = _BOXES[jnp.array([1, 2, 0])] + 0.1
+for _name in ("generalized_box_iou_loss", "distance_box_iou_loss", "complete_box_iou_loss"):
+  _CASES[f"{_name}_nan_coordinate"] = Case(
+      getattr(jaxloss, _name), (_BOXES, _BOXES2), (_BOXES.at[0, 2].set(jnp.nan), _BOXES2),
+      _ROW0, _rows(_ROW0), rf"{_name}: every box coordinate must be finite; box pair 0",
+      _ROW0 == 0)
 
 # Segmentation (smp's layout): logits (2, 3 classes, 4 pixels), labels (2, 4); pixel (0, 1)
 # holds class 3 of 3.

@@ -171,6 +171,35 @@ class WrapperBehaviourTest(absltest.TestCase):
     for wrapper, expected, inputs in cases:
       chex.assert_trees_all_close(wrapper(*inputs), expected, rtol=1e-12)
 
+  def test_box_and_metric_learning_wrappers_equal_the_functions(self):
+    rng = np.random.default_rng(7)
+    xy, wh = rng.uniform(0, 3, (N, 2)), rng.uniform(0.5, 2, (N, 2))
+    b1 = jnp.asarray(np.concatenate([xy, xy + wh], -1))
+    b2 = b1 + 0.3
+    e, k = jnp.asarray(_r(8, 4)), jnp.asarray(_r(8, 4))
+    y = jnp.array([0, 1, 0, 1, 2, 2, 0, 1])
+    keep = jnp.array([True] * 6 + [False] * 2)
+    cases = [
+        (nn.GeneralizedBoxIoULoss(reduction="mean"),
+         jaxloss.generalized_box_iou_loss(b1, b2, "mean"), (b1, b2)),
+        (nn.DistanceBoxIoULoss(eps=0.1), jaxloss.distance_box_iou_loss(b1, b2, eps=0.1),
+         (b1, b2)),
+        (nn.CompleteBoxIoULoss(), jaxloss.complete_box_iou_loss(b1, b2), (b1, b2)),
+        (nn.NTXentLoss(temperature=0.3), jaxloss.ntxent(e, y, 0.3), (e, y)),
+        (nn.InfoNCELoss(symmetric=True), jaxloss.info_nce(e, k, symmetric=True), (e, k)),
+        (nn.SupConLoss(), jaxloss.supervised_contrastive_loss(e, y), (e, y)),
+        (nn.BatchHardTripletLoss(margin=0.2), jaxloss.batch_hard_triplet_loss(e, y, 0.2),
+         (e, y)),
+        (nn.BatchAllTripletLoss(normalize=False),
+         jaxloss.batch_all_triplet_loss(e, y, normalize=False), (e, y)),
+        (nn.MultiSimilarityLoss(beta=10.0), jaxloss.multi_similarity_loss(e, y, beta=10.0),
+         (e, y)),
+    ]
+    for wrapper, expected, inputs in cases:
+      chex.assert_trees_all_close(wrapper(*inputs), expected, rtol=1e-12)
+    chex.assert_trees_all_close(nn.SupConLoss(chunk_size=3)(e, y, where=keep),
+                                jaxloss.supervised_contrastive_loss(e[:6], y[:6]), rtol=1e-12)
+
 
 if __name__ == "__main__":
   absltest.main()
