@@ -60,7 +60,7 @@ class CosineSimilarityParityTest(ParityTestCase):
     chex.assert_trees_all_close(jax.vmap(jaxloss.cosine_similarity)(a, b),
                                 jnp.stack([jaxloss.cosine_similarity(a[i], b[i])
                                            for i in range(3)]), rtol=1e-12)
-    with self.assertRaisesRegex(ValueError, r"`dim` 2 is out of range"):
+    with self.assertRaisesRegex(ValueError, r"`dim`=2 is out of range"):
       jaxloss.cosine_similarity(jnp.ones((2, 3)), jnp.ones((2, 3)), dim=2)
     with self.assertRaisesRegex(ValueError, r"`x2` of shape \(4,\) cannot be broadcast"):
       jaxloss.cosine_similarity(jnp.ones((2, 3)), jnp.ones(4))

@@ -623,7 +623,7 @@ class AppendedBehaviourTest(chex.TestCase):
     z, q = jnp.ones((3, 4)), jnp.full((3, 4), 0.25)
     with self.assertRaisesRegex(ValueError, r"poly_loss_cross_entropy: `reduction` must be"):
       jaxloss.poly_loss_cross_entropy(z, q, reduction="batchmean")
-    with self.assertRaisesRegex(ValueError, r"`axis` 2 is out of range"):
+    with self.assertRaisesRegex(ValueError, r"`axis`=2 is out of range"):
       jaxloss.poly_loss_cross_entropy(z, q, axis=2)
     with self.assertRaisesRegex(ValueError, r"`labels` of shape \(3, 5\) cannot be broadcast"):
       jaxloss.safe_softmax_cross_entropy(z, jnp.ones((3, 5)))

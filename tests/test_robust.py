@@ -921,7 +921,7 @@ class HyperParameterTest(parameterized.TestCase):
        "`q` must be a scalar"),
       ("active", lambda x, y: jaxloss.active_passive_loss(x, y, "mae"), "`active` must be"),
       ("passive", lambda x, y: jaxloss.active_passive_loss(x, y, "nce", "nce"), "`passive`"),
-      ("axis", lambda x, y: jaxloss.softmax_mae_loss(x, y, axis=2), "`axis` must lie"),
+      ("axis", lambda x, y: jaxloss.softmax_mae_loss(x, y, axis=2), "`axis`=2 is out of range"),
       ("weight", lambda x, y: jaxloss.generalized_cross_entropy(x, y, weight=jnp.ones(3)),
        "`weight` must have shape"),
       ("target", lambda x, y: jaxloss.normalized_cross_entropy(x, y[:2]), "`target` must have"),

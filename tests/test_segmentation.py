@@ -91,7 +91,7 @@ class SegmentationTest(chex.TestCase):
       jaxloss.dice_loss(x, jnp.ones((2, 3, 5)))
     with self.assertRaisesRegex(ValueError, r"`class_weights` must have shape \(4,\)"):
       jaxloss.dice_loss(x, x, class_weights=jnp.ones(3))
-    with self.assertRaisesRegex(ValueError, r"`axis` 3 is out of range"):
+    with self.assertRaisesRegex(ValueError, r"`axis`=3 is out of range"):
       jaxloss.dice_loss(x, x, axis=3)
     with self.assertRaisesRegex(ValueError, r"`targets` must have the same shape"):
       jaxloss.multiclass_generalized_dice_loss(x, jnp.ones((2, 3)))
