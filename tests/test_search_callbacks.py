@@ -119,8 +119,14 @@ def test_ctrl_c_keeps_every_epoch_shown_and_resume_continues(tmp_path, capfd, ho
         signal.raise_signal(signal.SIGINT)
       raise KeyboardInterrupt
 
-  with pytest.raises(search.SearchInterrupted) as caught:
-    search.run(MLP_TASK, cfg, train, val, callback=interrupt)
+  # Python's own SIGINT handler for this test (a pytest-xdist worker installs its own, which
+  # ends the worker); restored afterwards.
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    with pytest.raises(search.SearchInterrupted) as caught:
+      search.run(MLP_TASK, cfg, train, val, callback=interrupt)
+  finally:
+    signal.signal(signal.SIGINT, previous)
   error = caught.value
   assert isinstance(error, KeyboardInterrupt)
   assert (error.epochs_completed, error.epochs, error.checkpointed) == (2, 3, True)
