@@ -343,7 +343,7 @@ def smp_inputs(fn: str, y_pred: ArrayLike, y_true: ArrayLike, mode: str, axis: i
   if y_pred.ndim < 2:
     raise ValueError(f"{fn}: `y_pred` must be (N, C, *spatial), got shape "
                      f"{tuple(y_pred.shape)}.")
-  ax = C.class_axis(fn, y_pred.ndim, axis)
+  ax = C.class_axis(fn, axis, y_pred, "y_pred")
   num_classes = y_pred.shape[ax]
   sample_shape = y_pred.shape[:ax] + y_pred.shape[ax + 1:]
   if ax == 0:

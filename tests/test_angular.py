@@ -98,24 +98,26 @@ def targets(seed, n=N, c=C):
 # jaxloss function, reference transform, kwargs
 FAMILY = {
     "cosface": (jaxloss.cosface, lambda kw: np_cosface(kw.get("m", 0.35)), {}),
-    "cosface_s30_m0.2": (jaxloss.cosface, lambda kw: np_cosface(kw["m"]), {"s": 30.0, "m": 0.2}),
+    "cosface_s30_m0.2": (jaxloss.cosface, lambda kw: np_cosface(kw["m"]),
+                         {"scale": 30.0, "m": 0.2}),
     "arcface": (jaxloss.arcface, lambda kw: np_arcface(kw.get("m", 0.5)), {}),
-    "arcface_m0.3_s10": (jaxloss.arcface, lambda kw: np_arcface(kw["m"]), {"s": 10.0, "m": 0.3}),
+    "arcface_m0.3_s10": (jaxloss.arcface, lambda kw: np_arcface(kw["m"]),
+                         {"scale": 10.0, "m": 0.3}),
     "arcface_easy": (jaxloss.arcface, lambda kw: np_arcface(0.5, True), {"easy_margin": True}),
-    "sphereface_m4": (jaxloss.sphereface, lambda kw: np_sphere(4), {"s": 8.0}),
+    "sphereface_m4": (jaxloss.sphereface, lambda kw: np_sphere(4), {"scale": 8.0}),
     "sphereface_m3_lambda": (jaxloss.sphereface, lambda kw: np_sphere(3, 5.0),
-                             {"s": 8.0, "m": 3, "lambda_": 5.0}),
+                             {"scale": 8.0, "m": 3, "lambda_": 5.0}),
     "combined": (jaxloss.combined_margin, lambda kw: (lambda x: np_psi(1.0, 0.3)(x) - 0.2), {}),
     "combined_general": (jaxloss.combined_margin,
                          lambda kw: (lambda x: np_psi(1.35, 0.2)(x) - 0.1),
-                         {"s": 6.0, "m1": 1.35, "m2": 0.2, "m3": 0.1}),
+                         {"scale": 6.0, "m1": 1.35, "m2": 0.2, "m3": 0.1}),
 }
 DEFAULT_S = {"cosface": 64.0, "arcface": 64.0, "combined_margin": 64.0}
 
 
 def _ref(name, cos, y, **ce_kwargs):
   fn, make, kw = FAMILY[name]
-  s = kw.get("s", DEFAULT_S.get(fn.__name__))
+  s = kw.get("scale", DEFAULT_S.get(fn.__name__))
   return np_margin_loss(cos, y, s, make(kw), **ce_kwargs)
 
 
