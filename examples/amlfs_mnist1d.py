@@ -195,11 +195,13 @@ class CNN(nn.Module):
 
 
 def make_task(*, learning_rate: float, total_steps: int, scale: float | None,
-              model: nn.Module | None = None) -> search.Task:
+              model: nn.Module | None = None, loss_fn=jaxloss.amlfs_loss) -> search.Task:
   """The search task: Adam with cosine decay, AM-LFS loss on the cosine head.
 
   ``scale=None`` uses the norms ``|x| |W_j|`` (paper eq. 4: the identity theta is then plain
   cross-entropy of a bias-free linear head); a float ``s`` uses logits ``s cos``.
+  ``loss_fn(cosine, labels, theta, *, scale)`` is the loss theta parameterises
+  (``jaxloss.amlfs_loss``; the study's fixed-loss grids pass ``loss_families.family_loss``).
   """
   model = CNN() if model is None else model
   optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, total_steps))
@@ -215,7 +217,7 @@ def make_task(*, learning_rate: float, total_steps: int, scale: float | None,
     del key  # no augmentation: every copy sees the same batches anyway
     x, y = batch
     cosine, s = forward(params, x)
-    return jaxloss.amlfs_loss(cosine, y, theta, scale=s), model_state
+    return loss_fn(cosine, y, theta, scale=s), model_state
 
   def evaluate(params, model_state, batch):
     x, y = batch

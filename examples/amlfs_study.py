@@ -30,6 +30,7 @@ import sys
 import time
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -39,6 +40,7 @@ sys.path.insert(0, HERE)
 import jaxloss  # noqa: E402
 from jaxloss import search  # noqa: E402
 from jaxloss.search import strategies as st  # noqa: E402
+from loss_families import family_grid, family_loss  # noqa: E402
 
 DATASETS = ("mnist1d", "digits", "cifar10-subset")
 #: Where ``--dataset cifar10-subset`` looks when ``--data-dir`` is not given.
@@ -52,8 +54,12 @@ DATA_DIR_ENV = "JAXLOSS_CIFAR10_DIR"
 
 @dataclasses.dataclass
 class Problem:
+  """A data set and its model. ``make_task(loss)`` builds the engine's Task training with
+  ``loss(cosine, labels, theta, *, scale)`` (``jaxloss.amlfs_loss`` or
+  ``loss_families.family_loss``); :meth:`task_for` caches one Task per loss, so the seeds of a
+  mode share one compiled program."""
   name: str
-  task: search.Task
+  make_task: Any
   train: tuple
   val: tuple
   test: tuple
@@ -63,6 +69,17 @@ class Problem:
   info: dict = dataclasses.field(default_factory=dict)
   # head(state, x) -> (cosine (N, C), scale (N, C) or scalar): for bench/diagnosis.py only.
   head: Any = None
+  tasks: dict = dataclasses.field(default_factory=dict)
+
+  def task_for(self, loss=jaxloss.amlfs_loss) -> search.Task:
+    if loss not in self.tasks:
+      self.tasks[loss] = self.make_task(loss)
+    return self.tasks[loss]
+
+  @property
+  def task(self) -> search.Task:
+    """The AM-LFS task (``jaxloss.amlfs_loss``)."""
+    return self.task_for(jaxloss.amlfs_loss)
 
 
 def add_label_noise(labels: np.ndarray, ratio: float, num_classes: int = 10, seed: int = 0):
@@ -99,7 +116,10 @@ def mnist1d_problem(args) -> Problem:
   bs = args.batch_size or 64
   steps = len(train[1]) // bs * args.epochs
   model = CNN()
-  task = make_task(learning_rate=1e-2, total_steps=steps, scale=None, model=model)
+
+  def task(loss):
+    return make_task(learning_rate=1e-2, total_steps=steps, scale=None, model=model,
+                     loss_fn=loss)
 
   def head(state, x):
     cos, xn, wn = model.apply({"params": state.params}, x)
@@ -143,17 +163,18 @@ def digits_problem(args) -> Problem:
   def init(key):
     return model.init(key, jnp.zeros((1, 64)))["params"], None
 
-  def loss(params, ms, batch, theta, key):
-    del key
-    cos, s = forward(params, batch[0])
-    return jaxloss.amlfs_loss(cos, batch[1], theta, scale=s), ms
-
   def evaluate(params, ms, batch):
     cos, s = forward(params, batch[0])
     return search.classification_metrics(s * cos, batch[1], per_example=True)
 
-  task = search.optax_task(init=init, loss=loss, evaluate=evaluate,
-                           optimizer=optax.adam(3e-3))
+  def task(loss_fn):
+    def loss(params, ms, batch, theta, key):
+      del key
+      cos, s = forward(params, batch[0])
+      return loss_fn(cos, batch[1], theta, scale=s), ms
+    return search.optax_task(init=init, loss=loss, evaluate=evaluate,
+                             optimizer=optax.adam(3e-3))
+
   return Problem("digits", task, train, val, test, bs, 400,
                  head=lambda state, x: forward(state.params, x),
                  info={"model": "MLP 64, cosine head, eq. 4 scale, Adam 3e-3"})
@@ -172,13 +193,16 @@ def cifar_problem(args) -> Problem:
       eval_batch_size=500, population=args.population)
   program = cifar_train.make_program(config)
 
+  def task(loss):
+    return cifar_train.make_program(config, loss).task
+
   def head(state, x):
     features, kernel = program.model.apply({"params": state.params, **state.model_state},
                                            input_pipeline.normalize(x), train=False)
     cos, scale, _ = models.head_outputs(features, kernel, "norms")
     return cos, scale
 
-  return Problem("cifar10-subset", program.task, train, val, test, bs, 500, head=head,
+  return Problem("cifar10-subset", task, train, val, test, bs, 500, head=head,
                  info={"model": f"ResNet-{args.depth} width {args.width} (patches convs), "
                                 f"SGD 0.1 momentum 0.9 wd 1e-4, lr /10 at 50%/75%, "
                                 f"crop+flip, eq. 4 scale ('norms'), float32"})
@@ -194,23 +218,44 @@ PROBLEMS = {"mnist1d": mnist1d_problem, "digits": digits_problem,
 
 
 def run_mode(problem: Problem, strategy, *, num: int, selection, epochs: int, seed: int,
-             select_until=None, initial_state=None, verbose: bool = False) -> dict:
-  """``search.run`` of one mode and seed; the test split is monitored (the best copy's)."""
-  mu = None if isinstance(strategy, st.Grid) else jaxloss.identity_theta(problem.num_intervals)
+             select_until=None, initial_state=None, verbose: bool = False, mu=None,
+             loss=jaxloss.amlfs_loss) -> dict:
+  """``search.run`` of one mode and seed; the test split is monitored (the best copy's).
+
+  ``mu``: the initial mean (default: ``identity_theta``, cross-entropy; unused by a grid).
+  ``loss``: the loss theta parameterises. With ``selection='none'`` (independent copies) the
+  result also holds ``'copy_test'``, every copy's final test accuracy.
+  """
+  if isinstance(strategy, st.Grid):
+    mu = None
+  elif mu is None:
+    mu = jaxloss.identity_theta(problem.num_intervals)
+  task = problem.task_for(loss)
   config = search.SearchConfig(
       initial_mu=mu, strategy=strategy, selection=selection, select_until=select_until,
       population_size=num, epochs=epochs, batch_size=problem.batch_size,
       eval_batch_size=problem.eval_batch_size, seed=seed, progress=verbose)
   start = time.perf_counter()
-  result = search.run(problem.task, config, problem.train, problem.val,
+  result = search.run(task, config, problem.train, problem.val,
                       monitor={"test": problem.test}, initial_state=initial_state)
   seconds = time.perf_counter() - start
   records = [{**r, "best_test": r["monitor"]["test"]["score"]} for r in result.records]
   for r in records:
     r.pop("monitor")
-  return {"records": records, "test_accuracy": records[-1]["best_test"],
-          "val_accuracy": result.best_reward, "mu": result.mu.tolist(), "seconds": seconds,
-          "result": result}
+  out = {"records": records, "test_accuracy": records[-1]["best_test"],
+         "val_accuracy": result.best_reward, "mu": result.mu.tolist(), "seconds": seconds,
+         "result": result}
+  if selection == "none":
+    out["copy_test"] = copy_test_accuracies(task, result, problem.test, problem.eval_batch_size)
+  return out
+
+
+def copy_test_accuracies(task, result, test, batch_size: int) -> list[float]:
+  """Every copy's test accuracy in the final population (after the run: never seen by it)."""
+  population = result.search_state.population
+  num = jax.tree.leaves(population)[0].shape[0]
+  return [search.evaluate_dataset(task, jax.tree.map(lambda leaf, i=i: leaf[i], population),
+                                  test, batch_size=batch_size)["score"] for i in range(num)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,9 +285,30 @@ SELECTION_VARIANTS = {
 }
 
 
+#: The default strategy around label smoothing 0.1 (``mu_0``: the identity transforms and a
+#: label-smoothing coordinate of 0.1): frozen (``default_ls``: the four parts' sigmas) or
+#: searched with sigma 0.05 (``default_eps``).
+LS_START = 0.1
+LS_DEFAULTS = {"default_ls": st.DEFAULT,
+               "default_eps": dataclasses.replace(st.DEFAULT, sigma=st.DEFAULT.sigma + (0.05,))}
+#: Modes whose theta is ``[family, parameter]`` (``loss_families.family_loss``).
+FAMILY_MODES = ("losses", "losses_indep")
+
+
+def mode_loss_and_mu(name: str, m: int = 6):
+  """The loss a mode's theta parameterises and its initial mean (None: the identity)."""
+  base = name.partition("+")[0]
+  if base in FAMILY_MODES:
+    return family_loss, None
+  if base in LS_DEFAULTS:
+    return jaxloss.amlfs_loss, jaxloss.identity_theta(m, label_smoothing=LS_START)
+  return jaxloss.amlfs_loss, None
+
+
 def make_mode(name: str, num: int, m: int = 6):
   """``(strategy, population size, selection, select_until)`` of a study mode
-  (:data:`MODE_HELP`; ``<mode>+<variant>`` with a :data:`SELECTION_VARIANTS` variant)."""
+  (:data:`MODE_HELP`; ``<mode>+<variant>`` with a :data:`SELECTION_VARIANTS` variant); its
+  loss and initial mean: :func:`mode_loss_and_mu`."""
   base, _, variant = name.partition("+")
   strategy, num, selection = _make_mode(base, num, m)
   if not variant:
@@ -265,6 +331,12 @@ def _make_mode(name: str, num: int, m: int = 6):
     return st.Grid(grid_thetas(num, m)[1]), num, "best"
   if name == "grid_indep":
     return st.Grid(grid_thetas(num, m)[1]), num, "none"
+  if name == "losses":
+    return st.Grid(family_grid(num)[1]), num, "best"
+  if name == "losses_indep":
+    return st.Grid(family_grid(num)[1]), num, "none"
+  if name in ("default_ls", "default_eps"):
+    return LS_DEFAULTS[name], num, "best"
   if name == "ce":
     return st.FIXED, 1, "best"
   if name == "ce_best":
@@ -308,6 +380,15 @@ MODE_HELP = {
     "grid": "B fixed losses (CE, CosFace 0.05/0.1/0.2, ArcFace-like 0.1/0.2, focal-like 1/2, "
             "cycled), the best broadcast after every epoch (equal compute)",
     "grid_indep": "the same B fixed losses as independent runs; the best on validation kept",
+    "losses": "B fixed losses of the library on the plain logits (loss_families.DEFAULT_GRID: "
+              "CE, label smoothing 0.1/0.2, Poly-1, focal 1, GCE 0.7/0.4, SCE), the best "
+              "broadcast after every epoch (equal compute)",
+    "losses_indep": "the same B fixed losses as independent runs; the best on validation kept "
+                    "(equal compute)",
+    "default_ls": "strategies.DEFAULT around label smoothing 0.1 (mu_0: identity transforms + "
+                  "smoothing 0.1, the smoothing coordinate frozen)",
+    "default_eps": "strategies.DEFAULT around label smoothing 0.1, the smoothing coordinate "
+                   "searched too (sigma 0.05)",
     "ce": "cross-entropy, ONE copy (1/B of a search's compute)",
     "ce_best": "cross-entropy, B independent copies (per-copy initialisation), the best on "
                "validation kept (equal compute)",
@@ -383,21 +464,43 @@ def reinforce_significance(records: list[dict], shuffles: int = 999, seed: int =
 
 
 def _paired(results, mode, ref):
-  a = {r["seed"]: r["test_accuracy"] for r in results if r["mode"] == mode}
-  b = {r["seed"]: r["test_accuracy"] for r in results if r["mode"] == ref}
-  seeds = sorted(set(a) & set(b))
-  if not seeds or mode == ref:
+  """``mean [95% interval] (wins/seeds)`` of the per-seed difference ``mode - ref``."""
+  d = paired_differences(results, mode, ref)
+  if not len(d) or mode == ref:
     return "-"
-  d = np.array([a[s] - b[s] for s in seeds])
-  wins = int(np.sum(d > 0))
-  std = d.std(ddof=1) if len(d) > 1 else 0.0
-  return f"{d.mean():+.4f} ± {std:.4f} ({wins}/{len(d)})"
+  half = interval95(d)
+  interval = "" if np.isnan(half) else f" [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]"
+  return f"{d.mean():+.4f}{interval} ({int(np.sum(d > 0))}/{len(d)})"
+
+
+#: The row derived from ``ce_best``'s copies: one cross-entropy run's expected accuracy.
+CE_SINGLE = "ce_single"
+
+
+def with_single_ce(results: list[dict]) -> list[dict]:
+  """``results`` plus, per ``ce_best`` run with per-copy test accuracies, a ``ce_single`` row:
+  the mean test accuracy of its B independent cross-entropy copies (the expected accuracy of
+  ONE cross-entropy run of that seed; compute 1 x epochs)."""
+  extra = [{"mode": CE_SINGLE, "seed": r["seed"], "copies": 1,
+            "test_accuracy": float(np.mean(r["copy_test"])), "seconds": r["seconds"] / r["copies"],
+            "records": r["records"], "derived": True}
+           for r in results if r["mode"] == "ce_best" and r.get("copy_test")]
+  return extra + results if extra and not any(r["mode"] == CE_SINGLE for r in results) \
+      else results
+
+
+def single_reference(results: list[dict]) -> str:
+  """The single cross-entropy reference: ``ce`` if it was run, else ``ce_single``."""
+  modes = {r["mode"] for r in results}
+  return "ce" if "ce" in modes or CE_SINGLE not in modes else CE_SINGLE
 
 
 def table(results: list[dict]) -> str:
+  results = with_single_ce(results)
+  single = single_reference(results)
   modes = list(dict.fromkeys(r["mode"] for r in results))
   lines = ["| mode | compute (copies x epochs) | seeds | test accuracy | per seed | "
-           "vs `ce` (paired) | vs `grid` (paired) | REINFORCE > shuffled | s / run |",
+           f"vs `{single}` (paired) | vs `ce_best` (paired) | REINFORCE > shuffled | s / run |",
            "|---|---|---|---|---|---|---|---|---|"]
   for mode in modes:
     rs = [r for r in results if r["mode"] == mode]
@@ -407,15 +510,44 @@ def table(results: list[dict]) -> str:
     compute = f"{rs[0]['copies']} x {len(rs[0]['records'])}"
     lines.append(f"| `{mode}` | {compute} | {len(rs)} | {acc.mean():.4f} ± {std:.4f} | "
                  + " ".join(f"{a:.3f}" for a in acc)
-                 + f" | {_paired(results, mode, 'ce')} | {_paired(results, mode, 'grid')} "
-                 f"| {_share(rs)} | {secs:.0f} |")
+                 + f" | {_paired(results, mode, single)} | {_paired(results, mode, 'ce_best')} "
+                 f"| {'-' if mode == CE_SINGLE else _share(rs)} | "
+                 f"{'-' if mode == CE_SINGLE else f'{secs:.0f}'} |")
   lines.append("")
-  lines.append("std: sample std over seeds (ddof 1). Paired: mean ± std of the per-seed "
-               "difference in test accuracy (same seed = same initialisation and data order), "
-               "(wins/seeds). REINFORCE > shuffled: the share of epochs (all seeds) whose "
-               "REINFORCE estimate beats 999 shuffles of the rewards at p < 0.05 "
-               "(reinforce_significance; 0.05 is what noise alone gives; '-': mu never moves).")
+  lines.append("std: sample std over seeds (ddof 1). Paired: mean [95% t interval] of the "
+               "per-seed difference in test accuracy (same seed = same data order and "
+               "initialisation key), (wins/seeds). REINFORCE > shuffled: the share of epochs "
+               "(all seeds) whose REINFORCE estimate beats 999 shuffles of the rewards at "
+               "p < 0.05 (reinforce_significance; 0.05 is what noise alone gives; '-': mu never "
+               "moves).")
+  if single == CE_SINGLE:
+    lines.append("`ce_single`: not a run of its own: per seed, the mean test accuracy of "
+                 "`ce_best`'s B independent cross-entropy copies (the expected accuracy of one "
+                 "cross-entropy run; compute 1 x epochs).")
+  per_copy = copy_table(results)
+  if per_copy:
+    lines += ["", per_copy]
   return "\n".join(lines)
+
+
+def copy_table(results: list[dict]) -> str:
+  """Independent modes: each copy's final test accuracy, mean ± std over seeds (each copy is
+  one single run of its loss: compute 1 x epochs)."""
+  rows = []
+  for mode in dict.fromkeys(r["mode"] for r in results if r.get("copy_test")):
+    rs = [r for r in results if r["mode"] == mode and r.get("copy_test")]
+    base = mode.partition("+")[0]
+    names = (family_grid(rs[0]["copies"])[0] if base == "losses_indep" else
+             grid_thetas(rs[0]["copies"])[0] if base == "grid_indep" else
+             ["ce"] * rs[0]["copies"])
+    acc = np.array([r["copy_test"] for r in rs])
+    cells = [f"{n}: {a:.3f} ± {sd:.3f}" for n, a, sd in
+             zip(names, acc.mean(0), acc.std(0, ddof=1) if len(rs) > 1 else 0 * acc[0])]
+    rows.append(f"| `{mode}` | {len(rs)} | " + "; ".join(cells) + " |")
+  if not rows:
+    return ""
+  return "\n".join(["| independent mode | seeds | each copy's test accuracy (one run of its "
+                    "loss, 1 x epochs): mean ± std over seeds |", "|---|---|---|"] + rows)
 
 
 def _share(runs: list[dict]) -> str:
@@ -461,8 +593,10 @@ def figure(results: list[dict], path: str, title: str):
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   from matplotlib.ticker import MaxNLocator  # pylint: disable=import-outside-toplevel
 
+  results = with_single_ce(results)
   modes = list(dict.fromkeys(r["mode"] for r in results))
-  ref = "ce" if "ce" in modes else modes[0]
+  ref = single_reference(results)
+  ref = ref if ref in modes else modes[0]
   compute = {m: next(f"{r['copies']} x {len(r['records'])}" for r in results if r["mode"] == m)
              for m in modes}
   others = [m for m in modes if m != ref]
@@ -484,7 +618,9 @@ def figure(results: list[dict], path: str, title: str):
   ax.set_xlabel(f"test accuracy minus {ref}'s ({compute[ref]}), same seed\n(dots: the "
                 f"{len(seeds)} seeds; marker and bar: mean and 95% t interval)", fontsize=8)
   for mode in modes:
-    rs = [r for r in results if r["mode"] == mode]
+    rs = [r for r in results if r["mode"] == mode and not r.get("derived")]
+    if not rs:  # ce_single: no curve of its own (its number is the copies' final mean)
+      continue
     curves = np.array([[rec["best_test"] for rec in r["records"]] for r in rs])
     ax2.plot(np.arange(1, curves.shape[1] + 1), curves.mean(0),
              label=f"{mode} ({compute[mode]})", color=color[mode],
@@ -605,11 +741,14 @@ def main(argv=None) -> list[dict]:
   for seed in args.seeds:
     for mode in args.modes:
       strategy, num, selection, until = make_mode(mode, args.population, problem.num_intervals)
+      loss, mu = mode_loss_and_mu(mode, problem.num_intervals)
       out = run_mode(problem, strategy, num=num, selection=selection, epochs=args.epochs,
-                     seed=seed, select_until=until, verbose=args.verbose)
+                     seed=seed, select_until=until, verbose=args.verbose, mu=mu, loss=loss)
       r = {"mode": mode, "seed": seed, "copies": num, "test_accuracy": out["test_accuracy"],
            "val_accuracy": out["val_accuracy"], "mu": out["mu"], "seconds": out["seconds"],
            "records": out["records"]}
+      if "copy_test" in out:
+        r["copy_test"] = out["copy_test"]
       results.append(r)
       print(f"{mode:<12} seed {seed}: test {r['test_accuracy']:.4f} val "
             f"{r['val_accuracy']:.4f} ({r['seconds']:.0f} s)", flush=True)

@@ -17,6 +17,20 @@ r"""The AM-LFS search-space loss (Li et al., "AM-LFS: AutoML for Loss Function S
 **theta layout.** ``theta`` is a flat vector of ``4 * M`` numbers,
 ``[a_t (M), b_t (M), a_tau (M), b_tau (M)]`` (the paper's
 :math:`\theta = [a^t, b^t, a^\tau, b^\tau]`); ``M = len(theta) // 4`` is static.
+A vector of ``4 * M + 1`` numbers adds a **label-smoothing coordinate** :math:`\varepsilon`
+(the last number; an extension of the paper's search space, which cannot express label
+smoothing with ``t`` and ``tau``):
+
+.. math:: \ell_i = (1 - \varepsilon)\left(-\log \tau(p^t_{y_i})\right)
+          + \frac{\varepsilon}{C} \sum_j -\log p^t_j
+
+with the same logits (the target's transformed by ``t``), weighted as torch weights label
+smoothing (``weight[y_i]`` on the first term, ``weight[j]`` inside the sum, ``'mean'``
+dividing by the summed ``weight[y_i]``). At the identity ``t`` and ``tau`` it is exactly
+:func:`jaxloss.cross_entropy` with ``label_smoothing=eps``. The coordinate is a search
+variable, sampled with Gaussian noise, so it is clipped to torch's domain ``[0, 1]`` rather
+than rejected: a sample below 0 trains without smoothing (its gradient with respect to
+:math:`\varepsilon` is then 0).
 Each domain is cut into ``M`` equal intervals and interval ``i`` has its own
 slope and bias: :math:`t(x) = a^t_i x + b^t_i` for
 :math:`x \in [-1 + 2i/M, -1 + 2(i+1)/M)`, :math:`\tau(p) = a^\tau_j p + b^\tau_j`
@@ -86,15 +100,33 @@ DEFAULT_INTERVALS = 6
 
 def _check_theta(fn: str, theta: ArrayLike) -> tuple[Array, int]:
   theta = C.as_float_array(fn, "theta", theta)
-  if theta.ndim != 1 or theta.shape[0] < 4 or theta.shape[0] % 4:
+  if theta.ndim != 1 or theta.shape[0] < 4 or theta.shape[0] % 4 > 1:
     raise ValueError(
         f"{fn}: `theta` must be a 1-D vector of 4 * M numbers [a_t, b_t, a_tau, b_tau] "
-        f"(M >= 1 intervals), got shape {tuple(theta.shape)}.")
+        f"(M >= 1 intervals), or 4 * M + 1 with a last label-smoothing coordinate, got shape "
+        f"{tuple(theta.shape)}.")
   return theta, theta.shape[0] // 4
 
 
 def _split(theta: Array, num_intervals: int) -> tuple[Array, Array, Array, Array]:
-  return tuple(theta.reshape(4, num_intervals))
+  """The four parts of theta (a label-smoothing coordinate, if any, is left out)."""
+  return tuple(theta[:4 * num_intervals].reshape(4, num_intervals))
+
+
+def _smoothing(theta: Array, num_intervals: int) -> Array | None:
+  """The label-smoothing coordinate clipped to ``[0, 1]``, or None when theta has none."""
+  if theta.shape[0] == 4 * num_intervals:
+    return None
+  return jnp.clip(theta[-1], 0.0, 1.0)
+
+
+def _with_smoothing(theta: Array, label_smoothing: float | None) -> Array:
+  if label_smoothing is None:
+    return theta
+  eps = float(label_smoothing)
+  if not 0.0 <= eps <= 1.0:
+    raise ValueError(f"`label_smoothing` must lie in [0, 1] or be None, got {label_smoothing!r}.")
+  return jnp.concatenate([theta, jnp.full((1,), eps, theta.dtype)])
 
 
 def _check_intervals(fn: str, num_intervals) -> int:
@@ -103,17 +135,20 @@ def _check_intervals(fn: str, num_intervals) -> int:
   return int(num_intervals)
 
 
-def identity_theta(num_intervals: int = DEFAULT_INTERVALS, dtype=jnp.float32) -> Array:
+def identity_theta(num_intervals: int = DEFAULT_INTERVALS, dtype=jnp.float32, *,
+                   label_smoothing: float | None = None) -> Array:
   """The theta of plain softmax cross-entropy: ``t(x) = x``, ``tau(p) = p``.
 
   All slopes 1, all biases 0.
 
   The natural initial mean :math:`\\mu_0` of the search. Layout
-  ``[a_t, b_t, a_tau, b_tau]``, ``4 * num_intervals`` numbers.
+  ``[a_t, b_t, a_tau, b_tau]``, ``4 * num_intervals`` numbers; with ``label_smoothing``
+  (a float in ``[0, 1]``) one more, the label-smoothing coordinate: the theta of
+  ``cross_entropy(..., label_smoothing=label_smoothing)``.
   """
   m = _check_intervals("identity_theta", num_intervals)
   ones, zeros = jnp.ones((m,), dtype), jnp.zeros((m,), dtype)
-  return jnp.concatenate([ones, zeros, ones, zeros])
+  return _with_smoothing(jnp.concatenate([ones, zeros, ones, zeros]), label_smoothing)
 
 
 def cosface_theta(margin: float, num_intervals: int = DEFAULT_INTERVALS,
@@ -129,7 +164,8 @@ def cosface_theta(margin: float, num_intervals: int = DEFAULT_INTERVALS,
 
 
 def fit_theta(t_fn: Callable | None = None, tau_fn: Callable | None = None,
-              num_intervals: int = DEFAULT_INTERVALS, dtype=jnp.float32) -> Array:
+              num_intervals: int = DEFAULT_INTERVALS, dtype=jnp.float32, *,
+              label_smoothing: float | None = None) -> Array:
   """The piecewise-linear interpolant (chords through the interval ends) of given transforms.
 
   Args:
@@ -139,10 +175,11 @@ def fit_theta(t_fn: Callable | None = None, tau_fn: Callable | None = None,
       identity.
     num_intervals: ``M``.
     dtype: the dtype of the returned theta.
+    label_smoothing: ``None`` (no label-smoothing coordinate) or its value in ``[0, 1]``.
 
   Returns:
-    ``theta`` (``4 * M``) whose ``t`` and ``tau`` agree with ``t_fn`` and
-    ``tau_fn`` at the ``M + 1`` interval ends of each domain.
+    ``theta`` (``4 * M``, or ``4 * M + 1`` with ``label_smoothing``) whose ``t`` and
+    ``tau`` agree with ``t_fn`` and ``tau_fn`` at the ``M + 1`` interval ends of each domain.
   """
   m = _check_intervals("fit_theta", num_intervals)
 
@@ -154,7 +191,8 @@ def fit_theta(t_fn: Callable | None = None, tau_fn: Callable | None = None,
 
   a_t, b_t = chords(t_fn or (lambda x: x), -1.0, 1.0)
   a_tau, b_tau = chords(tau_fn or (lambda p: p), 0.0, 1.0)
-  return jnp.asarray(np.concatenate([a_t, b_t, a_tau, b_tau]), dtype)
+  return _with_smoothing(jnp.asarray(np.concatenate([a_t, b_t, a_tau, b_tau]), dtype),
+                         label_smoothing)
 
 
 def arcface_theta(margin: float = 0.5, num_intervals: int = DEFAULT_INTERVALS,
@@ -198,7 +236,8 @@ def amlfs_transforms(theta: ArrayLike) -> tuple[Callable[[Array], Array], Callab
 
   ``t(x)`` maps cosines (any shape) and ``tau(p)`` probabilities, piecewise
   linearly with ``M = len(theta) // 4`` equal intervals (see the module
-  docstring for the layout). Both are jit/vmap/grad-able.
+  docstring for the layout; a label-smoothing coordinate is not a transform and is
+  ignored here). Both are jit/vmap/grad-able.
   """
   theta, m = _check_theta("amlfs_transforms", theta)
   a_t, b_t, a_tau, b_tau = _split(theta, m)
@@ -267,8 +306,9 @@ def amlfs_loss(cosine: ArrayLike, target: ArrayLike, theta: ArrayLike, *,
     cosine: ``(N, C)`` cosine logits in ``[-1, 1]`` (:func:`jaxloss.cosine_logits`),
       or ``(C,)`` with a scalar ``target``.
     target: ``(N,)`` integer class indices.
-    theta: ``(4 * M,)``: ``[a_t, b_t, a_tau, b_tau]`` (differentiable). vmap over
-      a leading population axis for a population of losses.
+    theta: ``(4 * M,)``: ``[a_t, b_t, a_tau, b_tau]``, or ``(4 * M + 1,)`` with a last
+      label-smoothing coordinate (clipped to ``[0, 1]``; see the module docstring)
+      (differentiable). vmap over a leading population axis for a population of losses.
     scale: **required**: a float ``s`` or an array broadcastable to ``(N, C)``
       (e.g. ``|W_j| |x_i|``); may be traced. ``s=`` is its deprecated name
       (a ``DeprecationWarning``; the margin losses' traditional name).
@@ -355,14 +395,23 @@ def _amlfs_kernel(cosine, target, theta, scale, weight, where, *, ignore_index, 
   j = _interval(jnp.exp(log_p), m)
   loss = -_log_guarded_tau(log_p, _piece(a_tau, j), _piece(b_tau, j), delta)
 
+  class_weight = None
   denominator = None
   if weight is not None:
     weight = C.as_float_array(fn, "weight", weight)
     C.check_shape(fn, "weight", weight, (num_classes,), "one weight per class")
-    w = jnp.take(C.upcast(weight, dtype), index, mode="fill")
+    class_weight = C.upcast(weight, dtype)
+    w = jnp.take(class_weight, index, mode="fill")
     loss = loss * w
     if reduction == "mean":
       denominator = jnp.sum(jnp.where(counted, w, zero))
+  eps = _smoothing(C.upcast(theta, dtype), m)
+  if eps is not None:
+    # torch's label smoothing: (1 - eps) nll + eps / C * sum_j weight_j (-log p_j).
+    log_probs = logits - shift[:, None] - log_z[:, None]
+    if class_weight is not None:
+      log_probs = log_probs * class_weight[None, :]
+    loss = (1.0 - eps) * loss - eps / num_classes * jnp.sum(log_probs, axis=1)
   loss = jnp.where(counted, loss, zero)
   out = C.reduce_loss(loss, reduction, counted, denominator=denominator, out_dtype=out_dtype,
                       bad=bad)

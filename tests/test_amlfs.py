@@ -24,10 +24,13 @@ def np_piecewise(u, a, b, lo, hi):
 
 def np_amlfs(cos, y, theta, scale, weight=None, ignore_index=-100, reduction="mean",
              where=None, delta=DELTA):
-  """-log(max(tau(p), delta p)), p the softmax of s cos with s_y t(cos_y) at the target."""
+  """-log(max(tau(p), delta p)), p the softmax of s cos with s_y t(cos_y) at the target; with
+  a label-smoothing coordinate eps (theta of 4 M + 1): (1 - eps) times that plus
+  eps / C * sum_j weight_j (-log p_j), torch's weighting."""
   cos = np.asarray(cos, np.float64)
   theta = np.asarray(theta, np.float64)
-  a_t, b_t, a_tau, b_tau = theta.reshape(4, -1)
+  eps = np.clip(theta[-1], 0.0, 1.0) if len(theta) % 4 else 0.0
+  a_t, b_t, a_tau, b_tau = theta[:len(theta) - len(theta) % 4].reshape(4, -1)
   s = np.broadcast_to(np.asarray(scale, np.float64), cos.shape)
   counted = y != ignore_index
   if where is not None:
@@ -37,12 +40,14 @@ def np_amlfs(cos, y, theta, scale, weight=None, ignore_index=-100, reduction="me
   logits = s * cos
   logits[rows, ys] = s[rows, ys] * np_piecewise(cos[rows, ys], a_t, b_t, -1.0, 1.0)
   mx = logits.max(1, keepdims=True)
-  logp = (logits - mx - np.log(np.exp(logits - mx).sum(1, keepdims=True)))[rows, ys]
+  log_probs = logits - mx - np.log(np.exp(logits - mx).sum(1, keepdims=True))
+  logp = log_probs[rows, ys]
   p = np.exp(logp)
   tau = np_piecewise(p, a_tau, b_tau, 0.0, 1.0)
   loss = -np.log(np.maximum(tau, delta * p))
   w = np.ones(cos.shape[1]) if weight is None else np.asarray(weight, np.float64)
-  loss = np.where(counted, loss * w[ys], 0.0)
+  loss = (1 - eps) * loss * w[ys] - eps / cos.shape[1] * (log_probs * w).sum(1)
+  loss = np.where(counted, loss, 0.0)
   if reduction == "none":
     return loss
   if reduction == "sum":
@@ -284,13 +289,92 @@ class NumericsTest(chex.TestCase):
                                rtol=1e-12)
 
 
+class LabelSmoothingTest(chex.TestCase):
+  """theta of 4 M + 1 numbers: the last is a label-smoothing coordinate."""
+
+  @parameterized.product(eps=(0.0, 0.1, 0.55, 1.0), weighted=(False, True),
+                         reduction=("mean", "sum", "none"))
+  def test_identity_is_torch_cross_entropy_with_that_smoothing(self, eps, weighted, reduction):
+    import torch  # pylint: disable=import-outside-toplevel
+    cos = random_cosines(3)
+    y = np.array([0, 4, -100, 2, 2, 1])
+    weight = np.random.default_rng(5).uniform(0.5, 2.0, C) if weighted else None
+    theta = jaxloss.identity_theta(M, jnp.float64, label_smoothing=eps)
+    self.assertEqual(theta.shape, (4 * M + 1,))
+    expected = torch.nn.functional.cross_entropy(
+        torch.tensor(4.0 * cos), torch.tensor(y), reduction=reduction, label_smoothing=eps,
+        weight=None if weight is None else torch.tensor(weight)).numpy()
+    # float64 (tests/conftest.py enables x64).
+    got = jaxloss.amlfs_loss(jnp.asarray(cos), y, theta, scale=4.0, weight=weight,
+                             reduction=reduction)
+    also = jaxloss.cross_entropy(4.0 * jnp.asarray(cos), y, weight=weight,
+                                 reduction=reduction, label_smoothing=eps)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got, also, rtol=1e-12, atol=1e-14)
+    # float32 against the float64 reference.
+    got32 = jaxloss.amlfs_loss(jnp.asarray(cos, jnp.float32), y,
+                               jaxloss.identity_theta(M, label_smoothing=eps), scale=4.0,
+                               weight=weight, reduction=reduction)
+    np.testing.assert_allclose(got32, expected, rtol=2e-6, atol=1e-6)
+
+  def test_sampled_theta_with_smoothing_matches_the_reference(self):
+    cos, y = random_cosines(4), targets(4)
+    weight = np.random.default_rng(6).uniform(0.5, 2.0, C)
+    for seed, eps in ((0, 0.2), (1, 0.05)):
+      theta = np.concatenate([sampled_theta(seed, 0.1), [eps]])
+      for reduction in ("mean", "none"):
+        got = jaxloss.amlfs_loss(jnp.asarray(cos), y, jnp.asarray(theta), scale=3.0,
+                                 weight=weight, reduction=reduction)
+        np.testing.assert_allclose(
+            got, np_amlfs(cos, y, theta, 3.0, weight=weight, reduction=reduction),
+            rtol=1e-12)
+      # Gradients in theta (smoothing included) and in the cosines: central differences.
+      f = lambda t, c: jaxloss.amlfs_loss(c, y, t, scale=3.0, weight=weight)  # noqa: E731
+      g_theta, g_cos = jax.grad(f, argnums=(0, 1))(jnp.asarray(theta), jnp.asarray(cos))
+      np.testing.assert_allclose(
+          g_theta, num_grad(lambda t: np_amlfs(cos, y, t, 3.0, weight=weight), theta),
+          rtol=1e-6, atol=1e-8)
+      np.testing.assert_allclose(
+          g_cos, num_grad(lambda c: np_amlfs(c, y, theta, 3.0, weight=weight), cos),
+          rtol=1e-6, atol=1e-8)
+
+  def test_the_coordinate_is_clipped_to_torch_domain(self):
+    cos, y = jnp.asarray(random_cosines(5), jnp.float32), targets(5)
+    loss = lambda eps: jaxloss.amlfs_loss(  # noqa: E731
+        cos, y, jaxloss.identity_theta(M, label_smoothing=0.0).at[-1].set(eps), scale=5.0)
+    chex.assert_trees_all_close(loss(-0.3), jaxloss.cross_entropy(5.0 * cos, y), rtol=1e-6)
+    chex.assert_trees_all_close(loss(1.7), jaxloss.cross_entropy(5.0 * cos, y,
+                                                                 label_smoothing=1.0),
+                                rtol=1e-6)
+    self.assertEqual(float(jax.grad(loss)(-0.3)), 0.0)
+    self.assertGreater(abs(float(jax.grad(loss)(0.3))), 0.0)
+
+  def test_population_of_smoothings_under_vmap_and_jit(self):
+    cos, y = jnp.asarray(random_cosines(6), jnp.float32), targets(6)
+    eps = jnp.array([0.0, 0.1, 0.2], jnp.float32)
+    thetas = jax.vmap(lambda e: jaxloss.identity_theta(M, label_smoothing=0.0).at[-1].set(e))(eps)
+    got = jax.jit(jax.vmap(lambda t: jaxloss.amlfs_loss(cos, y, t, scale=5.0)))(thetas)
+    want = [jaxloss.cross_entropy(5.0 * cos, y, label_smoothing=float(e)) for e in eps]
+    chex.assert_trees_all_close(got, jnp.stack(want), rtol=1e-6)
+
+  def test_transforms_ignore_the_coordinate_and_fit_theta_takes_it(self):
+    base = jaxloss.fit_theta(None, lambda p: p ** 1.5, M)
+    with_ls = jaxloss.fit_theta(None, lambda p: p ** 1.5, M, label_smoothing=0.2)
+    chex.assert_trees_all_equal(with_ls[:-1], base)
+    self.assertAlmostEqual(float(with_ls[-1]), 0.2, places=7)
+    curves, curves_ls = jaxloss.amlfs_curves(base), jaxloss.amlfs_curves(with_ls)
+    chex.assert_trees_all_equal(curves, curves_ls)
+
+
 class ErrorTest(absltest.TestCase):
 
   def test_trace_time_errors(self):
     cos, y, th = jnp.zeros((3, 4)), jnp.zeros(3, jnp.int32), jaxloss.identity_theta()
     cases = [
-        (lambda: jaxloss.amlfs_loss(cos, y, jnp.ones(5), scale=1.0),
+        (lambda: jaxloss.amlfs_loss(cos, y, jnp.ones(6), scale=1.0),
          r"amlfs_loss: `theta` must be a 1-D vector of 4 \* M"),
+        (lambda: jaxloss.identity_theta(label_smoothing=1.5),
+         r"`label_smoothing` must lie in \[0, 1\]"),
         (lambda: jaxloss.amlfs_loss(cos, y, jnp.ones((4, 6)), scale=1.0), r"got shape \(4, 6\)"),
         (lambda: jaxloss.amlfs_loss(cos, y, th, scale=jnp.ones(3)),
          r"amlfs_loss: `scale` of shape \(3,\) must be broadcastable"),

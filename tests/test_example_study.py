@@ -4,14 +4,19 @@ import json
 import os
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import jaxloss
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import amlfs_study as study  # noqa: E402
+import loss_families  # noqa: E402
 import diagnosis  # noqa: E402
 
 
@@ -85,3 +90,52 @@ def test_diagnosis_runs_on_the_engine():
     assert len(state["val"]) == 5
     assert 0.1 < state["mu_val"] <= 1.0
     assert {r["part"] for r in state["rows"]} == {"t_slopes", "noise floor"}
+
+
+def test_study_fixed_loss_grids_and_label_smoothing_modes(tmp_path):
+  """losses / losses_indep train the family loss through the engine; ce_best's copies give the
+  derived ce_single row; default_ls / default_eps start at label smoothing 0.1."""
+  table = tmp_path / "table.md"
+  results = study.main(["--modes", "ce_best", "losses_indep", "losses", "default_eps",
+                        "--seeds", "0", "--epochs", "1", "--population", "3",
+                        "--output", str(table)])
+  by_mode = {r["mode"]: r for r in results}
+  assert np.shape(by_mode["losses"]["records"][0]["thetas"]) == (3, 2)
+  np.testing.assert_allclose(by_mode["losses_indep"]["records"][0]["thetas"],
+                             loss_families.family_grid(3)[1])
+  for mode in ("ce_best", "losses_indep"):
+    copies = by_mode[mode]["copy_test"]
+    assert len(copies) == 3 and all(0.2 < a <= 1.0 for a in copies)
+    # The kept copy is one of the independent copies: its test accuracy is among theirs.
+    assert min(abs(a - by_mode[mode]["test_accuracy"]) for a in copies) < 1e-6
+  assert "copy_test" not in by_mode["losses"]  # greedy: the copies are broadcast, not kept
+  thetas = np.asarray(by_mode["default_eps"]["records"][0]["thetas"])
+  assert thetas.shape == (3, 25) and thetas[0, -1] == np.float32(study.LS_START)
+  text = table.read_text()
+  single = float(np.mean(by_mode["ce_best"]["copy_test"]))
+  assert f"| `ce_single` | 1 x 1 | 1 | {single:.4f}" in text
+  assert "vs `ce_single` (paired)" in text and "vs `ce_best` (paired)" in text
+  assert "ls 0.1:" in text  # the per-copy table names the grid's losses
+
+
+@pytest.mark.parametrize("family, parameter, reference", [
+    ("ls", 0.0, lambda x, y: jaxloss.cross_entropy(x, y)),
+    ("ls", 0.2, lambda x, y: jaxloss.cross_entropy(x, y, label_smoothing=0.2)),
+    ("poly1", 1.0, lambda x, y: jnp.mean(jaxloss.poly_loss_cross_entropy(
+        x, jax.nn.one_hot(y, x.shape[-1]), epsilon=1.0))),
+    ("focal", 1.0, lambda x, y: jaxloss.softmax_focal_loss(x, y, gamma=1.0)),
+    ("gce", 0.7, lambda x, y: jaxloss.generalized_cross_entropy(x, y, q=0.7)),
+    ("sce", 0.1, lambda x, y: jaxloss.symmetric_cross_entropy(x, y, alpha=0.1, beta=1.0)),
+])
+def test_family_loss_is_the_library_loss(family, parameter, reference):
+  key1, key2 = jax.random.split(jax.random.key(0))
+  cos = jnp.tanh(jax.random.normal(key1, (16, 10), jnp.float32))
+  y = jax.random.randint(key2, (16,), 0, 10)
+  theta = jnp.asarray(loss_families.family_theta(family, parameter), jnp.float32)
+  f = jax.jit(lambda t, c: loss_families.family_loss(c, y, t, scale=4.0))
+  np.testing.assert_allclose(f(theta, cos), reference(4.0 * cos, y), rtol=1e-6)
+  g = jax.grad(lambda c: f(theta, c))(cos)
+  np.testing.assert_allclose(g, jax.grad(lambda c: reference(4.0 * c, y))(cos), rtol=1e-5,
+                             atol=1e-7)
+  with pytest.raises(ValueError, match="family must be one of"):
+    loss_families.family_theta("nope", 1.0)

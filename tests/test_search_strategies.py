@@ -164,10 +164,30 @@ def test_sigma_vector_forms():
   np.testing.assert_allclose(st.sigma_vector(tuple(range(1, D + 1)), D), np.arange(1, D + 1))
   with pytest.raises(ValueError):
     st.sigma_vector((1, 2, 3), D)
+  # A theta with a label-smoothing coordinate (4 M + 1): 4 values freeze it, 5 give its own.
+  np.testing.assert_allclose(st.sigma_vector((1, 2, 3, 4), D + 1),
+                             np.append(np.repeat([1, 2, 3, 4], M), 0.0))
+  np.testing.assert_allclose(st.sigma_vector((1, 2, 3, 4, 5), D + 1),
+                             np.append(np.repeat([1, 2, 3, 4], M), 5.0))
+  with pytest.raises(ValueError, match="need a theta of 4 M \\+ 1 numbers"):
+    st.sigma_vector((1, 2, 3, 4, 5), D)
   with pytest.raises(ValueError):
     st.Gaussian(sigma=-1.0)
   with pytest.raises(ValueError):
     st.Gaussian(fitness="softmax")
+
+
+def test_default_with_a_frozen_smoothing_coordinate_never_moves_it():
+  mu0 = jaxloss.identity_theta(M, label_smoothing=0.1)
+  g = st.DEFAULT
+  state = g.init(mu0)
+  thetas = g.ask(jax.random.key(1), state, 8)
+  np.testing.assert_array_equal(np.asarray(thetas)[:, -1], np.float32(0.1))
+  new, _ = g.tell(state, thetas, jnp.arange(8.0), jnp.ones(8, bool))
+  assert float(new.mu[-1]) == np.float32(0.1)
+  searched = dataclasses.replace(g, sigma=g.sigma + (0.05,))
+  thetas = searched.ask(jax.random.key(1), searched.init(mu0), 8)
+  assert np.std(np.asarray(thetas)[:, -1]) > 0.01
 
 
 def test_per_part_score_is_the_reinforce_estimate():

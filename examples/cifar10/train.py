@@ -96,21 +96,27 @@ def init(key, *, model: models.CifarResNet, optimizer: optax.GradientTransformat
                            opt_state=optimizer.init(params))
 
 
-def loss_fn(params, model_state, images, labels, theta, *, model, logit_scale):
-  """The AM-LFS loss of one batch: ``(loss, (new model_state, logits))``."""
+def loss_fn(params, model_state, images, labels, theta, *, model, logit_scale,
+            loss=jaxloss.amlfs_loss):
+  """The loss of one batch: ``(loss, (new model_state, logits))``.
+
+  ``loss(cosine, labels, theta, *, scale)``: ``jaxloss.amlfs_loss``, or
+  ``loss_families.family_loss`` for the grid of fixed losses.
+  """
   (features, kernel), new_model_state = model.apply(
       {'params': params, **model_state}, images, train=True, mutable=['batch_stats'])
   cosine, scale, logits = models.head_outputs(features, kernel, logit_scale)
-  loss = jaxloss.amlfs_loss(cosine, labels, theta, scale=scale)
+  loss = loss(cosine, labels, theta, scale=scale)
   return loss, (new_model_state, logits)
 
 
-def train_step(state, batch, theta, key, *, model, optimizer, logit_scale):
+def train_step(state, batch, theta, key, *, model, optimizer, logit_scale,
+               loss=jaxloss.amlfs_loss):
   """One SGD step of one copy on an augmented uint8 batch, with the loss ``theta``."""
   images, labels = batch
   images = input_pipeline.normalize(input_pipeline.augment(key, images), model.dtype)
   grad_fn = jax.value_and_grad(
-      functools.partial(loss_fn, model=model, logit_scale=logit_scale), has_aux=True)
+      functools.partial(loss_fn, model=model, logit_scale=logit_scale, loss=loss), has_aux=True)
   (loss, (model_state, logits)), grads = grad_fn(
       state.params, state.model_state, images, labels, theta)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -122,12 +128,13 @@ def train_step(state, batch, theta, key, *, model, optimizer, logit_scale):
 
 
 def evaluate(state, batch, *, model, logit_scale):
-  """``{'correct', 'count'}`` of one copy on a clean batch."""
+  """``{'correct', 'count', 'examples'}`` of one copy on a clean batch (``'examples'``: the
+  per-image hits, which the guarded selection rule pairs between copies)."""
   images, labels = batch
   features, kernel = model.apply({'params': state.params, **state.model_state},
                                  input_pipeline.normalize(images, model.dtype), train=False)
   _, _, logits = models.head_outputs(features, kernel, logit_scale)
-  return search.classification_metrics(logits, labels)
+  return search.classification_metrics(logits, labels, per_example=True)
 
 
 # The parts of the configuration that change the compiled program. Runs that share them share
@@ -150,19 +157,21 @@ class Program:
 _PROGRAMS: dict = {}
 
 
-def make_program(config: configs.Config) -> Program:
-  key = tuple(getattr(config, f) for f in _PROGRAM_FIELDS) + (jax.default_backend(),)
+def make_program(config: configs.Config, loss=jaxloss.amlfs_loss) -> Program:
+  """The Task and model of ``config``, training with ``loss`` (see :func:`loss_fn`)."""
+  key = tuple(getattr(config, f) for f in _PROGRAM_FIELDS) + (jax.default_backend(), loss)
   if key not in _PROGRAMS:
-    _PROGRAMS[key] = _build_program(config)
+    _PROGRAMS[key] = _build_program(config, loss)
   return _PROGRAMS[key]
 
 
-def _build_program(config: configs.Config) -> Program:
+def _build_program(config: configs.Config, loss) -> Program:
   model = make_model(config)
   optimizer = make_optimizer(config)
   bound = dict(model=model, logit_scale=config.logit_scale)
   task = search.Task(init=functools.partial(init, model=model, optimizer=optimizer),
-                     train_step=functools.partial(train_step, optimizer=optimizer, **bound),
+                     train_step=functools.partial(train_step, optimizer=optimizer, loss=loss,
+                                                  **bound),
                      evaluate=functools.partial(evaluate, **bound))
   return Program(task=task, model=model)
 

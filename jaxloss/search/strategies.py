@@ -129,19 +129,25 @@ def sigma_vector(sigma, dim: int, dtype=jnp.float32) -> Array:
   """The per-coordinate standard deviations of ``sigma``.
 
   ``sigma`` is a float (every coordinate), a 4-tuple (one value per part of theta,
-  :data:`PARTS`; ``dim`` must be ``4 M``) or a ``dim``-tuple. A 0 freezes its coordinates
-  (they are never perturbed and never move).
+  :data:`PARTS`; ``dim`` must be ``4 M`` or ``4 M + 1``), a 5-tuple (the four parts and the
+  label-smoothing coordinate of a ``4 M + 1`` theta, ``jaxloss.amlfs_loss``) or a
+  ``dim``-tuple. A 0 freezes its coordinates (they are never perturbed and never move); a
+  4-tuple freezes the label-smoothing coordinate of a ``4 M + 1`` theta at ``mu_0``'s value.
   """
   values = np.atleast_1d(np.asarray(sigma, np.float64))
   if values.size == 1:
     out = np.full((dim,), float(values[0]))
-  elif values.size == 4 and dim % 4 == 0:
-    out = np.repeat(values, dim // 4)
+  elif values.size in (4, 5) and dim >= 4 and dim % 4 in (0, 1) and values.size != dim:
+    smoothing = values[4:] if values.size == 5 else np.zeros((1,))
+    if values.size == 5 and dim % 4 == 0:
+      raise ValueError(f"sigma: 5 values (the parts {PARTS} and label smoothing) need a "
+                       f"theta of 4 M + 1 numbers, got {dim}.")
+    out = np.concatenate([np.repeat(values[:4], dim // 4), smoothing[:dim % 4]])
   elif values.size == dim:
     out = values
   else:
-    raise ValueError(f"sigma: expected a float, 4 values (one per part {PARTS}) or {dim} "
-                     f"values, got {values.size}.")
+    raise ValueError(f"sigma: expected a float, 4 values (one per part {PARTS}), 5 (and the "
+                     f"label-smoothing coordinate) or {dim} values, got {values.size}.")
   return jnp.asarray(out, dtype)
 
 
@@ -216,7 +222,9 @@ class Gaussian:
 
   Attributes:
     sigma: a float (the paper: 0.2 for every coordinate), or 4 floats, one per part of
-      theta (:data:`PARTS`), or one per coordinate. Standard deviations, not variances.
+      theta (:data:`PARTS`; a label-smoothing coordinate, if theta has one, is then
+      frozen), 5 floats (the parts and the label-smoothing coordinate), or one per
+      coordinate. Standard deviations, not variances.
       A 0 freezes that part at ``mu_0``.
     optimizer: ``'adam'`` (the paper), ``'sgd'`` or any optax transformation; it receives
       the NEGATED ascent direction as the gradient.
