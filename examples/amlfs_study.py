@@ -37,10 +37,11 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from loss_families import family_grid, family_loss  # noqa: E402
+
 import jaxloss  # noqa: E402
 from jaxloss import search  # noqa: E402
 from jaxloss.search import strategies as st  # noqa: E402
-from loss_families import family_grid, family_loss  # noqa: E402
 
 DATASETS = ("mnist1d", "digits", "cifar10-subset")
 #: Where ``--dataset cifar10-subset`` looks when ``--data-dir`` is not given.

@@ -16,8 +16,8 @@ sys.path.insert(0, os.path.join(ROOT, "examples"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import amlfs_study as study  # noqa: E402
-import loss_families  # noqa: E402
 import diagnosis  # noqa: E402
+import loss_families  # noqa: E402
 
 
 def test_study_runs_every_kind_of_mode_through_the_engine(tmp_path, capsys):
