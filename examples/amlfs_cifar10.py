@@ -4,6 +4,8 @@
     python examples/amlfs_cifar10.py --data-dir DIR --mode baseline # cross-entropy, same recipe
     python examples/amlfs_cifar10.py --data-dir DIR --modes amlfs baseline --seeds 0 1 2 \\
         --label-noise 0.2                                           # several runs, one process
+    python examples/amlfs_cifar10.py --data-dir DIR --modes baseline_best losses losses_indep
+                                                                    # baselines at B copies' compute
     python examples/amlfs_cifar10.py --data-dir DIR --resume        # continue a killed run
     python examples/amlfs_cifar10.py --data-dir DIR --smoke         # tiny run of the same code
     python examples/amlfs_cifar10.py --table                        # table 2 from the runs

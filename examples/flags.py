@@ -187,17 +187,25 @@ def setup_logging(own: Iterable[str], verbose: bool = False) -> None:
     logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s')
 
 
-def search_options(mode: str, strategy: str, sigma: float, policy_learning_rate: float) -> dict:
+def search_options(mode: str, strategy: str, sigma: float, policy_learning_rate: float,
+                   population: int = 2) -> dict:
   """The ``SearchConfig`` options (``strategy``, ``selection``) of the examples' modes.
 
   ``amlfs``: the search (``--strategy default``: ``strategies.DEFAULT``; ``paper``: the
   paper's Gaussian with ``--sigma`` and Adam ``--policy-learning-rate`` on mu); ``random``: the
-  same samples around mu_0, which never moves; ``baseline``: cross-entropy
-  (``strategies.FIXED``), the copies independent (no selection).
+  same samples around mu_0, which never moves; ``baseline`` and ``baseline_best``:
+  cross-entropy (``strategies.FIXED``), the copies independent (no selection); ``losses``:
+  the grid of fixed losses of ``loss_families`` (``strategies.Grid``; theta ``[family,
+  parameter]``, trained by ``loss_families.family_loss``), the best copy broadcast;
+  ``losses_indep``: the same grid, the copies independent.
   """
   from jaxloss.search import strategies  # pylint: disable=import-outside-toplevel
-  if mode == 'baseline':
+  if mode in ('baseline', 'baseline_best'):
     return dict(strategy='fixed', selection='none')
+  if mode in ('losses', 'losses_indep'):
+    import loss_families  # pylint: disable=import-outside-toplevel
+    grid = strategies.Grid(loss_families.family_grid(population)[1])
+    return dict(strategy=grid, selection='best' if mode == 'losses' else 'none')
   if strategy == 'paper':
     chosen = strategies.Gaussian(sigma=sigma, learning_rate=policy_learning_rate)
   else:
@@ -207,11 +215,12 @@ def search_options(mode: str, strategy: str, sigma: float, policy_learning_rate:
   return dict(strategy=chosen, selection='best')
 
 
-def describe_search(mode: str, strategy: str, sigma: float, policy_learning_rate: float) -> dict:
+def describe_search(mode: str, strategy: str, sigma: float, policy_learning_rate: float,
+                    population: int = 2) -> dict:
   """What :func:`search_options` resolves to, as JSON for ``config.json``/``summary.json``:
   ``{'mode', 'strategy' (the flag), 'class', 'parameters' (every field of the strategy
   object), 'selection'}``: exactly what runs, not the flags it ignores."""
-  options = search_options(mode, strategy, sigma, policy_learning_rate)
+  options = search_options(mode, strategy, sigma, policy_learning_rate, population)
   chosen = options['strategy']
   if isinstance(chosen, str):
     from jaxloss.search import strategies  # pylint: disable=import-outside-toplevel
@@ -223,7 +232,9 @@ def describe_search(mode: str, strategy: str, sigma: float, policy_learning_rate
       parameters[field.name] = (list(value) if isinstance(value, tuple) else value
                                 if isinstance(value, (bool, int, float, str, type(None)))
                                 else repr(value))
-  return {'mode': mode, 'strategy': 'fixed' if mode == 'baseline' else strategy,
+  named = {'baseline': 'fixed', 'baseline_best': 'fixed', 'losses': 'grid',
+           'losses_indep': 'grid'}
+  return {'mode': mode, 'strategy': named.get(mode, strategy),
           'class': type(chosen).__name__, 'parameters': parameters,
           'selection': options['selection']}
 

@@ -280,9 +280,47 @@ def _normalized_cosines(fn, features, weight, weight_layout, eps, row_mask=None,
   x2 = x[None] if x.ndim == 1 else x
   if row_mask is not None:
     (x2,) = C.mask_inputs(row_mask[:, None], 0, x2)
+  if inert_rows:
+    x2, w = _same_varying_axes(x2, w)
   parts = _cosine_parts_dead_rows_free if inert_rows else _cosine_parts
   cos, x_norm, w_norm = parts(x2, w, eps)
   return cos, x_norm, w_norm, dtype
+
+
+def _same_varying_axes(x: Array, w: Array) -> tuple[Array, Array]:
+  """Under ``shard_map``, gives ``x`` and ``w`` the same varying mesh axes.
+
+  A replicated batch of features meeting per-copy weights (or the reverse) would otherwise
+  make the custom VJP's cotangents vary where its primal inputs do not, which JAX rejects.
+  Marking the replicated input as varying is what autodiff does implicitly; its gradient is
+  then summed over those axes, as for any replicated input of ``shard_map``. A no-op outside
+  ``shard_map`` and on JAX releases without varying-axes types.
+  """
+  typeof = getattr(jax, "typeof", None)
+  if typeof is None:
+    return x, w
+  x_axes, w_axes = _varying_axes(typeof(x)), _varying_axes(typeof(w))
+  if x_axes == w_axes:
+    return x, w
+  return _mark_varying(x, w_axes - x_axes), _mark_varying(w, x_axes - w_axes)
+
+
+def _varying_axes(aval) -> frozenset:
+  # jax >= 0.10: aval.manual_axis_type.varying; jax 0.6-0.9: aval.vma.
+  manual = getattr(aval, "manual_axis_type", None)
+  if manual is not None:
+    return frozenset(getattr(manual, "varying", ()) or ())
+  return frozenset(getattr(aval, "vma", ()) or ())
+
+
+def _mark_varying(a: Array, axes: frozenset) -> Array:
+  if not axes:
+    return a
+  names = tuple(sorted(axes))
+  pcast = getattr(lax, "pcast", None)
+  if pcast is not None:
+    return pcast(a, names, to="varying")
+  return lax.pvary(a, names)  # jax < 0.8
 
 
 def cosine_logits(features: ArrayLike, weight: ArrayLike, *, weight_layout: str = "cd",

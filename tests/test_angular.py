@@ -549,3 +549,59 @@ class ErrorTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class ShardMapTest(chex.TestCase):
+  """cosine_logits' custom VJP where features are replicated and weights vary per copy."""
+
+  def test_replicated_features_and_per_copy_weights_under_shard_map(self):
+    from jax.sharding import Mesh, PartitionSpec as P  # pylint: disable=import-outside-toplevel
+    mesh = Mesh(np.array(jax.devices()[:1]), ("pop",))
+    x = jax.random.normal(jax.random.key(0), (6, 4), jnp.float32)
+    y = jnp.array([0, 1, 2, 0, 1, 2])
+    weights = jax.random.normal(jax.random.key(1), (3, 3, 4), jnp.float32)
+
+    def grad_of_copy(w):
+      def loss(w):
+        cos, xn, wn = jaxloss.cosine_logits(x, w, return_norms=True)
+        return jaxloss.cross_entropy(cos * xn * wn, y)
+      return jax.grad(loss)(w)
+
+    sharded = jax.jit(jax.shard_map(jax.vmap(grad_of_copy), mesh=mesh, in_specs=P("pop"),
+                                    out_specs=P("pop")))(weights)
+    chex.assert_trees_all_close(sharded, jax.vmap(grad_of_copy)(weights), rtol=1e-5,
+                                atol=1e-7)
+
+  def test_the_hand_written_task_of_the_search_docs_runs_on_the_engine(self):
+    # docs/search_api.md: features from the batch (the same for every copy under common
+    # random numbers), the cosine head's weights per copy.
+    import optax  # pylint: disable=import-outside-toplevel
+    from jaxloss import search  # pylint: disable=import-outside-toplevel
+
+    def init(key):
+      w = jax.random.normal(key, (8, 3)) / jnp.sqrt(8.0)
+      return {"w": w, "opt": optax.sgd(0.1, momentum=0.9).init(w)}
+
+    def train_step(state, batch, theta, key):
+      x, y = batch
+      x = x + 0.01 * jax.random.normal(key, x.shape)
+      f = lambda w: jaxloss.amlfs_loss(  # noqa: E731
+          jaxloss.cosine_logits(x, w, weight_layout="dc"), y, theta, scale=16.0)
+      value, grad = jax.value_and_grad(f)(state["w"])
+      updates, opt = optax.sgd(0.1, momentum=0.9).update(grad, state["opt"])
+      return {"w": state["w"] + updates, "opt": opt}, {"loss": value}
+
+    def evaluate(state, batch):
+      x, y = batch
+      return search.classification_metrics(x @ state["w"], y)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    y = np.argmax(x[:, :3], axis=1).astype(np.int32)
+    config = search.SearchConfig(initial_mu=jaxloss.identity_theta(2), population_size=2,
+                                 epochs=2, batch_size=50, seed=0, progress=False,
+                                 common_random_numbers=True)
+    result = search.run(search.Task(init=init, train_step=train_step, evaluate=evaluate),
+                        config, (x[:200], y[:200]), (x[200:], y[200:]))
+    self.assertEqual(len(result.records), 2)
+    self.assertGreater(result.best_reward, 0.5)

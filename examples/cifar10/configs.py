@@ -29,7 +29,9 @@ import flags  # examples/flags.py (examples/ is on the path, as for train.py)
 
 # The example's modes (examples/flags.py, search_options, maps them to the library's strategy
 # and selection); a grid and the other strategies: examples/amlfs_study.py.
-MODES = ('amlfs', 'random', 'baseline')
+MODES = ('amlfs', 'random', 'baseline', 'baseline_best', 'losses', 'losses_indep')
+#: The modes whose copies train fixed losses (no strategy flag applies to them).
+FIXED_MODES = ('baseline', 'baseline_best', 'losses', 'losses_indep')
 STRATEGIES = ('default', 'paper')
 
 CONV_IMPLS = ('xla', 'patches')
@@ -52,12 +54,18 @@ class Config:
   mode: str = _field('amlfs', "'amlfs': the search (REINFORCE on mu with Adam, best copy "
                      "broadcast every epoch); 'random': the same population and broadcast, mu "
                      "stays at mu_0 (random search around cross-entropy); 'baseline': one model "
-                     "trained with softmax cross-entropy under the same recipe.",
+                     "trained with softmax cross-entropy under the same recipe (1/B of a "
+                     "search's compute). At a search's compute (B copies): 'baseline_best': B "
+                     "independent cross-entropy models, the best on validation kept; 'losses': "
+                     "B fixed losses (examples/loss_families.py: CE, label smoothing 0.1/0.2, "
+                     "Poly-1, focal, GCE 0.7/0.4, SCE), the best copy broadcast every epoch; "
+                     "'losses_indep': the same B losses trained independently, the best on "
+                     "validation kept.",
                      choices=MODES)
   seed: int = _field(0, 'initialisation, sampled thetas, data order and augmentation.')
 
   # --- AM-LFS (paper section 3.4 and 4.2) ----------------------------------------------------
-  population: int = _field(32, 'B, the number of copies (amlfs, random).')
+  population: int = _field(32, 'B, the number of copies (every mode but baseline).')
   num_intervals: int = _field(6, 'M; theta has 4 M numbers.')
   strategy: str = _field(
       'default', "'default': jaxloss.search.strategies.DEFAULT, the best configuration "
@@ -180,7 +188,7 @@ class Config:
   @property
   def run_name(self) -> str:
     """Sub-directory of ``workdir`` for this run: all of table 2 fits in one working directory."""
-    paper = '-paper' if self.strategy == 'paper' and self.mode != 'baseline' else ''
+    paper = '-paper' if self.strategy == 'paper' and self.mode not in FIXED_MODES else ''
     name = f'{self.mode}{paper}-noise{int(round(100 * self.label_noise))}'
     if self.seed:
       name += f'-seed{self.seed}'

@@ -44,6 +44,7 @@ from typing import Any
 import flags
 import jax
 import jax.numpy as jnp
+import loss_families
 import numpy as np
 import optax
 
@@ -176,9 +177,21 @@ def _build_program(config: configs.Config, loss) -> Program:
   return Program(task=task, model=model)
 
 
+def uses_loss_grid(config: configs.Config) -> bool:
+  """The modes whose theta is ``[family, parameter]`` of ``loss_families.family_loss``."""
+  return config.mode in ('losses', 'losses_indep')
+
+
+def program_for(config: configs.Config) -> Program:
+  """The program of ``config``'s mode: the AM-LFS loss, or the grid's family loss."""
+  return make_program(config, loss_families.family_loss if uses_loss_grid(config)
+                      else jaxloss.amlfs_loss)
+
+
 def search_config(config: configs.Config, run_dir: str) -> search.SearchConfig:
   return search.SearchConfig(
-      initial_mu=jaxloss.identity_theta(config.num_intervals),
+      # A grid of losses carries its own thetas (no mean to start from).
+      initial_mu=None if uses_loss_grid(config) else jaxloss.identity_theta(config.num_intervals),
       population_size=config.effective_population,
       epochs=config.epochs,
       batch_size=config.batch_size,
@@ -189,7 +202,7 @@ def search_config(config: configs.Config, run_dir: str) -> search.SearchConfig:
       max_to_keep=config.keep_checkpoints,
       scan_unroll=scan_unroll(config),
       **flags.search_options(config.mode, config.strategy, config.sigma,
-                             config.policy_learning_rate))
+                             config.policy_learning_rate, config.population))
 
 
 # scan_unroll='auto' on a CPU, from examples/cifar10/time_unroll.py (docs/cifar10.md): XLA:CPU
@@ -242,7 +255,7 @@ def config_record(config: configs.Config) -> dict:
   (``sigma``/``policy_learning_rate`` are read by ``--strategy paper`` only)."""
   values = configs.to_dict(config)
   described = flags.describe_search(config.mode, config.strategy, config.sigma,
-                                    config.policy_learning_rate)
+                                    config.policy_learning_rate, config.population)
   if described['strategy'] != 'paper':
     for name in flags.PAPER_ONLY:
       values.pop(name, None)
@@ -312,7 +325,7 @@ def run(config: configs.Config, *, resume: bool = False, stop_after: int | None 
   log.info('Data: %d train (%d noisy labels), %d validation, %d test images from %s.',
            len(data.train), int(data.flipped.sum()), len(data.val), len(data.test), data.source)
 
-  program = make_program(config)
+  program = program_for(config)
   engine = search.Engine(program.task, dataclasses.replace(search_config(config, run_dir),
                                                           progress=progress))
   test = engine.put_data((data.test.images, data.test.labels))
