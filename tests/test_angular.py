@@ -555,7 +555,8 @@ class ShardMapTest(chex.TestCase):
   """cosine_logits' custom VJP where features are replicated and weights vary per copy."""
 
   def test_replicated_features_and_per_copy_weights_under_shard_map(self):
-    from jax.sharding import Mesh, PartitionSpec as P  # pylint: disable=import-outside-toplevel
+    from jax.sharding import Mesh  # pylint: disable=import-outside-toplevel
+    from jax.sharding import PartitionSpec as P
     mesh = Mesh(np.array(jax.devices()[:1]), ("pop",))
     x = jax.random.normal(jax.random.key(0), (6, 4), jnp.float32)
     y = jnp.array([0, 1, 2, 0, 1, 2])
@@ -576,6 +577,7 @@ class ShardMapTest(chex.TestCase):
     # docs/search_api.md: features from the batch (the same for every copy under common
     # random numbers), the cosine head's weights per copy.
     import optax  # pylint: disable=import-outside-toplevel
+
     from jaxloss import search  # pylint: disable=import-outside-toplevel
 
     def init(key):
