@@ -6,7 +6,7 @@
   python examples/amlfs_study.py --dataset mnist1d --label-noise 0.2
   python examples/amlfs_study.py --dataset digits --seeds 0 1 2 3 4     # needs [study]
   python examples/amlfs_study.py --dataset cifar10-subset --data-dir DIR --epochs 10 \\
-      --population 8 --modes paper default random grid ce --seeds 0 1 2
+      --population 8 --modes ce_best default losses_indep --seeds 0 1 2 3 4 5
 
 Every mode is one ``jaxloss.search.run`` per seed: the engine users run, with the mode's
 strategy (``jaxloss.search.strategies``) and selection, the test split as a monitored split
@@ -16,8 +16,13 @@ validation split; its test accuracy is the table's number. Every copy sees the s
 (common random numbers); one seed fixes the initialisation, the data order and the samples,
 so the same seed in two modes is a paired comparison.
 
-The table gives test accuracy mean +- std over seeds, paired differences against ``ce`` and
-``grid`` (equal compute to the searches), and the compute of each row (copies x epochs).
+The table gives test accuracy mean +- std over seeds, paired differences (mean, 95% t
+interval, wins) against one cross-entropy run (``ce`` when run; otherwise ``ce_single``, the
+mean of ``ce_best``'s independent copies, each evaluated on the test split after the run) and
+against ``ce_best`` (the best of B cross-entropy runs: the searches' compute), the share of
+epochs whose REINFORCE estimate beats shuffled rewards, and the compute of each row (copies x
+epochs). Independent modes (``ce_best``, ``losses_indep``, ``+indep``) also list every copy's
+test accuracy: a single run of each loss of the grid.
 """
 
 from __future__ import annotations
@@ -689,7 +694,7 @@ def parse_args(argv=None):
   p.add_argument("--output", default=None, help="write the markdown table to this file.")
   p.add_argument("--figure", default=None,
                  help="write the figure to this path (png): each mode's test accuracy minus "
-                      "ce's, seed by seed, with 95%% t intervals around 0, and the test "
+                      "one cross-entropy run's (ce, or ce_single from ce_best), seed by seed, with 95%% t intervals around 0, and the test "
                       "accuracy per epoch; labels carry the compute (copies x epochs).")
   p.add_argument("--json", default=None, help="write every run's records to this file.")
   p.add_argument("--verbose", action="store_true", help="a progress bar per run.")
