@@ -694,7 +694,8 @@ def parse_args(argv=None):
   p.add_argument("--output", default=None, help="write the markdown table to this file.")
   p.add_argument("--figure", default=None,
                  help="write the figure to this path (png): each mode's test accuracy minus "
-                      "one cross-entropy run's (ce, or ce_single from ce_best), seed by seed, with 95%% t intervals around 0, and the test "
+                      "one cross-entropy run's (ce, or ce_single from ce_best), seed by seed, "
+                      "with 95%% t intervals around 0, and the test "
                       "accuracy per epoch; labels carry the compute (copies x epochs).")
   p.add_argument("--json", default=None, help="write every run's records to this file.")
   p.add_argument("--verbose", action="store_true", help="a progress bar per run.")
