@@ -506,8 +506,9 @@ def table(results: list[dict]) -> str:
   single = single_reference(results)
   modes = list(dict.fromkeys(r["mode"] for r in results))
   lines = ["| mode | compute (copies x epochs) | seeds | test accuracy | per seed | "
-           f"vs `{single}` (paired) | vs `ce_best` (paired) | REINFORCE > shuffled | s / run |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           f"vs `{single}` (paired) | vs `ce_best` (paired) | REINFORCE > shuffled | "
+           "val - test | s / run |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
   for mode in modes:
     rs = [r for r in results if r["mode"] == mode]
     acc = np.array([r["test_accuracy"] for r in rs])
@@ -517,7 +518,7 @@ def table(results: list[dict]) -> str:
     lines.append(f"| `{mode}` | {compute} | {len(rs)} | {acc.mean():.4f} ± {std:.4f} | "
                  + " ".join(f"{a:.3f}" for a in acc)
                  + f" | {_paired(results, mode, single)} | {_paired(results, mode, 'ce_best')} "
-                 f"| {'-' if mode == CE_SINGLE else _share(rs)} | "
+                 f"| {'-' if mode == CE_SINGLE else _share(rs)} | {_val_minus_test(rs)} | "
                  f"{'-' if mode == CE_SINGLE else f'{secs:.0f}'} |")
   lines.append("")
   lines.append("std: sample std over seeds (ddof 1). Paired: mean [95% t interval] of the "
@@ -525,7 +526,9 @@ def table(results: list[dict]) -> str:
                "initialisation key), (wins/seeds). REINFORCE > shuffled: the share of epochs "
                "(all seeds) whose REINFORCE estimate beats 999 shuffles of the rewards at "
                "p < 0.05 (reinforce_significance; 0.05 is what noise alone gives; '-': mu never "
-               "moves).")
+               "moves). val - test: the reported model's validation accuracy (what selected it) "
+               "minus its test accuracy, mean over seeds: how much the selection on validation "
+               "flatters it (the winner's curse).")
   if single == CE_SINGLE:
     lines.append("`ce_single`: not a run of its own: per seed, the mean test accuracy of "
                  "`ce_best`'s B independent cross-entropy copies (the expected accuracy of one "
@@ -534,6 +537,11 @@ def table(results: list[dict]) -> str:
   if per_copy:
     lines += ["", per_copy]
   return "\n".join(lines)
+
+
+def _val_minus_test(runs: list[dict]) -> str:
+  gaps = [r["val_accuracy"] - r["test_accuracy"] for r in runs if "val_accuracy" in r]
+  return f"{np.mean(gaps):+.3f}" if gaps else "-"
 
 
 def copy_table(results: list[dict]) -> str:
