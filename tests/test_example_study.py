@@ -21,25 +21,47 @@ import loss_families  # noqa: E402
 
 
 def test_study_runs_every_kind_of_mode_through_the_engine(tmp_path, capsys):
+  """One study invocation (one process's compiled programs) over every kind of mode: a single
+  run, independent copies, a grid, the search, the library's fixed-loss grid greedy and
+  independent, and the search with a label-smoothing coordinate."""
   out = tmp_path / "study.json"
   table = tmp_path / "table.md"
-  results = study.main(["--modes", "ce", "ce_best", "grid", "default", "--seeds", "0",
-                        "--epochs", "2", "--population", "2", "--json", str(out),
-                        "--output", str(table)])
-  assert [r["mode"] for r in results] == ["ce", "ce_best", "grid", "default"]
-  assert [r["copies"] for r in results] == [1, 2, 2, 2]
+  modes = ["ce", "ce_best", "grid", "default", "losses_indep", "losses", "default_eps"]
+  results = study.main(["--modes", *modes, "--seeds", "0", "--epochs", "2", "--population",
+                        "2", "--json", str(out), "--output", str(table)])
+  assert [r["mode"] for r in results] == modes
+  assert [r["copies"] for r in results] == [1, 2, 2, 2, 2, 2, 2]
+  by_mode = {r["mode"]: r for r in results}
+  theta_size = {"losses_indep": 2, "losses": 2, "default_eps": 25}
   for r in results:
     assert len(r["records"]) == 2
     assert 0.3 < r["test_accuracy"] <= 1.0  # MNIST-1D after 2 epochs: well above chance
     assert r["test_accuracy"] == r["records"][-1]["best_test"]
     # The engine's records: one theta and reward per copy, the selection of the mode.
-    assert np.shape(r["records"][0]["thetas"]) == (r["copies"], 24)
-    assert r["records"][0]["selection"] == ("none" if r["mode"] == "ce_best" else "best")
+    assert np.shape(r["records"][0]["thetas"]) == (r["copies"], theta_size.get(r["mode"], 24))
+    assert r["records"][0]["selection"] == (
+        "none" if r["mode"] in ("ce_best", "losses_indep") else "best")
   assert results[0]["records"][0]["strategy"] == "Fixed"
+  # The fixed-loss grid trains the library's losses: theta [family, parameter].
+  np.testing.assert_allclose(by_mode["losses_indep"]["records"][0]["thetas"],
+                             loss_families.family_grid(2)[1])
+  # default_eps starts at label smoothing 0.1: copy 0 (the mean copy) trains with it.
+  assert by_mode["default_eps"]["records"][0]["thetas"][0][-1] == np.float32(study.LS_START)
+  # Independent modes: every copy's final test accuracy; the kept copy is one of them.
+  for mode in ("ce_best", "losses_indep"):
+    copies = by_mode[mode]["copy_test"]
+    assert len(copies) == 2 and all(0.2 < a <= 1.0 for a in copies)
+    assert min(abs(a - by_mode[mode]["test_accuracy"]) for a in copies) < 1e-6
+  assert "copy_test" not in by_mode["losses"]  # greedy: the copies are broadcast, not kept
   text = table.read_text()
   assert "| `ce_best` | 2 x 2 | 1 |" in text and "compute (copies x epochs)" in text
+  # ce was run, so it is the single reference; ce_single (ce_best's copies) is listed too.
+  single = float(np.mean(by_mode["ce_best"]["copy_test"]))
+  assert f"| `ce_single` | 1 x 2 | 1 | {single:.4f}" in text
+  assert "vs `ce` (paired)" in text and "vs `ce_best` (paired)" in text
+  assert "ls 0.1:" in text  # the per-copy table names the grid's losses
   saved = json.loads(out.read_text())
-  assert len(saved["results"]) == 4
+  assert len(saved["results"]) == len(modes)
   merged = study.main(["--from-json", str(out)])
   assert [r["test_accuracy"] for r in merged] == [r["test_accuracy"] for r in results]
 
@@ -90,32 +112,6 @@ def test_diagnosis_runs_on_the_engine():
     assert len(state["val"]) == 5
     assert 0.1 < state["mu_val"] <= 1.0
     assert {r["part"] for r in state["rows"]} == {"t_slopes", "noise floor"}
-
-
-def test_study_fixed_loss_grids_and_label_smoothing_modes(tmp_path):
-  """losses / losses_indep train the family loss through the engine; ce_best's copies give the
-  derived ce_single row; default_ls / default_eps start at label smoothing 0.1."""
-  table = tmp_path / "table.md"
-  results = study.main(["--modes", "ce_best", "losses_indep", "losses", "default_eps",
-                        "--seeds", "0", "--epochs", "1", "--population", "3",
-                        "--output", str(table)])
-  by_mode = {r["mode"]: r for r in results}
-  assert np.shape(by_mode["losses"]["records"][0]["thetas"]) == (3, 2)
-  np.testing.assert_allclose(by_mode["losses_indep"]["records"][0]["thetas"],
-                             loss_families.family_grid(3)[1])
-  for mode in ("ce_best", "losses_indep"):
-    copies = by_mode[mode]["copy_test"]
-    assert len(copies) == 3 and all(0.2 < a <= 1.0 for a in copies)
-    # The kept copy is one of the independent copies: its test accuracy is among theirs.
-    assert min(abs(a - by_mode[mode]["test_accuracy"]) for a in copies) < 1e-6
-  assert "copy_test" not in by_mode["losses"]  # greedy: the copies are broadcast, not kept
-  thetas = np.asarray(by_mode["default_eps"]["records"][0]["thetas"])
-  assert thetas.shape == (3, 25) and thetas[0, -1] == np.float32(study.LS_START)
-  text = table.read_text()
-  single = float(np.mean(by_mode["ce_best"]["copy_test"]))
-  assert f"| `ce_single` | 1 x 1 | 1 | {single:.4f}" in text
-  assert "vs `ce_single` (paired)" in text and "vs `ce_best` (paired)" in text
-  assert "ls 0.1:" in text  # the per-copy table names the grid's losses
 
 
 @pytest.mark.parametrize("family, parameter, reference", [
