@@ -510,7 +510,7 @@ def table(results: list[dict]) -> str:
            "val - test | lead / SE | s / run |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
   for mode in modes:
-    rs = [r for r in results if r["mode"] == mode]
+    rs = sorted((r for r in results if r["mode"] == mode), key=lambda r: r["seed"])
     acc = np.array([r["test_accuracy"] for r in rs])
     std = acc.std(ddof=1) if len(acc) > 1 else 0.0
     secs = np.mean([r["seconds"] for r in rs])
@@ -522,8 +522,8 @@ def table(results: list[dict]) -> str:
                  f"{'-' if mode == CE_SINGLE else _lead(rs)} | "
                  f"{'-' if mode == CE_SINGLE else f'{secs:.0f}'} |")
   lines.append("")
-  lines.append("std: sample std over seeds (ddof 1). Paired: mean [95% t interval] of the "
-               "per-seed difference in test accuracy (same seed = same data order and "
+  lines.append("per seed: in the order of the seeds. std: sample std over seeds (ddof 1). "
+               "Paired: mean [95% t interval] of the per-seed difference in test accuracy (same seed = same data order and "
                "initialisation key), (wins/seeds). REINFORCE > shuffled: the share of epochs "
                "(all seeds) whose REINFORCE estimate beats 999 shuffles of the rewards at "
                "p < 0.05 (reinforce_significance; 0.05 is what noise alone gives; '-': mu never "
