@@ -524,8 +524,8 @@ def table(results: list[dict]) -> str:
   lines.append("")
   lines.append("per seed: in the order of the seeds. std: sample std over seeds (ddof 1). "
                "Paired: mean [95% t interval] of the per-seed difference in test accuracy "
-               "(same seed = same data order and initialisation key), (wins/seeds). REINFORCE > shuffled: the share of epochs "
-               "(all seeds) whose REINFORCE estimate beats 999 shuffles of the rewards at "
+               "(same seed = same data order and initialisation key), (wins/seeds). "
+               "REINFORCE > shuffled: the share of epochs (all seeds) whose REINFORCE estimate beats 999 shuffles of the rewards at "
                "p < 0.05 (reinforce_significance; 0.05 is what noise alone gives; '-': mu never "
                "moves). val - test: the reported model's validation accuracy (what selected it) "
                "minus its test accuracy, mean over seeds: how much the selection on validation "
