@@ -187,6 +187,12 @@ def setup_logging(own: Iterable[str], verbose: bool = False) -> None:
     logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s')
 
 
+#: The examples' modes that train fixed losses: cross-entropy copies, and the grid of
+#: ``loss_families`` (theta ``[family, parameter]``); no strategy flag applies to them.
+CROSS_ENTROPY_MODES = ('baseline', 'baseline_best')
+LOSS_GRID_MODES = ('losses', 'losses_indep')
+
+
 def search_options(mode: str, strategy: str, sigma: float, policy_learning_rate: float,
                    population: int = 2) -> dict:
   """The ``SearchConfig`` options (``strategy``, ``selection``) of the examples' modes.
@@ -200,9 +206,9 @@ def search_options(mode: str, strategy: str, sigma: float, policy_learning_rate:
   ``losses_indep``: the same grid, the copies independent.
   """
   from jaxloss.search import strategies  # pylint: disable=import-outside-toplevel
-  if mode in ('baseline', 'baseline_best'):
+  if mode in CROSS_ENTROPY_MODES:
     return dict(strategy='fixed', selection='none')
-  if mode in ('losses', 'losses_indep'):
+  if mode in LOSS_GRID_MODES:
     import loss_families  # pylint: disable=import-outside-toplevel
     grid = strategies.Grid(loss_families.family_grid(population)[1])
     return dict(strategy=grid, selection='best' if mode == 'losses' else 'none')
@@ -232,9 +238,9 @@ def describe_search(mode: str, strategy: str, sigma: float, policy_learning_rate
       parameters[field.name] = (list(value) if isinstance(value, tuple) else value
                                 if isinstance(value, (bool, int, float, str, type(None)))
                                 else repr(value))
-  named = {'baseline': 'fixed', 'baseline_best': 'fixed', 'losses': 'grid',
-           'losses_indep': 'grid'}
-  return {'mode': mode, 'strategy': named.get(mode, strategy),
+  named = ('fixed' if mode in CROSS_ENTROPY_MODES else 'grid' if mode in LOSS_GRID_MODES
+           else strategy)
+  return {'mode': mode, 'strategy': named,
           'class': type(chosen).__name__, 'parameters': parameters,
           'selection': options['selection']}
 

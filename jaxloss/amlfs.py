@@ -17,6 +17,14 @@ r"""The AM-LFS search-space loss (Li et al., "AM-LFS: AutoML for Loss Function S
 **theta layout.** ``theta`` is a flat vector of ``4 * M`` numbers,
 ``[a_t (M), b_t (M), a_tau (M), b_tau (M)]`` (the paper's
 :math:`\theta = [a^t, b^t, a^\tau, b^\tau]`); ``M = len(theta) // 4`` is static.
+Each domain is cut into ``M`` equal intervals and interval ``i`` has its own
+slope and bias: :math:`t(x) = a^t_i x + b^t_i` for
+:math:`x \in [-1 + 2i/M, -1 + 2(i+1)/M)`, :math:`\tau(p) = a^\tau_j p + b^\tau_j`
+for :math:`p \in [j/M, (j+1)/M)`. The last interval is closed; points outside
+a domain use the nearest end interval (linear extrapolation), so a cosine a
+rounding error above ``1`` is still mapped. Both maps may be discontinuous at
+the interval ends (the biases are independent).
+
 A vector of ``4 * M + 1`` numbers adds a **label-smoothing coordinate** :math:`\varepsilon`
 (the last number; an extension of the paper's search space, which cannot express label
 smoothing with ``t`` and ``tau``):
@@ -31,13 +39,6 @@ dividing by the summed ``weight[y_i]``). At the identity ``t`` and ``tau`` it is
 variable, sampled with Gaussian noise, so it is clipped to torch's domain ``[0, 1]`` rather
 than rejected: a sample below 0 trains without smoothing (its gradient with respect to
 :math:`\varepsilon` is then 0).
-Each domain is cut into ``M`` equal intervals and interval ``i`` has its own
-slope and bias: :math:`t(x) = a^t_i x + b^t_i` for
-:math:`x \in [-1 + 2i/M, -1 + 2(i+1)/M)`, :math:`\tau(p) = a^\tau_j p + b^\tau_j`
-for :math:`p \in [j/M, (j+1)/M)`. The last interval is closed; points outside
-a domain use the nearest end interval (linear extrapolation), so a cosine a
-rounding error above ``1`` is still mapped. Both maps may be discontinuous at
-the interval ends (the biases are independent).
 
 **Scale** (required keyword, no default on purpose: the softmax of raw cosines
 in ``[-1, 1]`` over 10 classes is nearly uniform, which stalled the public CIFAR

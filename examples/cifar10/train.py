@@ -179,7 +179,7 @@ def _build_program(config: configs.Config, loss) -> Program:
 
 def uses_loss_grid(config: configs.Config) -> bool:
   """The modes whose theta is ``[family, parameter]`` of ``loss_families.family_loss``."""
-  return config.mode in ('losses', 'losses_indep')
+  return config.mode in flags.LOSS_GRID_MODES
 
 
 def program_for(config: configs.Config) -> Program:
