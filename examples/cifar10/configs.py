@@ -27,10 +27,10 @@ import dataclasses
 
 import flags  # examples/flags.py (examples/ is on the path, as for train.py)
 
-# The example's modes (examples/flags.py, search_options, maps them to the library's strategy
-# and selection); a grid and the other strategies: examples/amlfs_study.py.
 #: The modes whose copies train fixed losses (no strategy flag applies to them).
 FIXED_MODES = flags.CROSS_ENTROPY_MODES + flags.LOSS_GRID_MODES
+# The example's modes (examples/flags.py, search_options, maps them to the library's strategy
+# and selection); a grid and the other strategies: examples/amlfs_study.py.
 MODES = ('amlfs', 'random') + FIXED_MODES
 STRATEGIES = ('default', 'paper')
 
